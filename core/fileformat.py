@@ -1,0 +1,152 @@
+"""Reading and writing the graph file (SPEC section 2): versioned JSON, never pickle.
+
+Loading checks the *structure* (is this a graph file at all?) and raises ``GraphFileError``
+when it is not. A well-formed graph that is invalid (unknown type, bad shapes, cycles) still
+loads: ``core.validate`` reports those problems so an editor can show them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.errors import GraphFileError
+from core.graph import Edge, Graph, Node, check_id, parse_ref
+
+FORMAT = "neurocanvas.graph"
+VERSION = 1
+NODE_KEYS = {"id", "type", "params", "pos"}
+EDGE_KEYS = {"from", "to", "delay"}
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def graph_from_dict(data: Any, file: str | None = None) -> Graph:
+    """Build a Graph from parsed JSON; ``GraphFileError`` when it is not a graph."""
+
+    def fail(msg: str, node: str | None = None) -> GraphFileError:
+        return GraphFileError(msg, file=file, node=node)
+
+    if not isinstance(data, dict):
+        raise fail("not a NeuroCanvas graph: expected a JSON object at the top level")
+    if data.get("format") != FORMAT:
+        raise fail(f"not a NeuroCanvas graph: expected \"format\": \"{FORMAT}\", "
+                   f"found {data.get('format')!r}")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise fail(f"expected \"version\" to be a positive integer, found {version!r}")
+    if version > VERSION:
+        raise fail(f"this file has format version {version}, newer than this NeuroCanvas "
+                   f"understands (up to {VERSION}); please update NeuroCanvas")
+    name = data.get("name", "untitled")
+    if not isinstance(name, str):
+        raise fail(f"expected \"name\" to be a string, found {name!r}")
+    g = Graph(name)
+    nodes = data.get("nodes", [])
+    if not isinstance(nodes, list):
+        raise fail("expected \"nodes\" to be a list")
+    for i, nd in enumerate(nodes):
+        if not isinstance(nd, dict):
+            raise fail(f"node #{i} is not a JSON object")
+        nid = nd.get("id")
+        problem = check_id(nid)
+        if problem:
+            raise fail(f"node #{i}: {problem}")
+        if nid in g.nodes:
+            raise fail("duplicate node id", node=nid)
+        ntype = nd.get("type")
+        if not isinstance(ntype, str) or not ntype:
+            raise fail(f"expected \"type\" to be a string, found {ntype!r}", node=nid)
+        params = nd.get("params", {})
+        if not isinstance(params, dict):
+            raise fail(f"expected \"params\" to be an object, found {params!r}", node=nid)
+        pos = nd.get("pos", [0, 0])
+        if (not isinstance(pos, list) or len(pos) != 2
+                or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
+                           and math.isfinite(p) for p in pos)):
+            raise fail(f"expected \"pos\" to be [x, y], found {pos!r}", node=nid)
+        extra = {k: v for k, v in nd.items() if k not in NODE_KEYS}
+        g.nodes[nid] = Node(nid, ntype, dict(params), (float(pos[0]), float(pos[1])), extra)
+    edges = data.get("edges", [])
+    if not isinstance(edges, list):
+        raise fail("expected \"edges\" to be a list")
+    for i, ed in enumerate(edges):
+        if not isinstance(ed, dict):
+            raise fail(f"edge #{i} is not a JSON object")
+        src, dst = ed.get("from"), ed.get("to")
+        if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
+            raise fail(f"edge #{i}: expected \"from\" and \"to\" to be strings like "
+                       f"\"node\" or \"node:port\", found {src!r} -> {dst!r}")
+        delay = ed.get("delay", 0)
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise fail(f"edge #{i} ({src} -> {dst}): expected \"delay\" to be an integer "
+                       f">= 0, found {delay!r}")
+        s, sp = parse_ref(src)
+        d, dp = parse_ref(dst)
+        extra = {k: v for k, v in ed.items() if k not in EDGE_KEYS}
+        g.edges.append(Edge(s, d, sp, dp, delay, extra))
+    training = data.get("training", {})
+    if not isinstance(training, dict):
+        raise fail("expected \"training\" to be an object")
+    g.training = training
+    g.extra = {k: v for k, v in data.items()
+               if k not in {"format", "version", "name", "nodes", "edges", "training"}}
+    return g
+
+
+def loads(text: str, file: str | None = None) -> Graph:
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as e:
+        raise GraphFileError(f"not valid JSON: {e}", file=file) from None
+    return graph_from_dict(data, file)
+
+
+def load_graph(path: str | os.PathLike) -> Graph:
+    """Read a graph file. Raises ``GraphFileError`` naming the file on any problem."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise GraphFileError("no such file", file=str(p)) from None
+    except IsADirectoryError:
+        raise GraphFileError("is a directory, not a graph file", file=str(p)) from None
+    except OSError as e:
+        raise GraphFileError(f"cannot read: {e.strerror}", file=str(p)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GraphFileError("not UTF-8 text, so not a graph file", file=str(p)) from None
+    return loads(text, file=str(p))
+
+
+def dumps(graph: Graph) -> str:
+    return json.dumps(graph.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
+    so a crash never leaves a half-written file."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_graph(graph: Graph, path: str | os.PathLike) -> None:
+    atomic_write(path, dumps(graph).encode("utf-8"))

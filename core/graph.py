@@ -1,0 +1,279 @@
+"""The in-memory graph: nodes, edges, training settings, and change events.
+
+No Qt here. A GUI observes the graph by ``subscribe``-ing a callback that receives
+``GraphEvent`` objects; every mutation goes through a method below and emits one event, so
+undo commands can call these methods and the view follows (STYLE.md, "the view observes the
+model"). Ids are chosen by the user or by ``unique_id`` and never change unless renamed.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import GraphEditError
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_id(node_id: Any) -> str | None:
+    """None when ``node_id`` is a valid id, else what is wrong with it."""
+    if not isinstance(node_id, str) or not ID_RE.match(node_id):
+        return (f"invalid id {node_id!r}: expected 1 to 64 letters, digits, '_' or '-'")
+    return None
+
+
+@dataclass
+class Node:
+    id: str
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    pos: tuple[float, float] = (0.0, 0.0)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "type": self.type, "params": copy.deepcopy(self.params),
+             "pos": [self.pos[0], self.pos[1]]}
+        for k, v in self.extra.items():
+            d.setdefault(k, copy.deepcopy(v))
+        return d
+
+
+@dataclass
+class Edge:
+    src: str
+    dst: str
+    src_port: str | None = None  # None: the node's only output port ("out")
+    dst_port: str | None = None  # None: the node's only input port
+    delay: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def src_ref(self) -> str:
+        return self.src if self.src_port is None else f"{self.src}:{self.src_port}"
+
+    @property
+    def dst_ref(self) -> str:
+        return self.dst if self.dst_port is None else f"{self.dst}:{self.dst_port}"
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"from": self.src_ref, "to": self.dst_ref}
+        if self.delay:
+            d["delay"] = self.delay
+        for k, v in self.extra.items():
+            d.setdefault(k, copy.deepcopy(v))
+        return d
+
+    def key(self) -> tuple:
+        return (self.src, self.src_port, self.dst, self.dst_port, self.delay)
+
+    def __str__(self) -> str:
+        return f"{self.src_ref} -> {self.dst_ref}" + (f" (delay {self.delay})" if self.delay else "")
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """'node' -> ('node', None); 'node:port' -> ('node', 'port')."""
+    if ":" in ref:
+        node, port = ref.split(":", 1)
+        return node, port
+    return ref, None
+
+
+@dataclass
+class GraphEvent:
+    """kind: node_added, node_removed, edge_added, edge_removed, param_changed,
+    node_renamed, node_moved, node_extra_changed, training_changed, name_changed, reset."""
+    kind: str
+    node: Node | None = None
+    edge: Edge | None = None
+    node_id: str | None = None
+    old: Any = None
+    new: Any = None
+    name: str | None = None
+
+
+class Graph:
+    """A network drawn as nodes and edges. See SPEC section 2 for the file format."""
+
+    def __init__(self, name: str = "untitled"):
+        self.name = name
+        self.nodes: dict[str, Node] = {}  # insertion order = file order
+        self.edges: list[Edge] = []
+        self.training: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}  # unknown top-level keys
+        self._listeners: list[Callable[[GraphEvent], None]] = []
+
+    # ---- events ------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[GraphEvent], None]) -> None:
+        self._listeners.append(fn)
+
+    def unsubscribe(self, fn: Callable[[GraphEvent], None]) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def _emit(self, event: GraphEvent) -> None:
+        for fn in list(self._listeners):
+            fn(event)
+
+    # ---- queries -----------------------------------------------------------------------
+    def node(self, node_id: str) -> Node:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise GraphEditError(f"no node with id '{node_id}'") from None
+
+    def edges_of(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.src == node_id or e.dst == node_id]
+
+    def in_edges(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.dst == node_id]
+
+    def out_edges(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.src == node_id]
+
+    def unique_id(self, prefix: str) -> str:
+        """A fresh id ``prefix<n>`` past every id of that form already in the graph."""
+        base = re.sub(r"[^A-Za-z0-9_-]", "", prefix.lower())[:56] or "node"
+        n = 0
+        for nid in self.nodes:
+            m = re.fullmatch(re.escape(base) + r"(\d+)", nid)
+            if m:
+                n = max(n, int(m.group(1)))
+        return f"{base}{n + 1}"
+
+    # ---- edits (each emits one event) ----------------------------------------------------
+    def add_node(self, node: Node) -> Node:
+        problem = check_id(node.id)
+        if problem:
+            raise GraphEditError(problem, node=str(node.id))
+        if node.id in self.nodes:
+            raise GraphEditError("a node with this id already exists", node=node.id)
+        self.nodes[node.id] = node
+        self._emit(GraphEvent("node_added", node=node, node_id=node.id))
+        return node
+
+    def remove_node(self, node_id: str) -> tuple[Node, list[Edge]]:
+        """Remove a node and its edges; returns both so an undo can put them back."""
+        node = self.node(node_id)
+        removed = self.edges_of(node_id)
+        for e in removed:
+            self.remove_edge(e)
+        del self.nodes[node_id]
+        self._emit(GraphEvent("node_removed", node=node, node_id=node_id))
+        return node, removed
+
+    def add_edge(self, edge: Edge) -> Edge:
+        """Add an edge as it is (loading, undo). ``connect`` is the checked edit."""
+        self.edges.append(edge)
+        self._emit(GraphEvent("edge_added", edge=edge))
+        return edge
+
+    def connect(self, src: str, dst: str, *, src_port: str | None = None,
+                dst_port: str | None = None, delay: int = 0) -> Edge:
+        """Connect an output port to an input port; refuses what can never be right.
+
+        Port names are checked against the node types by ``core.validate.check_connection``
+        (kept there, with the catalogue, so the model itself needs no layer imports).
+        """
+        from core.validate import check_connection
+        check_connection(self, src, dst, src_port=src_port, dst_port=dst_port, delay=delay)
+        return self.add_edge(Edge(src, dst, src_port, dst_port, delay))
+
+    def remove_edge(self, edge: Edge) -> None:
+        for i, e in enumerate(self.edges):
+            if e is edge:
+                del self.edges[i]
+                self._emit(GraphEvent("edge_removed", edge=edge))
+                return
+        raise GraphEditError(f"no edge {edge}")
+
+    def disconnect(self, src: str, dst: str, *, src_port: str | None = None,
+                   dst_port: str | None = None) -> Edge:
+        for e in self.edges:
+            if (e.src, e.dst) == (src, dst) and e.src_port == src_port and e.dst_port == dst_port:
+                self.remove_edge(e)
+                return e
+        raise GraphEditError(f"no edge from '{src}' to '{dst}'")
+
+    def set_param(self, node_id: str, name: str, value: Any) -> None:
+        """Set a parameter; ``value`` None removes it (the default applies)."""
+        node = self.node(node_id)
+        old = node.params.get(name)
+        if value is None:
+            node.params.pop(name, None)
+        else:
+            node.params[name] = copy.deepcopy(value)
+        self._emit(GraphEvent("param_changed", node=node, node_id=node_id, name=name,
+                              old=old, new=value))
+
+    def set_pos(self, node_id: str, pos: tuple[float, float]) -> None:
+        node = self.node(node_id)
+        old = node.pos
+        node.pos = (float(pos[0]), float(pos[1]))
+        self._emit(GraphEvent("node_moved", node=node, node_id=node_id, old=old, new=node.pos))
+
+    def set_extra(self, node_id: str, key: str, value: Any) -> None:
+        """Set (or with None remove) a free-form key of a node, such as a label or colour."""
+        node = self.node(node_id)
+        old = node.extra.get(key)
+        if value is None:
+            node.extra.pop(key, None)
+        else:
+            node.extra[key] = value
+        self._emit(GraphEvent("node_extra_changed", node=node, node_id=node_id, name=key,
+                              old=old, new=value))
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        """Give a node a new id; edges and ``shared_with`` references follow."""
+        node = self.node(old_id)
+        problem = check_id(new_id)
+        if problem:
+            raise GraphEditError(problem, node=old_id, param="id")
+        if new_id in self.nodes and new_id != old_id:
+            raise GraphEditError(f"id '{new_id}' is already taken", node=old_id, param="id")
+        if new_id == old_id:
+            return
+        self.nodes = {(new_id if k == old_id else k): v for k, v in self.nodes.items()}
+        node.id = new_id
+        for e in self.edges:
+            if e.src == old_id:
+                e.src = new_id
+            if e.dst == old_id:
+                e.dst = new_id
+        for other in self.nodes.values():
+            if other.params.get("shared_with") == old_id:
+                other.params["shared_with"] = new_id
+        self._emit(GraphEvent("node_renamed", node=node, node_id=new_id, old=old_id, new=new_id))
+
+    def set_training(self, training: dict[str, Any]) -> None:
+        old = self.training
+        self.training = copy.deepcopy(training)
+        self._emit(GraphEvent("training_changed", old=old, new=self.training))
+
+    def set_name(self, name: str) -> None:
+        old, self.name = self.name, name
+        self._emit(GraphEvent("name_changed", old=old, new=name))
+
+    # ---- whole-graph -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        from core.fileformat import FORMAT, VERSION
+        d: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": self.name,
+                             "nodes": [n.to_dict() for n in self.nodes.values()],
+                             "edges": [e.to_dict() for e in self.edges]}
+        if self.training:
+            d["training"] = copy.deepcopy(self.training)
+        for k, v in self.extra.items():
+            d.setdefault(k, copy.deepcopy(v))
+        return d
+
+    def replace_with(self, other: Graph) -> None:
+        """Take over the contents of ``other`` (open a file into a document); one event."""
+        self.name, self.nodes, self.edges = other.name, other.nodes, other.edges
+        self.training, self.extra = other.training, other.extra
+        self._emit(GraphEvent("reset"))
+
+    def copy(self) -> Graph:
+        from core.fileformat import graph_from_dict
+        return graph_from_dict(self.to_dict())

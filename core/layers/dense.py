@@ -1,0 +1,58 @@
+"""Dense: a fully connected layer on the last axis, y = x·W + b."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.layers.base import Layer, fmt_shape, init_weight, register
+from core.params import Bool, Int
+
+
+@register
+class Dense(Layer):
+    type_name = "Dense"
+    category = "Core"
+    doc = "Fully connected layer on the last axis: y = x·W + b, W of shape [in, units]."
+    params_spec = {
+        "units": Int(min=1, doc="number of outputs"),
+        "bias": Bool(default=True, doc="add a learned bias b"),
+    }
+
+    param_names = ("W", "b")  # b only with bias=True; param_shapes() gives the real set
+
+    def infer(self, in_shapes):
+        s = in_shapes.get("in")
+        if s is None:
+            return None
+        if len(s) == 0:
+            raise self.shape_error(f"expected at least 1 axis (features), found {fmt_shape(s)}")
+        return s[:-1] + (self.params["units"],)
+
+    def param_shapes(self):
+        f, u = self.in_shapes["in"][-1], self.params["units"]
+        shapes = {"W": (f, u)}
+        if self.params["bias"]:
+            shapes["b"] = (u,)
+        return shapes
+
+    def init_params(self, rng, he):
+        f, u = self.in_shapes["in"][-1], self.params["units"]
+        out = {"W": init_weight(rng, (f, u), f, u, he)}
+        if self.params["bias"]:
+            out["b"] = np.zeros((u,))
+        return out
+
+    def forward(self, ctx, inputs):
+        x = inputs[0]
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ self.P["W"]
+        if "b" in self.P:
+            y += self.P["b"]
+        return y.reshape(x.shape[:-1] + (y.shape[-1],)), x2
+
+    def backward(self, ctx, x2, gout):
+        g2 = gout.reshape(-1, gout.shape[-1])
+        self.accumulate("W", x2.T @ g2)
+        if "b" in self.P:
+            self.accumulate("b", g2.sum(axis=0))
+        gx = g2 @ self.P["W"].T
+        return [gx.reshape(gout.shape[:-1] + (gx.shape[-1],))]

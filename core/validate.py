@@ -1,0 +1,343 @@
+"""Validation and shape inference of a graph, all problems at once.
+
+``analyze(graph)`` returns an ``Analysis``: every problem found (typed, naming node, port or
+parameter), each node's output shape and parameter count, and the NetworkX multi-digraph the
+scheduler compiles. A problem never stops the analysis; nodes whose inputs are unusable just
+get an unknown shape (None).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from core import catalogue
+from core.errors import (
+    CycleError,
+    EdgeError,
+    GraphEditError,
+    GraphProblem,
+    InvalidGraphError,
+    ShapeError,
+    SharedWithError,
+    UnknownTypeError,
+)
+from core.graph import Edge, Graph
+from core.layers.base import Layer, Shape, fmt_shape
+from core.params import resolve_params
+
+
+@dataclass
+class Analysis:
+    graph: Graph
+    problems: list[GraphProblem] = field(default_factory=list)
+    layers: dict[str, Layer] = field(default_factory=dict)  # nodes of a known type
+    shapes: dict[str, Shape | None] = field(default_factory=dict)  # output shape per node
+    # input port -> edge feeding it, per node (only well-formed edges)
+    inputs: dict[str, dict[str, Edge]] = field(default_factory=dict)
+    nx_graph: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    order: list[str] = field(default_factory=list)  # topological, delay edges ignored
+    shared_root: dict[str, str] = field(default_factory=dict)  # node -> owner of its params
+    timed: set[str] = field(default_factory=set)  # nodes that run once per time step
+    steps: int | None = None  # T of the sequence inputs, for recurrent graphs
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def recurrent(self) -> bool:
+        return any(e.delay for e in self.graph.edges) or bool(self.timed)
+
+    def raise_if_invalid(self, file: str | None = None) -> None:
+        if self.problems:
+            raise InvalidGraphError(self.problems, file=file)
+
+    def problems_of(self, node_id: str) -> list[GraphProblem]:
+        return [p for p in self.problems if node_id in p.nodes]
+
+    def param_count(self, node_id: str) -> int:
+        """Parameters this node owns (0 for a node that shares another's)."""
+        layer = self.layers.get(node_id)
+        if layer is None or self.shapes.get(node_id) is None or not layer.in_shapes:
+            return 0
+        if self.shared_root.get(node_id, node_id) != node_id:
+            return 0
+        try:
+            return layer.param_count()
+        except (KeyError, IndexError, TypeError):
+            return 0
+
+    def losses(self) -> list[str]:
+        return [n for n in self.order if n in self.layers and self.layers[n].is_loss]
+
+
+def resolve_ports(layer_cls: type[Layer] | None, params: dict, edge: Edge, end: str
+                  ) -> tuple[str | None, GraphProblem | None]:
+    """The port an edge end names, or a problem. ``end`` is 'src' or 'dst'."""
+    node = edge.src if end == "src" else edge.dst
+    port = edge.src_port if end == "src" else edge.dst_port
+    if layer_cls is None:
+        return port, None
+    ports = layer_cls.output_ports if end == "src" else layer_cls.input_ports(params)
+    kind = "output" if end == "src" else "input"
+    if port is None:
+        if len(ports) == 1:
+            return ports[0], None
+        if not ports:
+            return None, EdgeError(f"edge {edge}: a {layer_cls.type_name} node has no {kind} "
+                                   "port", node=node)
+        return None, EdgeError(f"edge {edge}: this {layer_cls.type_name} has several {kind} "
+                               f"ports ({', '.join(ports)}); name one, e.g. '{node}:{ports[0]}'",
+                               node=node)
+    if port not in ports:
+        have = ", ".join(ports) if ports else "none"
+        return None, EdgeError(f"edge {edge}: no {kind} port '{port}' "
+                               f"(a {layer_cls.type_name} has: {have})", node=node, port=port)
+    return port, None
+
+
+def _cycle_problems(g: nx.MultiDiGraph) -> list[GraphProblem]:
+    """One CycleError per strongly connected set of nodes joined without a delay edge."""
+    instant = nx.DiGraph()
+    instant.add_nodes_from(g.nodes)
+    instant.add_edges_from((u, v) for u, v, d in g.edges(data=True) if not d["delay"])
+    problems = []
+    for comp in nx.strongly_connected_components(instant):
+        if len(comp) == 1:
+            (n,) = comp
+            if not instant.has_edge(n, n):
+                continue
+        sub = instant.subgraph(comp)
+        cycle = [u for u, _ in nx.find_cycle(sub)]
+        names = " -> ".join(cycle + [cycle[0]])
+        problems.append(CycleError(f"cycle with no delay edge: {names}; put \"delay\": 1 on "
+                                   "one of its edges to make it recurrent",
+                                   node=cycle[0], nodes=tuple(cycle)))
+    return problems
+
+
+def analyze(graph: Graph) -> Analysis:
+    """Validate ``graph`` and infer every node's shape; never raises for graph problems."""
+    a = Analysis(graph)
+    probs = a.problems
+    params: dict[str, dict] = {}
+
+    # 1. node types and parameters
+    for node in graph.nodes.values():
+        cls = catalogue.get(node.type)
+        if cls is None:
+            probs.append(UnknownTypeError(f"unknown node type '{node.type}'"
+                                          + catalogue.suggest(node.type), node=node.id))
+            continue
+        resolved, param_problems = resolve_params(cls.all_params_spec(), node.params, node.id)
+        probs.extend(param_problems)
+        params[node.id] = resolved
+        missing = any(p.message == "missing required parameter" for p in param_problems)
+        if not missing:
+            a.layers[node.id] = cls(node.id, resolved)
+        a.inputs[node.id] = {}
+
+    # 2. edges: ends, ports, one edge per input port
+    g = a.nx_graph
+    g.add_nodes_from(graph.nodes)
+    for e in graph.edges:
+        bad = False
+        for end, nid in (("src", e.src), ("dst", e.dst)):
+            if nid not in graph.nodes:
+                other = e.dst if end == "src" else e.src
+                probs.append(EdgeError(f"edge {e}: no node with id '{nid}'",
+                                       node=other if other in graph.nodes else None))
+                bad = True
+        if bad:
+            continue
+        src_cls = catalogue.get(graph.nodes[e.src].type)
+        dst_cls = catalogue.get(graph.nodes[e.dst].type)
+        sp, p1 = resolve_ports(src_cls, params.get(e.src, {}), e, "src")
+        dp, p2 = resolve_ports(dst_cls, params.get(e.dst, {}), e, "dst")
+        for p in (p1, p2):
+            if p:
+                probs.append(p)
+        g.add_edge(e.src, e.dst, delay=e.delay, src_port=sp, dst_port=dp, edge=e)
+        if p1 or p2 or dst_cls is None:
+            continue
+        if dp in a.inputs[e.dst]:
+            first = a.inputs[e.dst][dp]
+            probs.append(EdgeError(f"input port already fed by {first.src_ref}; a second edge "
+                                   f"from {e.src_ref} is not allowed", node=e.dst, port=dp))
+            continue
+        a.inputs[e.dst][dp] = e
+
+    # unconnected input ports
+    for nid, layer in a.layers.items():
+        for port in layer.input_ports(layer.params):
+            if port not in a.inputs[nid]:
+                probs.append(EdgeError("input port is not connected", node=nid, port=port))
+
+    # 3. cycles without a delay edge
+    probs.extend(_cycle_problems(g))
+    instant = nx.DiGraph()
+    instant.add_nodes_from(graph.nodes)
+    instant.add_edges_from((u, v) for u, v, d in g.edges(data=True) if not d["delay"])
+    if nx.is_directed_acyclic_graph(instant):
+        a.order = list(nx.lexicographical_topological_sort(
+            instant, key=lambda n: list(graph.nodes).index(n)))
+    else:
+        a.order = list(graph.nodes)
+
+    # 4. shared_with
+    for nid, layer in a.layers.items():
+        target = layer.params.get("shared_with")
+        if target is None:
+            continue
+        root, seen = target, {nid}
+        while True:
+            if root not in graph.nodes:
+                probs.append(SharedWithError(f"shared_with names '{root}', which is not a node",
+                                             node=nid, param="shared_with"))
+                root = None
+                break
+            if root in seen:
+                probs.append(SharedWithError("shared_with forms a loop", node=nid,
+                                             param="shared_with"))
+                root = None
+                break
+            seen.add(root)
+            nxt = a.layers[root].params.get("shared_with") if root in a.layers else None
+            if nxt is None:
+                break
+            root = nxt
+        if root is None:
+            continue
+        other = a.layers.get(root)
+        if other is None or type(other) is not type(layer):
+            probs.append(SharedWithError(
+                f"shared_with names '{root}' of type {graph.nodes[root].type}; expected a "
+                f"{graph.nodes[nid].type}", node=nid, param="shared_with"))
+            continue
+        mine = {k: v for k, v in layer.params.items() if k != "shared_with"}
+        theirs = {k: v for k, v in other.params.items() if k != "shared_with"}
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+            probs.append(SharedWithError(
+                f"shared_with '{root}' has a different configuration ({', '.join(diff)}); "
+                "nodes sharing parameters must have equal parameters", node=nid,
+                param="shared_with"))
+            continue
+        a.shared_root[nid] = root
+
+    # 5. shapes, in topological order; values over delay edges come from the previous pass
+    _infer_shapes(a)
+    return a
+
+
+def _infer_shapes(a: Analysis) -> None:
+    graph = a.graph
+    seq_inputs = [n for n in a.order if n in a.layers and graph.nodes[n].type == "Input"
+                  and a.layers[n].params.get("sequence")]
+    steps = {a.layers[n].params["shape"][0] for n in seq_inputs if a.layers[n].params["shape"]}
+    if len(steps) > 1:
+        for n in seq_inputs:
+            a.problems.append(ShapeError(
+                "sequence inputs disagree on the number of time steps "
+                f"({', '.join(str(t) for t in sorted(steps))})", node=n, param="shape"))
+    a.steps = min(steps) if steps else None
+    for n in seq_inputs:
+        if not a.layers[n].params["shape"]:
+            a.problems.append(ShapeError("a sequence input needs a shape [T, ...]", node=n,
+                                         param="shape"))
+
+    shapes: dict[str, Shape | None] = {n: None for n in graph.nodes}
+    timed: set[str] = set()
+    errors: dict[str, GraphProblem] = {}
+    has_delay = any(e.delay for e in graph.edges)
+    passes = 3 if has_delay else 1
+    for _ in range(passes):
+        changed = False
+        for nid in a.order:
+            layer = a.layers.get(nid)
+            if layer is None:
+                continue
+            ins: dict[str, Shape | None] = {}
+            is_timed = graph.nodes[nid].type == "Input" and layer.params.get("sequence")
+            for port, e in a.inputs[nid].items():
+                ins[port] = shapes.get(e.src)
+                if e.src in timed or e.delay:
+                    is_timed = True
+            if graph.nodes[nid].type == "TimeCollect":
+                is_timed = False
+            try:
+                out = layer.infer(ins)
+                if graph.nodes[nid].type == "Input" and layer.params.get("sequence"):
+                    out = out[1:] if out else out
+                errors.pop(nid, None)
+            except GraphProblem as p:
+                errors[nid] = p
+                out = None
+            if is_timed:
+                timed.add(nid)
+            if out != shapes[nid]:
+                shapes[nid] = out
+                changed = True
+            if out is not None and all(s is not None for s in ins.values()):
+                layer.in_shapes = dict(ins)
+                layer.out_shape = out
+        if not changed:
+            break
+    a.problems.extend(errors.values())
+    a.shapes = shapes
+    a.timed = timed
+    if (has_delay or timed) and a.steps is None and not errors:
+        first = next(iter(timed), None)
+        a.problems.append(ShapeError("a recurrent graph needs an Input with \"sequence\": true "
+                                     "whose shape [T, ...] sets the number of time steps",
+                                     node=first))
+    # shared parameters must have the same shapes (e.g. Dense on inputs of other widths)
+    for nid, root in a.shared_root.items():
+        mine, theirs = a.layers[nid], a.layers[root]
+        if not mine.in_shapes or not theirs.in_shapes:
+            continue
+        ps, pr = mine.param_shapes(), theirs.param_shapes()
+        if ps != pr:
+            diff = ", ".join(f"{k} {fmt_shape(ps.get(k))} vs {fmt_shape(pr.get(k))}"
+                             for k in ps if ps.get(k) != pr.get(k))
+            a.problems.append(SharedWithError(
+                f"cannot share parameters with '{root}': their shapes differ ({diff})",
+                node=nid, param="shared_with"))
+
+
+def check_connection(graph: Graph, src: str, dst: str, *, src_port: str | None = None,
+                     dst_port: str | None = None, delay: int = 0) -> None:
+    """Raise a typed error saying why this edge cannot be added; return None when it can."""
+    for nid in (src, dst):
+        if nid not in graph.nodes:
+            raise GraphEditError(f"no node with id '{nid}'")
+    e = Edge(src, dst, src_port, dst_port, delay)
+    src_node, dst_node = graph.nodes[src], graph.nodes[dst]
+    src_cls, dst_cls = catalogue.get(src_node.type), catalogue.get(dst_node.type)
+
+    def raw_params(node):
+        cls = catalogue.get(node.type)
+        return resolve_params(cls.all_params_spec(), node.params, node.id)[0] if cls else {}
+
+    _, p = resolve_ports(src_cls, raw_params(src_node), e, "src")
+    if p:
+        raise p
+    dp, p = resolve_ports(dst_cls, raw_params(dst_node), e, "dst")
+    if p:
+        raise p
+    for other in graph.in_edges(dst):
+        op, _ = resolve_ports(dst_cls, raw_params(dst_node), other, "dst")
+        if op == dp:
+            raise EdgeError(f"input port is already fed by {other.src_ref}; disconnect it first",
+                            node=dst, port=dp)
+    if delay == 0:
+        instant = nx.DiGraph()
+        instant.add_nodes_from(graph.nodes)
+        instant.add_edges_from((x.src, x.dst) for x in graph.edges if not x.delay)
+        if src == dst or nx.has_path(instant, dst, src):
+            path = [src] if src == dst else nx.shortest_path(instant, dst, src)
+            names = " -> ".join(path + [dst])
+            raise CycleError(f"this edge would close a cycle with no delay edge ({names}); "
+                             "make it a delay edge to build a recurrent network",
+                             node=dst, nodes=tuple(path))
