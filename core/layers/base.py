@@ -72,6 +72,9 @@ class Layer:
         self.P: dict[str, Any] = {}  # parameters (arrays on the device)
         self.G: dict[str, Any] = {}  # their gradients (None until the first backward)
         self.B: dict[str, Any] = {}  # buffers (BatchNorm running statistics)
+        # Per input port: must backward return its gradient? The plan clears this for
+        # inputs with no parameter behind them (a first Dense layer skips x's gradient).
+        self.needs_input_grad: list[bool] | None = None
 
     # ---- description -------------------------------------------------------------------
     @classmethod
@@ -126,6 +129,10 @@ class Layer:
         """Gradients w.r.t. the inputs (None where an input needs none, e.g. an integer
         target). Parameter gradients are accumulated into ``self.G`` via ``accumulate``."""
         raise NotImplementedError
+
+    def wants_grad(self, i: int) -> bool:
+        """Whether backward should compute the gradient of input ``i`` (see needs_input_grad)."""
+        return self.needs_input_grad is None or self.needs_input_grad[i]
 
     def accumulate(self, name: str, grad) -> None:
         """Add ``grad`` to the gradient of parameter ``name`` (shared parameters add up)."""

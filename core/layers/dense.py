@@ -54,5 +54,7 @@ class Dense(Layer):
         self.accumulate("W", x2.T @ g2)
         if "b" in self.P:
             self.accumulate("b", g2.sum(axis=0))
+        if not self.wants_grad(0):
+            return [None]
         gx = g2 @ self.P["W"].T
         return [gx.reshape(gout.shape[:-1] + (gx.shape[-1],))]

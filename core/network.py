@@ -1,0 +1,225 @@
+"""A compiled, executable network: parameters on a device, forward and backward by the plan.
+
+Parameters are stored per owner node under SPEC section 4 keys ``"<node id>/<name>"``. A node
+with ``shared_with`` uses its owner's arrays (the same dicts), so gradients from every use add
+up in one place.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import DataError, NeuroCanvasError, WeightsError
+from core.layers.base import Context, fmt_shape
+from core.plan import Plan, compile_plan
+from core.validate import Analysis
+from kernels import backend
+
+
+@dataclass
+class ForwardResult:
+    loss: Any  # total of all losses (0-d array on the device), None without losses
+    losses: dict[str, Any]  # per loss node
+    values: dict[str, Any]  # requested outputs
+    tape: list = field(default_factory=list)  # (step, cache) for backward
+    ctx: Context | None = None
+
+
+def node_rng(seed: int, node_id: str) -> np.random.Generator:
+    """Per-node init generator: adding or removing a node never changes another's init."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(node_id.encode())])
+
+
+class Network:
+    """An executable network built from an ``Analysis`` of a valid graph.
+
+    device: 'cpu' or 'gpu' (resolved, see ``kernels.backend.resolve_device``).
+    dtype: floating dtype of parameters and activations (float32; float64 for checks).
+    outputs: node ids whose values ``forward`` returns besides the losses.
+    """
+
+    def __init__(self, analysis: Analysis, *, device: str = "cpu", dtype=np.float32,
+                 seed: int = 0, outputs: Iterable[str] = (), with_losses: bool = True):
+        self.analysis = analysis
+        self.device = device
+        self.xp = backend.get_xp(device)
+        self.dtype = np.dtype(dtype)
+        self.plan: Plan = compile_plan(analysis, list(outputs), with_losses=with_losses)
+        self.layers = {s.node_id: s.layer for s in self.plan.steps}
+        self.rng = backend.default_rng(self.xp, seed)
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}
+        self._bind(seed)
+
+    # ---- parameters --------------------------------------------------------------------
+    def _owner(self, node_id: str) -> str:
+        return self.analysis.shared_root.get(node_id, node_id)
+
+    def _he(self, node_id: str) -> bool:
+        """He init when the node feeds a ReLU-family activation, Glorot otherwise."""
+        for e in self.analysis.graph.out_edges(node_id):
+            lay = self.analysis.layers.get(e.dst)
+            if lay is not None and lay.relu_family:
+                return True
+        return False
+
+    def _bind(self, seed: int) -> None:
+        """Initialise each owner's parameters on the device; sharing nodes get its dicts."""
+        self._owners: dict[str, Any] = {}
+        for nid in self.layers:
+            owner = self._owner(nid)
+            if owner not in self._owners:
+                # the owner may lie outside this plan (predicting one branch of a Siamese net)
+                self._init_owner(owner, self.analysis.layers[owner], seed)
+            if owner != nid:
+                src = self._owners[owner]
+                layer = self.layers[nid]
+                layer.P, layer.G, layer.B = src.P, src.G, src.B
+
+    def _init_owner(self, nid: str, layer, seed: int) -> None:
+        host = layer.init_params(node_rng(seed, nid), self._he(nid))
+        layer.P = {k: backend.to_device(host[k], self.xp, self.dtype)
+                   for k in layer.param_shapes()}
+        layer.B = {k: backend.to_device(host[k], self.xp, self.dtype)
+                   for k in layer.buffer_shapes()}
+        layer.G = {k: None for k in layer.P}
+        self._owners[nid] = layer
+        self.params.update({f"{nid}/{k}": v for k, v in layer.P.items()})
+        self.buffers.update({f"{nid}/{k}": v for k, v in layer.B.items()})
+
+    def zero_grad(self) -> None:
+        for layer in self._owners.values():
+            for k in layer.G:
+                layer.G[k] = None
+
+    def gradients(self) -> dict[str, Any]:
+        """Current gradient per parameter key (None where no gradient reached it)."""
+        return {f"{nid}/{k}": g for nid, layer in self._owners.items() for k, g in layer.G.items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers as float32 host arrays, keyed as in SPEC section 4."""
+        out = {k: backend.to_host(v).astype(np.float32) for k, v in self.params.items()}
+        out.update({k: backend.to_host(v).astype(np.float32) for k, v in self.buffers.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray], file: str | None = None) -> None:
+        """Copy weights in place; a missing key or a wrong shape is a ``WeightsError``."""
+        for key, arr in list(self.params.items()) + list(self.buffers.items()):
+            if key not in state:
+                raise WeightsError(f"missing key '{key}'", file=file)
+            got = np.asarray(state[key])
+            if got.shape != arr.shape:
+                raise WeightsError(f"key '{key}' has shape {fmt_shape(got.shape)}, expected "
+                                   f"{fmt_shape(arr.shape)}", file=file)
+            if not np.issubdtype(got.dtype, np.number):
+                raise WeightsError(f"key '{key}' is not numeric ({got.dtype})", file=file)
+            arr[...] = backend.to_device(got, self.xp, self.dtype)
+
+    # ---- data --------------------------------------------------------------------------
+    def _feed(self, step, batch: dict[str, Any]):
+        fld = step.feed
+        if fld not in batch:
+            raise DataError(f"no array for field '{fld}' (needed by {step.layer.type_name} "
+                            f"node '{step.node_id}'); found fields: "
+                            f"{', '.join(sorted(batch)) or 'none'}", node=step.node_id)
+        arr = batch[fld]
+        want = tuple(step.layer.params["shape"])
+        if tuple(arr.shape[1:]) != want:
+            raise DataError(f"field '{fld}' has per-sample shape {fmt_shape(arr.shape[1:])}, "
+                            f"expected {fmt_shape(want)}", node=step.node_id)
+        dt = np.dtype(step.layer.params["dtype"])
+        if np.issubdtype(dt, np.floating):
+            dt = self.dtype
+        elif not np.issubdtype(np.asarray(arr[:0]).dtype if isinstance(arr, np.ndarray)
+                               else arr.dtype, np.integer):
+            host = backend.to_host(arr)
+            if not np.all(np.equal(np.mod(host, 1), 0)):
+                raise DataError(f"field '{fld}' must hold integers (dtype {step.layer.params['dtype']})",
+                                node=step.node_id)
+        return backend.to_device(arr, self.xp, dt)
+
+    # ---- computation -------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any], *, train: bool = False,
+                record: bool | None = None) -> ForwardResult:
+        """Run the plan on ``batch`` (field -> array with the batch axis first).
+
+        record: keep the caches for ``backward`` (default: when training).
+        """
+        record = train if record is None else record
+        ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
+        values: dict[str, Any] = {}
+        tape = []
+        for step in self.plan.steps:
+            if step.feed is not None:
+                values[step.node_id] = self._feed(step, batch)
+            else:
+                out, cache = step.layer.forward(ctx, [values[s] for s in step.sources])
+                values[step.node_id] = out
+                if record and step.backward:
+                    tape.append((step, cache))
+            for f in step.free_after:
+                del values[f]
+        losses = {nid: values[nid] for nid in self.plan.losses}
+        total = None
+        for v in losses.values():
+            total = v if total is None else total + v
+        outs = {nid: values[nid] for nid in self.plan.outputs}
+        return ForwardResult(total, losses, outs, tape, ctx)
+
+    def backward(self, result: ForwardResult) -> None:
+        """Back-propagate d(total loss) = 1 through the recorded tape into the ``G`` dicts.
+
+        Gradients add up where an output fans out and where parameters are shared.
+        """
+        if result.loss is None:
+            raise NeuroCanvasError("the graph has no loss node, so there is nothing to train")
+        one = self.xp.asarray(1.0, dtype=self.dtype)
+        pending: dict[str, Any] = {nid: one for nid in self.plan.losses}
+        tape = result.tape
+        while tape:
+            step, cache = tape.pop()
+            g = pending.pop(step.node_id, None)
+            if g is None:
+                continue  # nothing downstream of this node reaches a loss
+            gins = step.layer.backward(result.ctx, cache, g)
+            for src, gin in zip(step.sources, gins):
+                if gin is None:
+                    continue
+                if src in pending:
+                    pending[src] = pending[src] + gin
+                else:
+                    pending[src] = gin
+
+    def loss_and_grads(self, batch: dict[str, Any]) -> ForwardResult:
+        """One training forward and backward; gradients are left in ``gradients()``."""
+        self.zero_grad()
+        res = self.forward(batch, train=True)
+        self.backward(res)
+        return res
+
+    def predict(self, batch: dict[str, Any], node: str, batch_size: int = 1024) -> np.ndarray:
+        """Evaluation-mode output of ``node`` (must be in ``outputs``), as a host array."""
+        n = len(next(iter(batch.values()))) if batch else 0
+        parts = []
+        for i in range(0, max(n, 1), batch_size):
+            sub = {k: v[i:i + batch_size] for k, v in batch.items()}
+            parts.append(backend.to_host(self.forward(sub, train=False).values[node]))
+        return np.concatenate(parts, axis=0) if parts else np.zeros((0,))
+
+
+def default_output(analysis: Analysis) -> str:
+    """The node ``predict`` reports by default: the one feeding the first loss's ``pred``
+    (its first input port); without a loss, the last node of the graph."""
+    for nid in analysis.losses():
+        ports = analysis.inputs.get(nid, {})
+        first = analysis.layers[nid].input_ports(analysis.layers[nid].params)[0]
+        if first in ports:
+            return ports[first].src
+    if not analysis.order:
+        raise NeuroCanvasError("the graph has no nodes")
+    return analysis.order[-1]
