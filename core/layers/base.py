@@ -40,7 +40,7 @@ class Context:
     xp: the array module (numpy or cupy, from ``kernels.backend``).
     train: training mode (Dropout drops, BatchNorm uses batch statistics).
     rng: random generator of ``xp`` (Dropout masks), seeded by the network.
-    dtype: the floating dtype of activations and parameters.
+    dtype: the floating dtype of activations and parameters; backward's ``gout`` has it.
     """
 
     def __init__(self, xp, *, train: bool = False, rng=None, dtype=np.float32):
@@ -98,7 +98,8 @@ class Layer:
         """The output shape for these input shapes; raise ``ShapeError`` naming the port.
 
         An input is None when its shape is not known yet (fed by a delay edge on a first
-        pass); return None when the output cannot be known without it.
+        pass), and absent when its port is not connected: use ``in_shapes.get``. Return
+        None when the output cannot be known without it.
         """
         s = in_shapes.get("in")
         return s
@@ -135,7 +136,12 @@ class Layer:
         return self.needs_input_grad is None or self.needs_input_grad[i]
 
     def accumulate(self, name: str, grad) -> None:
-        """Add ``grad`` to the gradient of parameter ``name`` (shared parameters add up)."""
+        """Add ``grad`` to the gradient of parameter ``name`` (shared parameters add up).
+
+        The first gradient is stored as it is (no copy, no memset) and later ones are added
+        to it in place, so ``grad`` must be a fresh array the layer owns, never ``gout``
+        or a view of an input.
+        """
         g = self.G.get(name)
         if g is None:
             self.G[name] = grad
