@@ -1,0 +1,89 @@
+"""2-D max and average pooling on NCHW arrays, with PyTorch's semantics.
+
+Both loop over the kh*kw window offsets with strided slices of the padded input (never over
+pixels and never materialising a [.., kh*kw] window copy), so memory stays O(output).
+Padding is explicit, ``pads = ((top, bottom), (left, right))`` as in ``kernels.conv``.
+
+- Max pooling pads with -inf, keeps the index of the first maximum in each window (ties go
+  to the first, as PyTorch's CPU kernel) and backward sends the gradient only there. A NaN
+  in a window wins, as in PyTorch, so divergence is never hidden by a max.
+- Average pooling pads with zeros and always divides by kh*kw (``count_include_pad=True``,
+  PyTorch's default).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.backend import array_module
+from kernels.conv import Pads, out_size, pad2d, unpad2d, window_slice
+
+
+def _out_hw(x_shape, pool: tuple[int, int], stride: tuple[int, int], pads: Pads):
+    _, _, h, w = x_shape
+    (pt, pb), (pl, pr) = pads
+    return (out_size(h, pool[0], stride[0], pt, pb), out_size(w, pool[1], stride[1], pl, pr))
+
+
+def maxpool2d_forward(x, pool: tuple[int, int], stride: tuple[int, int], pads: Pads):
+    """(y [N, C, Ho, Wo], idx [N, C, Ho, Wo]) for ``x`` [N, C, H, W].
+
+    ``idx`` is the row-major offset ``i*kw + j`` of the chosen element inside its window;
+    it is all ``maxpool2d_backward`` needs (with the input shape).
+    """
+    xp = array_module(x)
+    kh, kw = pool
+    ho, wo = _out_hw(x.shape, pool, stride, pads)
+    xpad = pad2d(x, pads, value=-np.inf)
+    # uint8 holds the offset of any window up to 16x16; a quarter of int32's memory.
+    idx_dtype = xp.uint8 if kh * kw <= 256 else xp.int32
+    y = xpad[window_slice(0, 0, ho, wo, stride)].copy()
+    idx = xp.zeros(y.shape, dtype=idx_dtype)
+    for k in range(1, kh * kw):
+        v = xpad[window_slice(k // kw, k % kw, ho, wo, stride)]
+        # Strict '>' keeps the first of equal maxima; isnan lets a NaN through (PyTorch).
+        better = (v > y) | xp.isnan(v)
+        xp.copyto(y, v, where=better)
+        xp.copyto(idx, k, where=better)
+    return y, idx
+
+
+def maxpool2d_backward(gy, idx, x_shape, pool: tuple[int, int], stride: tuple[int, int],
+                       pads: Pads):
+    """gx [N, C, H, W]: each ``gy`` [N, C, Ho, Wo] entry added at its window's argmax."""
+    xp = array_module(gy)
+    n, c, h, w = x_shape
+    kh, kw = pool
+    ho, wo = gy.shape[2:]
+    (pt, pb), (pl, pr) = pads
+    gpad = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=gy.dtype)
+    for k in range(kh * kw):
+        # A slice-add per offset also handles overlapping windows (stride < pool).
+        gpad[window_slice(k // kw, k % kw, ho, wo, stride)] += gy * (idx == k)
+    return unpad2d(gpad, pads, h, w)
+
+
+def avgpool2d_forward(x, pool: tuple[int, int], stride: tuple[int, int], pads: Pads):
+    """y [N, C, Ho, Wo]: window means of ``x`` [N, C, H, W], padding counted as zeros."""
+    kh, kw = pool
+    ho, wo = _out_hw(x.shape, pool, stride, pads)
+    xpad = pad2d(x, pads)
+    y = xpad[window_slice(0, 0, ho, wo, stride)].copy()
+    for k in range(1, kh * kw):
+        y += xpad[window_slice(k // kw, k % kw, ho, wo, stride)]
+    y *= 1.0 / (kh * kw)  # a Python float keeps float32 as float32
+    return y
+
+
+def avgpool2d_backward(gy, x_shape, pool: tuple[int, int], stride: tuple[int, int],
+                       pads: Pads):
+    """gx [N, C, H, W]: each ``gy`` [N, C, Ho, Wo] entry spread evenly over its window."""
+    xp = array_module(gy)
+    n, c, h, w = x_shape
+    kh, kw = pool
+    ho, wo = gy.shape[2:]
+    (pt, pb), (pl, pr) = pads
+    g = gy * (1.0 / (kh * kw))
+    gpad = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=gy.dtype)
+    for k in range(kh * kw):
+        gpad[window_slice(k // kw, k % kw, ho, wo, stride)] += g
+    return unpad2d(gpad, pads, h, w)
