@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,12 @@ class UsageError(NeuroCanvasError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def one_line(message: str) -> str:
+    """``message`` with control characters (a newline inside a node id or type read from a
+    file) escaped, so an error stays the one line SPEC section 6 promises."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
 
 
 def load_valid(path: str) -> Analysis:
@@ -49,8 +56,9 @@ def cmd_check(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     out = sys.stdout
     for i, r in enumerate(rows):
-        out.write("  ".join(c.ljust(w) if j < 3 else c.rjust(w)
-                            for j, (c, w) in enumerate(zip(r, widths))).rstrip() + "\n")
+        cells = [c.ljust(w) if j < 3 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(r, widths, strict=True))]
+        out.write("  ".join(cells).rstrip() + "\n")
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
     out.write(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters\n")
@@ -65,17 +73,8 @@ def cmd_check(args) -> int:
 
 # ---- predict -------------------------------------------------------------------------------
 def read_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise DataError("no such file", file=path) from None
-    except (ValueError, OSError, EOFError) as e:
-        why = "holds Python objects, which are never unpickled" if "pickle" in str(e) \
-            else "not a NumPy .npz file"
-        raise DataError(why, file=path) from None
-    except Exception:  # zipfile errors and the like: not an npz
-        raise DataError("not a NumPy .npz file", file=path) from None
+    from core.weights import read_npz as _read
+    return _read(path, DataError, "NumPy .npz file")
 
 
 def cmd_predict(args) -> int:
@@ -93,9 +92,13 @@ def cmd_predict(args) -> int:
     data = read_npz(args.input)
     needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
     for fld, nid in needed.items():
+        kind = a.graph.nodes[nid].type
         if fld not in data:
-            raise DataError(f"no array '{fld}' for Input node '{nid}' (the file has: "
+            raise DataError(f"no array '{fld}' for {kind} node '{nid}' (the file has: "
                             f"{', '.join(sorted(data)) or 'nothing'})", file=args.input)
+        if data[fld].ndim == 0:
+            raise DataError(f"array '{fld}' for {kind} node '{nid}' is a single value; "
+                            "expected samples along a first axis", file=args.input)
     counts = {len(data[f]) for f in needed}
     if len(counts) > 1:
         raise DataError("arrays have different numbers of samples "
@@ -107,7 +110,11 @@ def cmd_predict(args) -> int:
     if args.output:
         buf = io.BytesIO()
         np.save(buf, y)
-        atomic_write(args.output, buf.getvalue())
+        try:
+            atomic_write(args.output, buf.getvalue())
+        except OSError as e:
+            raise NeuroCanvasError(f"cannot write the output: {e.strerror}",
+                                   file=args.output) from None
         print(f"wrote {args.output}: output of '{node}', shape {list(y.shape)}")
     else:
         with np.printoptions(precision=5, suppress=True, threshold=2000):
@@ -138,12 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "node feeding the first loss's pred)")
     pr.add_argument("--output", metavar="Y.npy", help="write the output here (else print it)")
     pr.set_defaults(func=cmd_predict)
+    from benchmarks.suite import add_parser as add_bench
+    from core.train_command import add_parser as add_train
+    add_train(sub)
+    add_bench(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"check", "predict"}
+    commands = {"check", "predict", "train", "bench"}
     if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
         return open_editor(argv[0] if argv else None)
     try:
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except NeuroCanvasError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -163,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 def open_editor(graph: str | None) -> int:
     if graph is not None and not Path(graph).exists():
         print(f"{PROG}: error: {graph}: no such file (and not a command: "
-              "check, predict)", file=sys.stderr)
+              "check, predict, train, bench)", file=sys.stderr)
         return 2
     try:
         from gui.main_window import run_editor  # noqa: F401  (built by the editor issue)

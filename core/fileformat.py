@@ -104,6 +104,8 @@ def loads(text: str, file: str | None = None) -> Graph:
         data = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as e:
         raise GraphFileError(f"not valid JSON: {e}", file=file) from None
+    except RecursionError:  # arrays or objects nested thousands deep: no graph looks so
+        raise GraphFileError("not a graph file: JSON nested too deeply", file=file) from None
     return graph_from_dict(data, file)
 
 

@@ -70,7 +70,8 @@ class Edge:
         return (self.src, self.src_port, self.dst, self.dst_port, self.delay)
 
     def __str__(self) -> str:
-        return f"{self.src_ref} -> {self.dst_ref}" + (f" (delay {self.delay})" if self.delay else "")
+        delay = f" (delay {self.delay})" if self.delay else ""
+        return f"{self.src_ref} -> {self.dst_ref}{delay}"
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:

@@ -6,8 +6,9 @@ up in one place.
 """
 from __future__ import annotations
 
+import copy
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from core.errors import DataError, NeuroCanvasError, WeightsError
 from core.layers.base import Context, fmt_shape
-from core.plan import Plan, compile_plan
+from core.plan import Plan, Step, compile_plan
 from core.validate import Analysis
 from kernels import backend
 
@@ -27,6 +28,7 @@ class ForwardResult:
     values: dict[str, Any]  # requested outputs
     tape: list = field(default_factory=list)  # (step, cache) for backward
     ctx: Context | None = None
+    culprit: str | None = None  # the node where ``check`` stopped the pass
 
 
 def node_rng(seed: int, node_id: str) -> np.random.Generator:
@@ -75,7 +77,9 @@ class Network:
             owner = self._owner(nid)
             if owner not in self._owners:
                 # the owner may lie outside this plan (predicting one branch of a Siamese net)
-                self._init_owner(owner, self.analysis.layers[owner], seed)
+                # (then it gets its own copy, so nothing is written into the Analysis)
+                layer = self.layers.get(owner) or copy.copy(self.analysis.layers[owner])
+                self._init_owner(owner, layer, seed)
             if owner != nid:
                 src = self._owners[owner]
                 layer = self.layers[nid]
@@ -116,8 +120,8 @@ class Network:
             if got.shape != arr.shape:
                 raise WeightsError(f"key '{key}' has shape {fmt_shape(got.shape)}, expected "
                                    f"{fmt_shape(arr.shape)}", file=file)
-            if not np.issubdtype(got.dtype, np.number):
-                raise WeightsError(f"key '{key}' is not numeric ({got.dtype})", file=file)
+            if got.dtype.kind not in "biuf":  # complex would silently lose its imaginary part
+                raise WeightsError(f"key '{key}' is not real numbers ({got.dtype})", file=file)
             arr[...] = backend.to_device(got, self.xp, self.dtype)
 
     # ---- data --------------------------------------------------------------------------
@@ -128,6 +132,12 @@ class Network:
                             f"node '{step.node_id}'); found fields: "
                             f"{', '.join(sorted(batch)) or 'none'}", node=step.node_id)
         arr = batch[fld]
+        if arr.dtype.kind not in "biuf":  # strings, objects, complex numbers
+            raise DataError(f"field '{fld}' holds {arr.dtype} values, expected real numbers",
+                            node=step.node_id)
+        if arr.ndim == 0:
+            raise DataError(f"field '{fld}' is a single value, expected samples along a "
+                            "first axis", node=step.node_id)
         want = tuple(step.layer.params["shape"])
         if tuple(arr.shape[1:]) != want:
             raise DataError(f"field '{fld}' has per-sample shape {fmt_shape(arr.shape[1:])}, "
@@ -139,16 +149,20 @@ class Network:
                                else arr.dtype, np.integer):
             host = backend.to_host(arr)
             if not np.all(np.equal(np.mod(host, 1), 0)):
-                raise DataError(f"field '{fld}' must hold integers (dtype {step.layer.params['dtype']})",
+                raise DataError(f"field '{fld}' must hold integers "
+                                f"(dtype {step.layer.params['dtype']})",
                                 node=step.node_id)
         return backend.to_device(arr, self.xp, dt)
 
     # ---- computation -------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], *, train: bool = False,
-                record: bool | None = None) -> ForwardResult:
+                record: bool | None = None,
+                check: Callable[[Any], bool] | None = None) -> ForwardResult:
         """Run the plan on ``batch`` (field -> array with the batch axis first).
 
         record: keep the caches for ``backward`` (default: when training).
+        check(output): when given and True for a node's output, the pass stops there and
+        the result names that node as ``culprit``.
         """
         record = train if record is None else record
         ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
@@ -159,6 +173,8 @@ class Network:
                 values[step.node_id] = self._feed(step, batch)
             else:
                 out, cache = step.layer.forward(ctx, [values[s] for s in step.sources])
+                if check is not None and check(out):
+                    return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
                 values[step.node_id] = out
                 if record and step.backward:
                     tape.append((step, cache))
@@ -171,10 +187,13 @@ class Network:
         outs = {nid: values[nid] for nid in self.plan.outputs}
         return ForwardResult(total, losses, outs, tape, ctx)
 
-    def backward(self, result: ForwardResult) -> None:
+    def backward(self, result: ForwardResult, check: Callable[[Step, list], bool] | None = None
+                 ) -> str | None:
         """Back-propagate d(total loss) = 1 through the recorded tape into the ``G`` dicts.
 
         Gradients add up where an output fans out and where parameters are shared.
+        ``check(step, input_grads)``, when given, runs after each step; the first step for
+        which it returns True stops the pass and its node id is returned.
         """
         if result.loss is None:
             raise NeuroCanvasError("the graph has no loss node, so there is nothing to train")
@@ -187,13 +206,13 @@ class Network:
             if g is None:
                 continue  # nothing downstream of this node reaches a loss
             gins = step.layer.backward(result.ctx, cache, g)
-            for src, gin in zip(step.sources, gins):
+            if check is not None and check(step, gins):
+                return step.node_id
+            for src, gin in zip(step.sources, gins, strict=True):
                 if gin is None:
                     continue
-                if src in pending:
-                    pending[src] = pending[src] + gin
-                else:
-                    pending[src] = gin
+                pending[src] = pending[src] + gin if src in pending else gin
+        return None
 
     def loss_and_grads(self, batch: dict[str, Any]) -> ForwardResult:
         """One training forward and backward; gradients are left in ``gradients()``."""
@@ -201,6 +220,28 @@ class Network:
         res = self.forward(batch, train=True)
         self.backward(res)
         return res
+
+    def find_nonfinite(self, batch: dict[str, Any]) -> tuple[str | None, str]:
+        """(node, 'forward' | 'backward'): where a NaN or Inf first appears on ``batch``.
+
+        Checking every value costs a pass over it, so training only calls this after the
+        loss or the gradient norm came out non-finite.
+        """
+        xp = self.xp
+
+        def bad(v) -> bool:
+            return v is not None and not bool(xp.all(xp.isfinite(v)))
+
+        for k, v in self.params.items():
+            if bad(v):
+                return k.split("/")[0], "forward"
+        res = self.forward(batch, train=True, check=bad)
+        if res.culprit:
+            return res.culprit, "forward"
+        self.zero_grad()
+        culprit = self.backward(res, lambda step, gins: any(bad(x) for x in gins) or
+                                any(bad(x) for x in step.layer.G.values()))
+        return (culprit, "backward") if culprit else (None, "forward")
 
     def predict(self, batch: dict[str, Any], node: str, batch_size: int = 1024) -> np.ndarray:
         """Evaluation-mode output of ``node`` (must be in ``outputs``), as a host array."""

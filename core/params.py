@@ -58,7 +58,8 @@ class Int(ParamSpec):
             if not value.is_integer():
                 raise self.fail(self._expected(), value)
             value = int(value)
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        too_low = self.min is not None and value < self.min
+        if too_low or (self.max is not None and value > self.max):
             raise self.fail(self._expected(), value)
         return value
 
@@ -78,7 +79,8 @@ class Float(ParamSpec):
     max_open: bool = False
 
     def coerce(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
             raise self.fail(self._expected(), value)
         v = float(value)
         lo_bad = self.min is not None and (v < self.min or (self.min_open and v == self.min))
@@ -203,7 +205,7 @@ def resolve_params(specs: dict[str, ParamSpec], raw: dict, node_id: str
     """
     problems: list[ParamError] = []
     out: dict = {}
-    for name, value in raw.items():
+    for name in raw:
         if name not in specs:
             known = ", ".join(specs) or "none"
             problems.append(ParamError(f"unknown parameter (this type takes: {known})",

@@ -9,6 +9,7 @@ done with it.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -58,7 +59,10 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
     steps: list[Step] = []
     fields: dict[str, str] = {}
     for nid in order:
-        layer = analysis.layers[nid]
+        # A plan gets its own layer instances: a network writes its parameters and
+        # needs_input_grad into them, and two networks built from one Analysis must not
+        # overwrite each other's.
+        layer = copy.copy(analysis.layers[nid])
         ports = layer.input_ports(layer.params)
         sources = [analysis.inputs[nid][p].src for p in ports]
         feed = None

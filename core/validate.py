@@ -130,10 +130,13 @@ def analyze(graph: Graph) -> Analysis:
             probs.append(UnknownTypeError(f"unknown node type '{node.type}'"
                                           + catalogue.suggest(node.type), node=node.id))
             continue
-        resolved, param_problems = resolve_params(cls.all_params_spec(), node.params, node.id)
+        specs = cls.all_params_spec()
+        resolved, param_problems = resolve_params(specs, node.params, node.id)
         probs.extend(param_problems)
         params[node.id] = resolved
-        missing = any(p.message == "missing required parameter" for p in param_problems)
+        # a required parameter that is missing *or* unusable (ill-typed, out of range) has no
+        # value to fall back on, so the layer cannot be built or infer its shape
+        missing = any(spec.required and name not in resolved for name, spec in specs.items())
         if not missing:
             a.layers[node.id] = cls(node.id, resolved)
         a.inputs[node.id] = {}
