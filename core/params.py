@@ -212,6 +212,9 @@ def resolve_params(specs: dict[str, ParamSpec], raw: dict, node_id: str
                                        node=node_id, param=name))
     for name, spec in specs.items():
         if name in raw:
+            if raw[name] is None and spec.default is None:
+                out[name] = None  # null means "the default", e.g. stride = pool_size
+                continue
             try:
                 out[name] = spec.coerce(raw[name])
                 continue

@@ -374,3 +374,12 @@ def test_check_connection_unknown_node(chain):
 def test_check_connection_accepts_a_free_port(chain):
     chain.connect("b", "c")
     assert analyze(chain).ok
+
+
+def test_null_accepted_where_the_default_is_null():
+    from core.params import IntPair, resolve_params
+    specs = {"stride": IntPair(default=None), "pool_size": IntPair(default=(2, 2))}
+    out, problems = resolve_params(specs, {"stride": None}, "p")
+    assert out["stride"] is None and not problems
+    out, problems = resolve_params(specs, {"pool_size": None}, "p")
+    assert problems and problems[0].param == "pool_size"
