@@ -119,15 +119,18 @@ def conv2d_forward(x, W, b, stride: tuple[int, int], pads: Pads):
 
 
 def conv2d_backward(gy, cols, W, x_shape: tuple[int, int, int, int], stride: tuple[int, int],
-                    pads: Pads, need_bias: bool):
+                    pads: Pads, need_bias: bool, need_input: bool = True):
     """Gradients (gx [N, C, H, W], gW [F, C, kh, kw], gb [F] or None) for ``gy`` [N, F, Ho, Wo].
 
-    ``cols`` is the im2col matrix saved by ``conv2d_forward``.
+    ``cols`` is the im2col matrix saved by ``conv2d_forward``. ``gx`` is None without
+    ``need_input`` (a first layer fed by data skips the GEMM and col2im).
     """
     f, _, kh, kw = W.shape
     gy2 = gy.transpose(1, 0, 2, 3).reshape(f, -1)  # [F, N*Ho*Wo] (one copy)
     gW = (gy2 @ cols.T).reshape(W.shape)  # BLAS takes cols.T without copying it
     gb = gy2.sum(axis=1) if need_bias else None
+    if not need_input:
+        return None, gW, gb
     gcols = W.reshape(f, -1).T @ gy2  # [CKK, N*Ho*Wo]
     gx = col2im(gcols, x_shape, kh, kw, stride, pads)
     return gx, gW, gb

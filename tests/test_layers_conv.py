@@ -375,3 +375,11 @@ def test_reshape_element_count_mismatch_names_both_shapes(target):
     msg = str(e.value)
     assert e.value.node == "rs" and e.value.port == "in"
     assert "[12]" in msg and f"[{target[0]}, {target[1]}]" in msg and "12 elements" in msg
+
+
+def test_conv2d_skips_input_gradient_when_not_needed():
+    layer = build_layer("Conv2D", {"filters": 2, "kernel_size": 3}, {"in": (1, 5, 5)})
+    layer.needs_input_grad = [False]
+    x = np.random.default_rng(0).standard_normal((2, 1, 5, 5))
+    _, (gx,), grads = forward_backward(layer, [x])
+    assert gx is None and grads["W"].shape == (2, 1, 3, 3)

@@ -96,7 +96,7 @@ class Conv2D(Layer):
     def backward(self, ctx, cache, gout):
         cols, x_shape, pads = cache
         gx, gW, gb = K.conv2d_backward(gout, cols, self.P["W"], x_shape, self.params["stride"],
-                                       pads, "b" in self.P)
+                                       pads, "b" in self.P, need_input=self.wants_grad(0))
         self.accumulate("W", gW)
         if gb is not None:
             self.accumulate("b", gb)
