@@ -163,55 +163,144 @@ class Network:
         record: keep the caches for ``backward`` (default: when training).
         check(output): when given and True for a node's output, the pass stops there and
         the result names that node as ``culprit``.
+
+        Every value is keyed by its node id, or by (node id, t) inside the recurrent region,
+        where a delay-d edge reads the key (source, t - d) (zeros before t = d). The tape
+        records, for each call, the key each input came from, so one backward loop does
+        ordinary backprop and backprop through time alike.
         """
         record = train if record is None else record
+        plan = self.plan
         ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
-        values: dict[str, Any] = {}
-        tape = []
-        for step in self.plan.steps:
+        values: dict[Any, Any] = {}
+        tape: list = []
+
+        def call(step, key, src_keys) -> bool:
+            ins = [values[k] if k is not None else self._zeros(step, i, values)
+                   for i, k in enumerate(src_keys)]
+            out, cache = step.layer.forward(ctx, ins)
+            if check is not None and check(out):
+                return False
+            values[key] = out
+            if record and step.backward:
+                tape.append((step, key, src_keys, cache))
+            return True
+
+        for step in plan.pre:
             if step.feed is not None:
                 values[step.node_id] = self._feed(step, batch)
-            else:
-                out, cache = step.layer.forward(ctx, [values[s] for s in step.sources])
-                if check is not None and check(out):
-                    return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
-                values[step.node_id] = out
-                if record and step.backward:
-                    tape.append((step, cache))
+            elif not call(step, step.node_id, step.sources):
+                return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
             for f in step.free_after:
                 del values[f]
-        losses = {nid: values[nid] for nid in self.plan.losses}
+
+        if plan.region:
+            region_ids = {s.node_id for s in plan.region}
+            keep_all = region_ids & (set(plan.losses) | set(plan.outputs)
+                                     | {s.sources[0] for s in plan.post
+                                        if s.layer.type_name == "TimeCollect"})
+            seqs = {s.node_id: self._feed(s, batch) for s in plan.region if s.feed is not None}
+            for t in range(plan.T):
+                for step in plan.region:
+                    key = (step.node_id, t)
+                    if step.feed is not None:
+                        values[key] = seqs[step.node_id][:, t]
+                        continue
+                    src_keys = [(src if src not in region_ids else (src, t - d))
+                                if t - d >= 0 else None
+                                for src, d in zip(step.sources, step.delays, strict=True)]
+                    if not call(step, key, src_keys):
+                        return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
+                old = t - plan.max_delay  # no delay edge reaches back further than this
+                for nid in region_ids - keep_all:
+                    values.pop((nid, old), None)
+            for f in plan.free_after_region:
+                values.pop(f, None)
+
+        for step in plan.post:
+            if step.layer.type_name == "TimeCollect":
+                src_keys = [(step.sources[0], t) for t in range(plan.T)]
+            else:
+                src_keys = step.sources
+            if step.feed is not None:
+                values[step.node_id] = self._feed(step, batch)
+            elif not call(step, step.node_id, src_keys):
+                return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
+            for f in step.free_after:
+                del values[f]
+
+        losses = {nid: self._over_time(values, nid, mean=True) for nid in plan.losses}
         total = None
         for v in losses.values():
             total = v if total is None else total + v
-        outs = {nid: values[nid] for nid in self.plan.outputs}
+        outs = {nid: self._over_time(values, nid) for nid in plan.outputs}
         return ForwardResult(total, losses, outs, tape, ctx)
+
+    def _over_time(self, values: dict, nid: str, mean: bool = False):
+        """A node's value; for a region node its steps stacked on axis 1 (or averaged)."""
+        if nid in values:
+            return values[nid]
+        steps = [values[(nid, t)] for t in range(self.plan.T)]
+        if mean:  # a loss inside the region is averaged over the steps
+            total = steps[0]
+            for v in steps[1:]:
+                total = total + v
+            return total * (1.0 / len(steps))
+        return self.xp.stack(steps, axis=1)
+
+    def _zeros(self, step, port: int, values: dict):
+        """The value a delay edge presents before its first step: zeros of the source's shape."""
+        src = step.sources[port]
+        batch = next(v for v in values.values() if getattr(v, "ndim", 0) > 0).shape[0]
+        return self.xp.zeros((batch,) + tuple(self.analysis.shapes[src]), dtype=self.dtype)
 
     def backward(self, result: ForwardResult, check: Callable[[Step, list], bool] | None = None
                  ) -> str | None:
         """Back-propagate d(total loss) = 1 through the recorded tape into the ``G`` dicts.
 
-        Gradients add up where an output fans out and where parameters are shared.
-        ``check(step, input_grads)``, when given, runs after each step; the first step for
-        which it returns True stops the pass and its node id is returned.
+        Gradients add up where an output fans out, where parameters are shared, and over the
+        time steps of the recurrent region (backprop through time). ``check(step,
+        input_grads)``, when given, runs after each call; the first for which it returns
+        True stops the pass and its node id is returned.
+
+        Afterwards ``state_grad_norms`` maps each node whose value crosses a delay edge to
+        the norm of the gradient reaching it at each time step (a host array of length T).
         """
         if result.loss is None:
             raise NeuroCanvasError("the graph has no loss node, so there is nothing to train")
-        one = self.xp.asarray(1.0, dtype=self.dtype)
-        pending: dict[str, Any] = {nid: one for nid in self.plan.losses}
+        xp = self.xp
+        plan = self.plan
+        pending: dict[Any, Any] = {}
+        region_ids = {s.node_id for s in plan.region}
+        for nid in plan.losses:
+            if nid in region_ids:
+                share = xp.asarray(1.0 / plan.T, dtype=self.dtype)
+                pending.update({(nid, t): share for t in range(plan.T)})
+            else:
+                pending[nid] = xp.asarray(1.0, dtype=self.dtype)
+        states = {s for step in plan.region for s, d in zip(step.sources, step.delays,
+                                                            strict=True) if d}
+        state_norms: dict[str, list] = {s: [None] * plan.T for s in states}
         tape = result.tape
         while tape:
-            step, cache = tape.pop()
-            g = pending.pop(step.node_id, None)
+            step, key, src_keys, cache = tape.pop()
+            g = pending.pop(key, None)
             if g is None:
-                continue  # nothing downstream of this node reaches a loss
+                continue  # nothing downstream of this call reaches a loss
+            if step.node_id in state_norms:
+                state_norms[step.node_id][key[1]] = xp.sqrt(xp.sum(g * g))
             gins = step.layer.backward(result.ctx, cache, g)
             if check is not None and check(step, gins):
                 return step.node_id
-            for src, gin in zip(step.sources, gins, strict=True):
-                if gin is None:
+            for k, gin in zip(src_keys, gins, strict=True):
+                if gin is None or k is None:
                     continue
-                pending[src] = pending[src] + gin if src in pending else gin
+                pending[k] = pending[k] + gin if k in pending else gin
+        self.state_grad_norms = {}
+        for nid, norms in state_norms.items():
+            zero = xp.zeros((), dtype=self.dtype)
+            stacked = xp.stack([zero if n is None else n for n in norms])
+            self.state_grad_norms[nid] = backend.to_host(stacked)  # one transfer per state
         return None
 
     def loss_and_grads(self, batch: dict[str, Any]) -> ForwardResult:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from core.errors import NeuroCanvasError
 from core.layers.base import Layer
 from core.validate import Analysis
 
@@ -24,39 +23,62 @@ class Step:
     node_id: str
     layer: Layer
     sources: list[str]  # node feeding each input port, in input_ports order
+    delays: list[int] = field(default_factory=list)  # delay of the edge into each port
     feed: str | None = None  # dataset field, for Input and Target nodes
     free_after: list[str] = field(default_factory=list)  # values dropped after this step
     backward: bool = False  # does a gradient have to flow through this step?
+    timed: bool = False  # runs once per time step (inside the recurrent region)
 
 
 @dataclass
 class Plan:
-    steps: list[Step]
+    """Steps in execution order: ``pre`` once, ``region`` once per time step t = 0..T-1,
+    then ``post`` once (it starts with the TimeCollect nodes). A feedforward graph has only
+    ``pre``."""
+    pre: list[Step]
+    region: list[Step]
+    post: list[Step]
     losses: list[str]
     outputs: list[str]  # node values returned by forward besides the losses
     fields: dict[str, str]  # node id of each Input/Target -> its dataset field
+    T: int = 0  # time steps of the region
+    max_delay: int = 0
+    free_after_region: list[str] = field(default_factory=list)  # static values used in it
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.pre + self.region + self.post
 
 
 def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
                  with_losses: bool = True) -> Plan:
     """Plan the computation of ``outputs`` (node ids) and, with ``with_losses``, every loss."""
     analysis.raise_if_invalid()
-    if analysis.recurrent:
-        raise NeuroCanvasError("recurrent graphs (delay edges or sequence inputs) cannot be "
-                               "executed yet; validation and shapes work, unrolling comes next")
     graph = analysis.graph
     outputs = list(outputs or [])
     losses = analysis.losses() if with_losses else []
     targets = set(outputs) | set(losses)
-    dag = nx.DiGraph()
-    dag.add_nodes_from(graph.nodes)
-    dag.add_edges_from((e.src, e.dst) for e in graph.edges if not e.delay)
+    full = nx.MultiDiGraph()  # with delay edges: a delayed value is still needed
+    full.add_nodes_from(graph.nodes)
+    full.add_edges_from((e.src, e.dst) for e in graph.edges)
     needed = set(targets)
     for t in targets:
-        needed |= nx.ancestors(dag, t)
+        needed |= nx.ancestors(full, t)
     order = [n for n in analysis.order if n in needed]
 
-    steps: list[Step] = []
+    # the recurrent region, and what comes after its TimeCollect nodes
+    timed = analysis.timed & needed
+    instant = nx.DiGraph()
+    instant.add_nodes_from(graph.nodes)
+    instant.add_edges_from((e.src, e.dst) for e in graph.edges if not e.delay)
+    after: set[str] = set()
+    for nid in order:
+        if analysis.layers[nid].type_name == "TimeCollect":
+            after |= {nid} | nx.descendants(instant, nid)
+
+    pre: list[Step] = []
+    region: list[Step] = []
+    post: list[Step] = []
     fields: dict[str, str] = {}
     for nid in order:
         # A plan gets its own layer instances: a network writes its parameters and
@@ -64,31 +86,46 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         # overwrite each other's.
         layer = copy.copy(analysis.layers[nid])
         ports = layer.input_ports(layer.params)
-        sources = [analysis.inputs[nid][p].src for p in ports]
+        edges = [analysis.inputs[nid][p] for p in ports]
         feed = None
         if layer.type_name in ("Input", "Target"):
             feed = layer.params["field"]
             fields[nid] = feed
-        steps.append(Step(nid, layer, sources, feed))
+        step = Step(nid, layer, [e.src for e in edges], [e.delay for e in edges], feed,
+                    timed=nid in timed)
+        (region if step.timed else post if nid in after else pre).append(step)
+    steps = pre + region + post
 
-    # Gradient flows through a step when it has parameters, or feeds something that does
-    # reach a loss from a parametrised node: mark nodes with a parametrised ancestor.
-    has_params = {s.node_id for s in steps if s.layer.param_shapes()}
-    trainable = set()
-    for s in steps:
-        if s.node_id in has_params or any(src in trainable for src in s.sources):
-            trainable.add(s.node_id)
+    # Gradient flows through a step when it has parameters, or when a parametrised node lies
+    # behind it (through delay edges too, hence the repeat until nothing changes).
+    trainable = {s.node_id for s in steps if s.layer.param_shapes()}
+    changed = True
+    while changed:
+        changed = False
+        for s in steps:
+            if s.node_id not in trainable and any(src in trainable for src in s.sources):
+                trainable.add(s.node_id)
+                changed = True
     for s in steps:
         s.backward = s.node_id in trainable
         # a layer need not compute the gradient of an input no parameter lies behind
         s.layer.needs_input_grad = [src in trainable for src in s.sources]
 
-    # last forward use of each value; kept values (outputs, losses) are never freed
-    last_use: dict[str, int] = {}
-    for i, s in enumerate(steps):
+    # Last forward use of each static value; kept values (outputs, losses) are never freed.
+    # Values inside the region are keyed per time step and freed by the network once no
+    # delay edge can reach back to them.
+    plan = Plan(pre, region, post, losses, outputs, fields, analysis.steps or 0,
+                max((d for s in steps for d in s.delays), default=0))
+    last_use: dict[str, Step] = {}
+    for s in steps:
         for src in s.sources:
-            last_use[src] = i
-    for nid, i in last_use.items():
-        if nid not in targets:
-            steps[i].free_after.append(nid)
-    return Plan(steps, losses, outputs, fields)
+            if src not in timed:
+                last_use[src] = s
+    for nid, s in last_use.items():
+        if nid in targets:
+            continue
+        if s.timed:
+            plan.free_after_region.append(nid)
+        else:
+            s.free_after.append(nid)
+    return plan

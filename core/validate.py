@@ -250,6 +250,9 @@ def _infer_shapes(a: Analysis) -> None:
             a.problems.append(ShapeError("a sequence input needs a shape [T, ...]", node=n,
                                          param="shape"))
 
+    for layer in a.layers.values():
+        if layer.type_name == "TimeCollect":
+            layer.steps = a.steps
     shapes: dict[str, Shape | None] = {n: None for n in graph.nodes}
     timed: set[str] = set()
     errors: dict[str, GraphProblem] = {}
@@ -287,6 +290,12 @@ def _infer_shapes(a: Analysis) -> None:
                 layer.out_shape = out
         if not changed:
             break
+    for nid, layer in a.layers.items():
+        src = a.inputs[nid].get("in") if layer.type_name == "TimeCollect" else None
+        if src is not None and src.src not in timed and not src.delay and nid not in errors:
+            errors[nid] = ShapeError("the input of a TimeCollect must run once per time step "
+                                     "(downstream of a sequence Input or a delay edge)",
+                                     node=nid, port="in")
     a.problems.extend(errors.values())
     a.shapes = shapes
     a.timed = timed

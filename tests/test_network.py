@@ -226,7 +226,7 @@ def test_forward_returns_only_requested_outputs_and_retains_no_activation():
     # training keeps only what backward needs: ReLU keeps a mask, not fc1's output
     res = net.forward(mlp_batch(), train=True)
     assert seen["fc1"]() is None
-    assert [step.node_id for step, _ in res.tape] == ["fc1", "act", "fc2", "loss"]
+    assert [entry[0].node_id for entry in res.tape] == ["fc1", "act", "fc2", "loss"]
 
 
 def test_plan_skips_nodes_no_output_needs():
