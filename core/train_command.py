@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.errors import NeuroCanvasError, WeightsError
 from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
 from core.weights import load_weights, save_weights
 
@@ -54,8 +55,14 @@ def cmd_train(args) -> int:
     cfg = parse_training(a.graph.training, epochs=args.epochs, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, device=args.device)
     init = load_weights(args.init_weights) if args.init_weights else None
+    if args.save_weights and not Path(args.save_weights).resolve().parent.is_dir():
+        # found now rather than after a long training
+        raise WeightsError("cannot write: no such folder", file=args.save_weights)
     tty = sys.stdout.isatty()
-    log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
+    try:
+        log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
+    except OSError as e:
+        raise NeuroCanvasError(f"cannot write the log: {e.strerror}", file=args.log) from None
     epochs = cfg.epochs
     bar: ProgressBar | None = None
 
@@ -98,7 +105,10 @@ def cmd_train(args) -> int:
             log.close()
     # the weights are the last good ones even when training stopped early
     if args.save_weights:
-        save_weights(args.save_weights, trainer.net.state_dict())
+        try:
+            save_weights(args.save_weights, trainer.net.state_dict())
+        except OSError as e:
+            raise WeightsError(f"cannot write: {e.strerror}", file=args.save_weights) from None
         if tty:
             print(f"saved weights to {args.save_weights}")
     if done.error is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from core import datasets, optim
-from core.errors import NeuroCanvasError, NonFiniteError, ParamError
+from core.errors import NonFiniteError, ParamError
 from core.network import Network
 from core.validate import Analysis
 from kernels import backend
@@ -91,11 +91,16 @@ def parse_training(training: dict, **overrides) -> TrainConfig:
     split = ds.pop("validation_split", None)
     if "validation_split" in t:
         split = t["validation_split"]
-    split = _num({"validation_split": split}, "validation_split", "", 0.0, lo=0.0, hi=0.9)
+    split = _num({} if split is None else {"validation_split": split}, "validation_split", "",
+                 0.0, lo=0.0, hi=0.9)
     opt = t.get("optimizer", {"type": "sgd", "lr": 0.01})
     if not isinstance(opt, dict):
         raise ParamError(f"expected an object like {{\"type\": \"adam\"}}, found {opt!r}",
                          param="training.optimizer")
+    try:  # check the type and hyperparameters now, naming them as training.optimizer.<key>
+        optim.make_optimizer(opt, [])
+    except ParamError as e:
+        raise ParamError(e.message, param=f"training.{e.param}") from None
     reg = t.get("regularization", {}) or {}
     if not isinstance(reg, dict) or set(reg) - {"l1", "l2"}:
         raise ParamError("expected {\"l1\": number, \"l2\": number}",
@@ -166,7 +171,9 @@ class EpochEvent:
 class DoneEvent:
     reason: str  # "finished", "stopped" or "error"
     steps: int
-    error: NeuroCanvasError | None = None
+    # a NeuroCanvasError for what the user can fix; any other exception is a bug of ours,
+    # still delivered so that a consumer waiting on the queue never hangs
+    error: Exception | None = None
 
 
 Event = StepEvent | EpochEvent | DoneEvent
@@ -181,6 +188,9 @@ def training_step(net: Network, optimizer, batch, config: TrainConfig):
     first node where a NaN or Inf appears, before anything is updated.
     """
     c = config
+    # BatchNorm statistics change in the training forward pass: keep them to put back if
+    # the step fails (no copy at all for a graph without buffers)
+    saved = {k: v.copy() for k, v in net.buffers.items()}
     res = net.loss_and_grads(batch)
     grads = net.gradients()
     penalty = 0.0
@@ -191,6 +201,8 @@ def training_step(net: Network, optimizer, batch, config: TrainConfig):
     loss = float(res.loss) + penalty
     if not (math.isfinite(loss) and math.isfinite(global_norm)):
         node, phase = net.find_nonfinite(batch)
+        for k, v in saved.items():
+            net.buffers[k][...] = v
         what = "loss" if not math.isfinite(loss) else "gradient"
         raise NonFiniteError(f"{what}: first NaN/Inf in the {phase} pass of this node",
                              node=node, phase=phase)
@@ -259,7 +271,7 @@ class Trainer:
         self.total_steps = config.steps or self.steps_per_epoch * config.epochs
         self.step = 0
         self.epoch = 0
-        self.last_error: NeuroCanvasError | None = None
+        self.last_error: Exception | None = None
 
     def _classification_head(self) -> tuple[str, str, str, str] | None:
         """(loss type, pred node, target node, loss node) of the first classification loss."""
@@ -349,6 +361,12 @@ class Trainer:
 
     def run(self) -> DoneEvent:
         """Train until done, stopped or failed; returns (and emits) the ``DoneEvent``."""
+        # NaN and Inf are found and reported as a NonFiniteError; NumPy's own warnings about
+        # them would only add lines to stderr
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> DoneEvent:
         c = self.config
         self._t0 = time.monotonic()
         reason, error = "finished", None
@@ -381,7 +399,7 @@ class Trainer:
                 self._emit(EpochEvent(self.epoch, loss_sum / max(n_sum, 1), val_loss,
                                       time.monotonic() - t_epoch, acc.value, val_acc))
                 self.epoch += 1
-        except NeuroCanvasError as e:
+        except Exception as e:  # noqa: BLE001 - every failure must end in a DoneEvent
             reason, error = "error", e
             self.last_error = e
         done = DoneEvent(reason, self.step, error)
