@@ -56,6 +56,7 @@ class Network:
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
+        self.state_grad_norms: dict[str, np.ndarray] = {}  # drawn cycles, see backward()
         self._bind(seed)
 
     # ---- parameters --------------------------------------------------------------------
@@ -302,6 +303,18 @@ class Network:
             stacked = xp.stack([zero if n is None else n for n in norms])
             self.state_grad_norms[nid] = backend.to_host(stacked)  # one transfer per state
         return None
+
+    def state_gradient_norms(self) -> dict[str, list[float]]:
+        """Per node with a recurrent state, the norm of the gradient reaching that state at
+        each time step t = 0..T-1 of the last backward: the nodes fed back by delay edges of
+        drawn cycles, and the RNN, LSTM and GRU layers. Small early entries are vanishing
+        gradients; growing ones are exploding gradients."""
+        out = {nid: [float(v) for v in norms] for nid, norms in self.state_grad_norms.items()}
+        for nid, layer in self.layers.items():
+            norms = getattr(layer, "state_grad_norms", None)
+            if norms is not None and nid not in out:
+                out[nid] = [float(v) for v in norms]
+        return out
 
     def loss_and_grads(self, batch: dict[str, Any]) -> ForwardResult:
         """One training forward and backward; gradients are left in ``gradients()``."""

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +139,16 @@ class StepEvent:
     global_grad_norm: float
     steps_per_epoch: int = 0
     total_steps: int = 0
+    # recurrent graphs: node -> norm of the gradient reaching its state at each time step
+    state_grad_norm: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"event": "step", "epoch": self.epoch, "step": self.step,
-                "time": round(self.time, 6), "loss": self.loss, "grad_norm": self.grad_norm,
-                "global_grad_norm": self.global_grad_norm}
+        d = {"event": "step", "epoch": self.epoch, "step": self.step,
+             "time": round(self.time, 6), "loss": self.loss, "grad_norm": self.grad_norm,
+             "global_grad_norm": self.global_grad_norm}
+        if self.state_grad_norm:  # an extension of SPEC section 5 (docs/spec-extensions.md)
+            d["state_grad_norm"] = self.state_grad_norm
+        return d
 
 
 @dataclass
@@ -357,7 +362,8 @@ class Trainer:
                                  "before this step are kept", node=e.node, phase=e.phase) from None
         self._last_result = res
         return StepEvent(self.epoch, self.step, time.monotonic() - self._t0, loss, norms,
-                         global_norm, self.steps_per_epoch, self.total_steps)
+                         global_norm, self.steps_per_epoch, self.total_steps,
+                         self.net.state_gradient_norms())
 
     def run(self) -> DoneEvent:
         """Train until done, stopped or failed; returns (and emits) the ``DoneEvent``."""

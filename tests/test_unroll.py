@@ -102,3 +102,32 @@ def test_timecollect_outside_region_is_an_error():
     nodes = [node("x", "Input", shape=[3]), node("tc", "TimeCollect")]
     a = analyze(build(graph_dict(nodes, [edge("x", "tc")])))
     assert any(p.node == "tc" and p.port == "in" for p in a.problems)
+
+
+def test_training_steps_report_state_gradient_norms_for_drawn_and_builtin_cells(tmp_path):
+    """Both a drawn cycle and an LSTM layer report one state-gradient norm per time step."""
+    from core.training import Trainer, parse_training
+
+    g = elman_graph("last")
+    nodes = {n.id for n in g.nodes.values()}
+    assert "h" in nodes
+    seq = np.random.default_rng(4).standard_normal((16, T, F)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=seq, y=np.zeros((16, 2), np.float32))
+    cfg = parse_training({"dataset": {"source": "npz", "path": str(tmp_path / "d.npz")},
+                          "batch_size": 8, "epochs": 1, "optimizer": {"type": "sgd"}})
+    events = []
+    Trainer(analyze(g), cfg, on_event=events.append, queue_events=False).run()
+    step = events[0]
+    assert set(step.state_grad_norm) == {"h"} and len(step.state_grad_norm["h"]) == T
+    assert step.to_json()["state_grad_norm"]["h"] == step.state_grad_norm["h"]
+
+    lstm = build(graph_dict(
+        [node("x", "Input", shape=[T, F]), node("rnn", "LSTM", units=H),
+         node("out", "Dense", units=2), node("y", "Target", shape=[2], dtype="float32"),
+         node("loss", "MSELoss")],
+        [edge("x", "rnn"), edge("rnn", "out"), edge("out", "loss:pred"),
+         edge("y", "loss:target")]))
+    events = []
+    Trainer(analyze(lstm), cfg, on_event=events.append, queue_events=False).run()
+    assert list(events[0].state_grad_norm) == ["rnn"]
+    assert len(events[0].state_grad_norm["rnn"]) == T
