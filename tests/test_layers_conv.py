@@ -383,3 +383,26 @@ def test_conv2d_skips_input_gradient_when_not_needed():
     x = np.random.default_rng(0).standard_normal((2, 1, 5, 5))
     _, (gx,), grads = forward_backward(layer, [x])
     assert gx is None and grads["W"].shape == (2, 1, 3, 3)
+
+
+@pytest.mark.parametrize("pool,stride", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 3), (1, 2))])
+def test_maxpool_fast_path_matches_torch_argmax_on_ties_and_nan(pool, stride):
+    """The max-chain + index formula path and the NaN path give torch's values and indices."""
+    import torch
+    import torch.nn.functional as F
+
+    from kernels.pool import maxpool2d_forward
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (2, 3, 7, 8)).astype(np.float32)  # many ties
+    for with_nan in (False, True):
+        if with_nan:
+            x[0, 1, 2, 3] = np.nan
+            x[1, 2, 4, 4] = np.nan
+        y, idx = maxpool2d_forward(x, pool, stride, ((0, 0), (0, 0)))
+        ty, tidx = F.max_pool2d(torch.from_numpy(x), pool, stride, return_indices=True)
+        np.testing.assert_array_equal(y, ty.numpy())
+        # torch gives flat indices into H*W; ours is the offset inside the window
+        ho, wo = y.shape[2:]
+        oy = np.arange(ho)[:, None] * stride[0] + idx // pool[1]
+        ox = np.arange(wo)[None, :] * stride[1] + idx % pool[1]
+        np.testing.assert_array_equal(oy * x.shape[3] + ox, tidx.numpy())
