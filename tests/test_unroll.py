@@ -131,3 +131,34 @@ def test_training_steps_report_state_gradient_norms_for_drawn_and_builtin_cells(
     Trainer(analyze(lstm), cfg, on_event=events.append, queue_events=False).run()
     assert list(events[0].state_grad_norm) == ["rnn"]
     assert len(events[0].state_grad_norm["rnn"]) == T
+
+
+def test_drawn_elman_cell_equals_builtin_rnn_outputs_and_gradients():
+    """SPEC: an Elman cell drawn from Dense + delayed Dense + Tanh computes exactly RNN."""
+    drawn = Network(analyze(elman_graph("all")), dtype=np.float64)
+    builtin_graph = build(graph_dict(
+        [node("x", "Input", shape=[T, F]), node("rnn", "RNN", units=H, return_sequences=True),
+         node("flat", "Flatten"), node("out", "Dense", units=2),
+         node("y", "Target", shape=[2], dtype="float32"), node("loss", "MSELoss")],
+        [edge("x", "rnn"), edge("rnn", "flat"), edge("flat", "out"), edge("out", "loss:pred"),
+         edge("y", "loss:target")]))
+    builtin = Network(analyze(builtin_graph), dtype=np.float64)
+    # the same weights: RNN's W_ih/b_ih are the input Dense, W_hh the delayed Dense
+    P = drawn.params
+    same = {"rnn/W_ih": P["wx/W"], "rnn/b_ih": P["wx/b"], "rnn/W_hh": P["wh/W"],
+            "rnn/b_hh": np.zeros(H), "out/W": P["out/W"], "out/b": P["out/b"]}
+    for k, v in same.items():  # in place, in float64 (a weights file would be float32)
+        builtin.params[k][...] = v
+    rng = np.random.default_rng(6)
+    batch = {"x": rng.standard_normal((3, T, F)), "y": rng.standard_normal((3, 2))}
+    a = drawn.loss_and_grads(batch)
+    b = builtin.loss_and_grads(batch)
+    assert float(a.loss) == pytest.approx(float(b.loss), rel=1e-12)
+    ga, gb = drawn.gradients(), builtin.gradients()
+    np.testing.assert_allclose(ga["wx/W"], gb["rnn/W_ih"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ga["wh/W"], gb["rnn/W_hh"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ga["wx/b"], gb["rnn/b_ih"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ga["out/W"], gb["out/W"], rtol=1e-10, atol=1e-12)
+    # and the state gradient per step is the same quantity for both
+    np.testing.assert_allclose(drawn.state_gradient_norms()["h"],
+                               builtin.state_gradient_norms()["rnn"], rtol=1e-9)
