@@ -469,10 +469,7 @@ class RMSprop(Optimizer):
         work = self._scratch.get(p, 0)
         a = self.alpha
         sq = st["square_avg"]
-        sq *= a
-        xp.multiply(d, d, out=work)
-        work *= 1.0 - a
-        sq += work
+        _ema_square(xp, sq, d, a, work)
         if self.centered:
             ga = st.get("grad_avg")
             if ga is None:  # centered switched on after the first step
@@ -552,10 +549,7 @@ class Adam(Optimizer):
         work = self._scratch.get(p, 0)
         m, v = st["exp_avg"], st["exp_avg_sq"]
         _lerp(xp, m, d, 1.0 - b1, work)
-        v *= b2
-        xp.multiply(d, d, out=work)
-        work *= 1.0 - b2
-        v += work
+        _ema_square(xp, v, d, b2, work)
         if self.amsgrad:
             vmax = st.get("max_exp_avg_sq")
             if vmax is None:  # amsgrad switched on after the first step
@@ -594,6 +588,14 @@ def _lerp(xp, a, b, w: float, work) -> None:
     else:
         work *= 1.0 - w
         xp.subtract(b, work, out=a)
+
+
+def _ema_square(xp, avg, g, decay: float, work) -> None:
+    """avg = decay * avg + (1 - decay) * g², in place (RMSprop's square_avg, Adam's v)."""
+    avg *= decay
+    xp.multiply(g, g, out=work)
+    work *= 1.0 - decay
+    avg += work
 
 
 # type -> (class, arguments the type fixes)
