@@ -12,6 +12,7 @@ import numpy as np
 from core.errors import DataError, InvalidGraphError, NeuroCanvasError
 from core.fileformat import atomic_write, load_graph
 from core.layers.base import fmt_shape
+from core.npz import read_npz
 from core.validate import Analysis, analyze
 
 PROG = "neurocanvas"
@@ -72,11 +73,6 @@ def cmd_check(args) -> int:
 
 
 # ---- predict -------------------------------------------------------------------------------
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    from core.weights import read_npz as _read
-    return _read(path, DataError, "NumPy .npz file")
-
-
 def cmd_predict(args) -> int:
     from core.network import Network, default_output
     from core.weights import load_weights
@@ -89,7 +85,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--node '{node}' is a loss; pick the node whose output you want")
     net = Network(a, outputs=[node], with_losses=False, seed=_seed(a))
     net.load_state_dict(load_weights(args.weights), file=args.weights)
-    data = read_npz(args.input)
+    data = read_npz(args.input, DataError, "a NumPy .npz file")
     needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
     for fld, nid in needed.items():
         kind = a.graph.nodes[nid].type

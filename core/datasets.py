@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError, ParamError
+from core.npz import read_npz
 from core.params import Bool, Float, Int, ParamSpec
 
 SOURCES = ("builtin", "npz", "csv")
@@ -348,32 +349,12 @@ def _read_head(p: Path, n: int) -> bytes:
 def _load_npz(cfg: Mapping[str, Any], base_dir) -> Dataset:
     _check_keys(cfg, ("path",), "an npz dataset")
     p = _resolve(cfg, base_dir)
-    head = _read_head(p, 6)
-    if head.startswith(b"\x93NUMPY"):
-        raise DataError("is a .npy file (one array); expected an .npz archive with one array "
-                        "per field, e.g. np.savez(path, x=..., y=...)", file=str(p))
-    if not head.startswith(b"PK"):
-        raise DataError("not an .npz archive (expected one written by np.savez)", file=str(p))
-    fields: dict[str, np.ndarray] = {}
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            for key in archive.files:
-                try:
-                    arr = archive[key]
-                except ValueError as e:
-                    if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                        raise DataError(f"array '{key}' holds Python objects (pickled data), "
-                                        f"which NeuroCanvas never loads; store numbers only",
-                                        file=str(p)) from None
-                    raise DataError(f"array '{key}' is unreadable: {e}", file=str(p)) from None
-                if arr.dtype.kind not in "biuf":
-                    raise DataError(f"array '{key}' holds {arr.dtype} values; expected numbers",
-                                    file=str(p))
-                fields[key] = arr
-    except DataError:
-        raise
-    except Exception as e:  # zipfile.BadZipFile, OSError, ValueError from a damaged archive
-        raise DataError(f"not a readable .npz archive: {e}", file=str(p)) from None
+    fields = read_npz(p, DataError, "an .npz archive (one array per field, as np.savez "
+                                    "writes)")
+    for key, arr in fields.items():
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"array '{key}' holds {arr.dtype} values; expected numbers",
+                            file=str(p))
     if not fields:
         raise DataError("the archive holds no arrays", file=str(p))
     ds = Dataset(fields, name=p.name, file=str(p))

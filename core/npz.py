@@ -1,0 +1,55 @@
+"""Reading NumPy .npz archives safely: the one reader for weights files, ``predict`` inputs
+and npz datasets. Arrays are read with ``allow_pickle=False``; nothing is ever unpickled."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from core.errors import NeuroCanvasError
+
+
+def read_npz(path: str | os.PathLike, error: type[NeuroCanvasError], kind: str
+             ) -> dict[str, np.ndarray]:
+    """Every array of the archive at ``path``, by name.
+
+    Anything else (a missing file, a folder, a .npy or text file, a damaged archive, an array
+    of Python objects) raises ``error`` naming the file. ``kind`` says what was expected,
+    with its article ("a NumPy .npz weights file"). The signature is checked first: given a
+    file that is neither zip nor .npy, ``np.load`` would take it for a pickle and say so.
+    """
+    p = str(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except FileNotFoundError:
+        raise error("no such file", file=p) from None
+    except IsADirectoryError:
+        raise error(f"is a directory, not {kind}", file=p) from None
+    except OSError as e:
+        raise error(f"cannot read: {e.strerror or e}", file=p) from None
+    if head.startswith(b"\x93NUMPY"):
+        raise error(f"not {kind}: it is a .npy file (one array); expected an archive with one "
+                    "named array each, as np.savez(path, x=..., y=...) writes", file=p)
+    if not head.startswith(b"PK"):
+        raise error(f"not {kind}", file=p)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            for key in archive.files:
+                try:
+                    out[key] = archive[key]
+                except ValueError as e:
+                    if "pickle" in str(e) or "Object arrays" in str(e):
+                        raise error(f"array '{key}' holds Python objects (pickled data), "
+                                    "which are never unpickled", file=p) from None
+                    raise
+    except NeuroCanvasError:
+        raise
+    except Exception:  # BadZipFile, zlib.error, a member that is not an .npy array...
+        raise error(f"not {kind}: the archive is damaged or holds other files", file=p) \
+            from None
+    for k, v in out.items():
+        if not isinstance(v, np.ndarray):
+            raise error(f"not {kind}: member '{k}' is not a NumPy array", file=p)
+    return out
