@@ -146,8 +146,7 @@ class Network:
         dt = np.dtype(step.layer.params["dtype"])
         if np.issubdtype(dt, np.floating):
             dt = self.dtype
-        elif not np.issubdtype(np.asarray(arr[:0]).dtype if isinstance(arr, np.ndarray)
-                               else arr.dtype, np.integer):
+        elif arr.dtype.kind not in "iu":  # floats for an integer field: whole numbers only
             host = backend.to_host(arr)
             if not np.all(np.equal(np.mod(host, 1), 0)):
                 raise DataError(f"field '{fld}' must hold integers "

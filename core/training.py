@@ -264,7 +264,8 @@ class Trainer:
         self.train_set, self.val_set = data.split(config.validation_split, config.seed)
 
         self.classifier = self._classification_head()
-        outputs = [self.classifier[1]] if self.classifier else []
+        # the pred and target values stay available to measure accuracy
+        outputs = list(self.classifier[1:3]) if self.classifier else []
         self.net = Network(analysis, device=self.device, dtype=dtype, seed=config.seed,
                            outputs=outputs)
         if init_weights is not None:
@@ -319,8 +320,10 @@ class Trainer:
         if self.on_event is not None:
             self.on_event(ev)
 
-    def _accuracy(self, pred, target) -> tuple[float, int]:
-        kind = self.classifier[0]
+    def _accuracy(self, values: dict) -> tuple[float, int]:
+        """(correct, count) of a batch, from the forward pass's pred and target values."""
+        kind, pred_node, target_node, _ = self.classifier
+        pred, target = values[pred_node], values[target_node]
         xp = backend.array_module(pred)
         n = int(pred.shape[0])
         if kind == "BinaryCrossEntropyLoss" or (kind == "HingeLoss" and pred.size == n):
@@ -331,10 +334,6 @@ class Trainer:
         if target.ndim == pred.ndim:  # probabilities
             target = xp.argmax(target.reshape(n, -1), axis=1)
         return float(xp.sum(guess == target.reshape(n))), n
-
-    def _target_of(self, batch):
-        step = next(s for s in self.net.plan.steps if s.node_id == self.classifier[2])
-        return backend.to_device(batch[step.feed], self.net.xp)
 
     def evaluate(self, data) -> tuple[float | None, float | None]:
         """(mean loss, accuracy) over ``data`` in evaluation mode (None for no data)."""
@@ -347,7 +346,7 @@ class Trainer:
             total += float(res.loss) * n
             count += n
             if self.classifier:
-                c, m = self._accuracy(res.values[self.classifier[1]], self._target_of(batch))
+                c, m = self._accuracy(res.values)
                 acc.correct += c
                 acc.count += m
         return total / count, acc.value
@@ -389,9 +388,7 @@ class Trainer:
                     loss_sum += ev.loss * n
                     n_sum += n
                     if self.classifier:
-                        res = self._last_result
-                        cc, m = self._accuracy(res.values[self.classifier[1]],
-                                               self._target_of(batch))
+                        cc, m = self._accuracy(self._last_result.values)
                         acc.correct += cc
                         acc.count += m
                     self.step += 1
