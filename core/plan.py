@@ -54,27 +54,20 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
                  with_losses: bool = True) -> Plan:
     """Plan the computation of ``outputs`` (node ids) and, with ``with_losses``, every loss."""
     analysis.raise_if_invalid()
-    graph = analysis.graph
     outputs = list(outputs or [])
     losses = analysis.losses() if with_losses else []
     targets = set(outputs) | set(losses)
-    full = nx.MultiDiGraph()  # with delay edges: a delayed value is still needed
-    full.add_nodes_from(graph.nodes)
-    full.add_edges_from((e.src, e.dst) for e in graph.edges)
     needed = set(targets)
-    for t in targets:
-        needed |= nx.ancestors(full, t)
+    for t in targets:  # over delay edges too: a delayed value is still needed
+        needed |= nx.ancestors(analysis.nx_graph, t)
     order = [n for n in analysis.order if n in needed]
 
     # the recurrent region, and what comes after its TimeCollect nodes
     timed = analysis.timed & needed
-    instant = nx.DiGraph()
-    instant.add_nodes_from(graph.nodes)
-    instant.add_edges_from((e.src, e.dst) for e in graph.edges if not e.delay)
     after: set[str] = set()
     for nid in order:
         if analysis.layers[nid].type_name == "TimeCollect":
-            after |= {nid} | nx.descendants(instant, nid)
+            after |= {nid} | nx.descendants(analysis.instant, nid)
 
     pre: list[Step] = []
     region: list[Step] = []

@@ -35,7 +35,8 @@ class Analysis:
     shapes: dict[str, Shape | None] = field(default_factory=dict)  # output shape per node
     # input port -> edge feeding it, per node (only well-formed edges)
     inputs: dict[str, dict[str, Edge]] = field(default_factory=dict)
-    nx_graph: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    nx_graph: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)  # every edge
+    instant: nx.DiGraph = field(default_factory=nx.DiGraph)  # edges with no delay
     order: list[str] = field(default_factory=list)  # topological, delay edges ignored
     shared_root: dict[str, str] = field(default_factory=dict)  # node -> owner of its params
     timed: set[str] = field(default_factory=set)  # nodes that run once per time step
@@ -97,11 +98,18 @@ def resolve_ports(layer_cls: type[Layer] | None, params: dict, edge: Edge, end: 
     return port, None
 
 
-def _cycle_problems(g: nx.MultiDiGraph) -> list[GraphProblem]:
+def instant_graph(nodes, edges) -> nx.DiGraph:
+    """The nodes joined by the edges that carry a value within one time step: every
+    ``(src, dst, delay)`` of ``edges`` with no delay. Execution order and the cycle checks
+    work on it; a cycle here is one with no delay edge on it."""
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from((u, v) for u, v, delay in edges if not delay)
+    return g
+
+
+def _cycle_problems(instant: nx.DiGraph) -> list[GraphProblem]:
     """One CycleError per strongly connected set of nodes joined without a delay edge."""
-    instant = nx.DiGraph()
-    instant.add_nodes_from(g.nodes)
-    instant.add_edges_from((u, v) for u, v, d in g.edges(data=True) if not d["delay"])
     problems = []
     for comp in nx.strongly_connected_components(instant):
         if len(comp) == 1:
@@ -178,13 +186,12 @@ def analyze(graph: Graph) -> Analysis:
                 probs.append(EdgeError("input port is not connected", node=nid, port=port))
 
     # 3. cycles without a delay edge
-    probs.extend(_cycle_problems(g))
-    instant = nx.DiGraph()
-    instant.add_nodes_from(graph.nodes)
-    instant.add_edges_from((u, v) for u, v, d in g.edges(data=True) if not d["delay"])
+    instant = a.instant = instant_graph(graph.nodes, ((u, v, d["delay"])
+                                                      for u, v, d in g.edges(data=True)))
+    probs.extend(_cycle_problems(instant))
     if nx.is_directed_acyclic_graph(instant):
-        a.order = list(nx.lexicographical_topological_sort(
-            instant, key=lambda n: list(graph.nodes).index(n)))
+        file_order = {n: i for i, n in enumerate(graph.nodes)}  # ties keep the file's order
+        a.order = list(nx.lexicographical_topological_sort(instant, key=file_order.__getitem__))
     else:
         a.order = list(graph.nodes)
 
@@ -344,9 +351,7 @@ def check_connection(graph: Graph, src: str, dst: str, *, src_port: str | None =
             raise EdgeError(f"input port is already fed by {other.src_ref}; disconnect it first",
                             node=dst, port=dp)
     if delay == 0:
-        instant = nx.DiGraph()
-        instant.add_nodes_from(graph.nodes)
-        instant.add_edges_from((x.src, x.dst) for x in graph.edges if not x.delay)
+        instant = instant_graph(graph.nodes, ((x.src, x.dst, x.delay) for x in graph.edges))
         if src == dst or nx.has_path(instant, dst, src):
             path = [src] if src == dst else nx.shortest_path(instant, dst, src)
             names = " -> ".join(path + [dst])
