@@ -145,13 +145,19 @@ class Graph:
         return f"{base}{n + 1}"
 
     # ---- edits (each emits one event) ----------------------------------------------------
-    def add_node(self, node: Node) -> Node:
+    def add_node(self, node: Node, index: int | None = None) -> Node:
+        """Add a node, at the end of the file order or (undoing a delete) at ``index``."""
         problem = check_id(node.id)
         if problem:
             raise GraphEditError(problem, node=str(node.id))
         if node.id in self.nodes:
             raise GraphEditError("a node with this id already exists", node=node.id)
-        self.nodes[node.id] = node
+        if index is None or index >= len(self.nodes):
+            self.nodes[node.id] = node
+        else:
+            items = list(self.nodes.items())
+            items.insert(max(index, 0), (node.id, node))
+            self.nodes = dict(items)
         self._emit(GraphEvent("node_added", node=node, node_id=node.id))
         return node
 
@@ -165,9 +171,13 @@ class Graph:
         self._emit(GraphEvent("node_removed", node=node, node_id=node_id))
         return node, removed
 
-    def add_edge(self, edge: Edge) -> Edge:
-        """Add an edge as it is (loading, undo). ``connect`` is the checked edit."""
-        self.edges.append(edge)
+    def add_edge(self, edge: Edge, index: int | None = None) -> Edge:
+        """Add an edge as it is (loading, undo; ``index`` puts it back where it was in the
+        file order). ``connect`` is the checked edit."""
+        if index is None:
+            self.edges.append(edge)
+        else:
+            self.edges.insert(max(index, 0), edge)
         self._emit(GraphEvent("edge_added", edge=edge))
         return edge
 

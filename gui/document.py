@@ -1,0 +1,401 @@
+"""The open document: one graph, its undo stack, its file, and its live validation.
+
+Every edit the editor makes goes through a method here, which builds one undo command
+(``gui.commands``) and pushes it on the document's QUndoStack; the command changes only the
+model. The views (canvas, inspector, problems panel) subscribe to the model's change events
+and to ``analysis_changed``, which fires after shape inference has run on the edited graph.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from core import catalogue
+from core.errors import EdgeError, GraphEditError, GraphFileError, NeuroCanvasError
+from core.fileformat import FORMAT, VERSION, atomic_write, dumps, graph_from_dict, load_graph
+from core.graph import Edge, Graph, GraphEvent, Node, check_id
+from core.layout import layered_layout
+from core.params import resolve_params
+from core.validate import Analysis, analyze, check_connection, resolve_ports
+from gui import commands as cmd
+
+CLIPBOARD_MIME = "application/x-neurocanvas-graph"
+
+
+class EditLockedError(NeuroCanvasError):
+    """An edit was attempted while training holds the graph."""
+
+
+class Document(QObject):
+    """A graph being edited. ``analysis`` is always the validation of the current graph."""
+
+    analysis_changed = Signal(object)  # Analysis
+    dirty_changed = Signal(bool)
+    path_changed = Signal(object)  # Path | None
+    locked_changed = Signal(bool)
+    graph_reset = Signal()  # a new graph was opened into the document
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.graph = Graph()
+        self.undo_stack = QUndoStack(self)
+        self.path: Path | None = None
+        self.locked = False
+        self._analysis: Analysis | None = None
+        self._revalidate = QTimer(self)
+        self._revalidate.setSingleShot(True)
+        self._revalidate.setInterval(0)
+        self._revalidate.timeout.connect(self._emit_analysis)
+        self.graph.subscribe(self._on_graph_event)
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+
+    def _on_clean_changed(self, clean: bool) -> None:
+        self.dirty_changed.emit(not clean)
+
+    # ---- validation --------------------------------------------------------------------
+    @property
+    def analysis(self) -> Analysis:
+        """Validation and shapes of the graph as it is now (recomputed lazily)."""
+        if self._analysis is None:
+            self._analysis = analyze(self.graph)
+        return self._analysis
+
+    def _on_graph_event(self, event: GraphEvent) -> None:
+        if event.kind in ("node_moved", "node_extra_changed", "name_changed"):
+            return  # layout and labels do not change shapes
+        self._analysis = None
+        self._revalidate.start()  # coalesce the events of one command into one analysis
+
+    def _emit_analysis(self) -> None:
+        self.analysis_changed.emit(self.analysis)
+
+    def flush(self) -> Analysis:
+        """Run any pending validation now and notify the views (tests, before a train)."""
+        if self._revalidate.isActive():
+            self._revalidate.stop()
+            self._emit_analysis()
+        return self.analysis
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    @property
+    def title(self) -> str:
+        return self.path.name if self.path else f"{self.graph.name or 'untitled'} (unsaved)"
+
+    def set_locked(self, locked: bool) -> None:
+        """Lock the graph against edits (training holds it) or unlock it."""
+        if locked != self.locked:
+            self.locked = locked
+            self.locked_changed.emit(locked)
+
+    def push(self, command: QUndoCommand) -> None:
+        if self.locked:
+            raise EditLockedError("the graph is locked while training runs; stop training "
+                                  "to edit it")
+        self.undo_stack.push(command)
+
+    # ---- ports -------------------------------------------------------------------------
+    def ports(self, node_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(input ports, output ports) of a node; for an unknown type, those its edges use."""
+        node = self.graph.node(node_id)
+        cls = catalogue.get(node.type)
+        if cls is None:
+            ins = tuple(dict.fromkeys(e.dst_port or "in" for e in self.graph.in_edges(node_id)))
+            outs = tuple(dict.fromkeys(e.src_port or "out"
+                                       for e in self.graph.out_edges(node_id))) or ("out",)
+            return ins, outs
+        params = resolve_params(cls.all_params_spec(), node.params, node_id)[0]
+        try:
+            ins = tuple(cls.input_ports(params))
+        except (KeyError, TypeError, ValueError):
+            ins = ()
+        return ins, tuple(cls.output_ports)
+
+    def edge_ports(self, edge: Edge) -> tuple[str | None, str | None]:
+        """The (output port, input port) an edge joins, or None where it names none that
+        exists (the edge is then listed as a problem)."""
+        out = self._port_of(edge, "src")
+        inp = self._port_of(edge, "dst")
+        return out, inp
+
+    def _port_of(self, edge: Edge, end: str) -> str | None:
+        nid = edge.src if end == "src" else edge.dst
+        node = self.graph.nodes.get(nid)
+        if node is None:
+            return None
+        cls = catalogue.get(node.type)
+        if cls is None:
+            return (edge.src_port or "out") if end == "src" else (edge.dst_port or "in")
+        params = resolve_params(cls.all_params_spec(), node.params, nid)[0]
+        try:
+            return resolve_ports(cls, params, edge, end)[0]
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def edge_into(self, node_id: str, port: str) -> Edge | None:
+        """The edge feeding input ``port`` of a node, if any."""
+        for e in self.graph.in_edges(node_id):
+            if self._port_of(e, "dst") == port:
+                return e
+        return None
+
+    # ---- edits -------------------------------------------------------------------------
+    def add_node(self, type_name: str, pos: tuple[float, float] = (0.0, 0.0),
+                 params: dict[str, Any] | None = None) -> str:
+        """Add a node of a catalogue type; returns its fresh id."""
+        cls = catalogue.get(type_name)
+        if cls is None:
+            raise GraphEditError(f"unknown node type '{type_name}'"
+                                 + catalogue.suggest(type_name))
+        nid = self.graph.unique_id(type_name)
+        node = Node(nid, type_name, dict(params or default_params(type_name)),
+                    (float(pos[0]), float(pos[1])))
+        self.push(cmd.InsertItems(self.graph, [node], [], f"Add {type_name}"))
+        return nid
+
+    def delete(self, node_ids: list[str] = (), edges: list[Edge] = ()) -> None:
+        """Delete nodes (and every edge touching them) and edges, as one undo step."""
+        node_ids = [n for n in node_ids if n in self.graph.nodes]
+        edges = [e for e in edges if any(e is x for x in self.graph.edges)]
+        if not node_ids and not edges:
+            return
+        what = (f"{len(node_ids)} node{'s' if len(node_ids) != 1 else ''}" if node_ids
+                else f"{len(edges)} edge{'s' if len(edges) != 1 else ''}")
+        self.push(cmd.DeleteItems(self.graph, node_ids, edges, f"Delete {what}"))
+
+    def move(self, moves: dict[str, tuple[tuple[float, float], tuple[float, float]]],
+             merge: bool = False) -> None:
+        """Record moves (old, new position per node) as one undo step."""
+        moves = {k: v for k, v in moves.items() if k in self.graph.nodes and v[0] != v[1]}
+        if moves:
+            n = len(moves)
+            text = f"Move {next(iter(moves))}" if n == 1 else f"Move {n} nodes"
+            self.push(cmd.MoveNodes(self.graph, moves, text, merge=merge))
+
+    def connect(self, src: str, src_port: str | None, dst: str, dst_port: str | None,
+                delay: int = 0) -> Edge:
+        """Connect an output port to an input port. An edge already feeding that input is
+        replaced (as in node editors). Raises a typed error saying why an edge is
+        impossible (a port that does not exist, a cycle with no delay, ...)."""
+        src_port = self._short_port(src, src_port, "src")
+        dst_port = self._short_port(dst, dst_port, "dst")
+        edge = Edge(src, dst, src_port, dst_port, int(delay))
+        replaced = None
+        port = self._port_of(edge, "dst")
+        if port is not None:
+            replaced = self.edge_into(dst, port)
+        probe = self.graph
+        if replaced is not None:  # check against the graph without the edge it replaces
+            probe = self.graph.copy()
+            probe.edges = [e for e in probe.edges if e.key() != replaced.key()]
+        if replaced is not None and replaced.key() == edge.key():
+            raise EdgeError("these ports are already connected", node=dst, port=port)
+        check_connection(probe, src, dst, src_port=src_port, dst_port=dst_port, delay=delay)
+        label = f"Connect {edge.src_ref} to {edge.dst_ref}"
+        if delay:
+            label += f" (delay {delay})"
+        self.push(cmd.Connect(self.graph, edge, replaced, label))
+        return edge
+
+    def _short_port(self, nid: str, port: str | None, end: str) -> str | None:
+        """A port name as the file writes it: omitted where the node has only that port."""
+        if port is None or nid not in self.graph.nodes:
+            return port
+        ins, outs = self.ports(nid)
+        ports = outs if end == "src" else ins
+        return None if ports == (port,) else port
+
+    def disconnect(self, edge: Edge) -> None:
+        self.delete([], [edge])
+
+    def set_delay(self, edge: Edge, delay: int) -> None:
+        """Make an edge a delay edge (delay > 0) or an instant one, as one undo step."""
+        if edge.delay == delay:
+            return
+        new = Edge(edge.src, edge.dst, edge.src_port, edge.dst_port, int(delay),
+                   dict(edge.extra))
+        probe = self.graph.copy()
+        probe.edges = [e for e in probe.edges if e.key() != edge.key()]
+        check_connection(probe, new.src, new.dst, src_port=new.src_port,
+                         dst_port=new.dst_port, delay=new.delay)
+        self.push(cmd.Connect(self.graph, new, edge,
+                              f"Set delay of {edge.src_ref} -> {edge.dst_ref} to {delay}"))
+
+    def set_param(self, node_id: str, name: str, value: Any) -> None:
+        """Set a parameter (None: back to its default), as one undo step."""
+        node = self.graph.node(node_id)
+        old = node.params.get(name)
+        if old == value:
+            return
+        self.push(cmd.SetParam(self.graph, node_id, name, old, value,
+                               f"Set {node_id}.{name}"))
+
+    def set_label(self, node_id: str, label: str | None) -> None:
+        node = self.graph.node(node_id)
+        old = node.extra.get("label")
+        if (label or None) != old:
+            self.push(cmd.SetExtra(self.graph, node_id, "label", old, label or None,
+                                   f"Label {node_id}"))
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        """Give a node a new id; raises GraphEditError if it is not a valid or free id."""
+        self.graph.node(old_id)
+        if new_id == old_id:
+            return
+        problem = check_id(new_id)
+        if problem:
+            raise GraphEditError(problem, node=old_id, param="id")
+        if new_id in self.graph.nodes:
+            raise GraphEditError(f"id '{new_id}' is already taken", node=old_id, param="id")
+        self.push(cmd.Rename(self.graph, old_id, new_id))
+
+    def set_training(self, training: dict[str, Any], text: str = "Training settings") -> None:
+        if training != self.graph.training:
+            self.push(cmd.SetTraining(self.graph, self.graph.training, training, text))
+
+    def set_name(self, name: str) -> None:
+        if name != self.graph.name:
+            self.push(cmd.SetName(self.graph, self.graph.name, name))
+
+    def auto_layout(self, origin: tuple[float, float] | None = None) -> None:
+        """Lay the graph out in layers (``core.layout``), as one undo step."""
+        if not self.graph.nodes:
+            return
+        if origin is None:
+            origin = (min(n.pos[0] for n in self.graph.nodes.values()),
+                      min(n.pos[1] for n in self.graph.nodes.values()))
+        new = layered_layout(self.graph, origin=origin)
+        moves = {nid: (self.graph.nodes[nid].pos, p) for nid, p in new.items()}
+        moves = {k: v for k, v in moves.items() if v[0] != v[1]}
+        if moves:
+            self.push(cmd.MoveNodes(self.graph, moves, "Auto-layout"))
+
+    # ---- copy and paste ----------------------------------------------------------------
+    def snapshot(self, node_ids: list[str]) -> dict:
+        """The chosen nodes and the edges among them, as a graph-file dict (clipboard)."""
+        chosen = set(node_ids)
+        return {"format": FORMAT, "version": VERSION,
+                "nodes": [self.graph.nodes[n].to_dict() for n in self.graph.nodes
+                          if n in chosen],
+                "edges": [e.to_dict() for e in self.graph.edges
+                          if e.src in chosen and e.dst in chosen]}
+
+    def paste(self, snapshot: dict, offset: tuple[float, float] = (40.0, 40.0),
+              text: str = "Paste") -> list[str]:
+        """Insert a snapshot's nodes under fresh ids (references among them follow), moved
+        by ``offset``; one undo step. Returns the new ids."""
+        try:
+            part = graph_from_dict({**snapshot, "format": FORMAT, "version": VERSION})
+        except NeuroCanvasError as e:
+            raise GraphFileError(f"the clipboard does not hold NeuroCanvas nodes: {e}") from None
+        taken = set(self.graph.nodes)
+        mapping: dict[str, str] = {}
+        for nid, node in part.nodes.items():
+            new = nid
+            if new in taken:
+                probe = Graph()
+                probe.nodes = {k: None for k in taken}  # type: ignore[misc]
+                new = probe.unique_id(_stem(nid) or node.type)
+            taken.add(new)
+            mapping[nid] = new
+        nodes = []
+        for nid, node in part.nodes.items():
+            params = copy.deepcopy(node.params)
+            ref = params.get("shared_with")
+            if isinstance(ref, str) and ref in mapping:
+                params["shared_with"] = mapping[ref]
+            nodes.append(Node(mapping[nid], node.type, params,
+                              (node.pos[0] + offset[0], node.pos[1] + offset[1]),
+                              copy.deepcopy(node.extra)))
+        edges = [Edge(mapping[e.src], mapping[e.dst], e.src_port, e.dst_port, e.delay,
+                      copy.deepcopy(e.extra)) for e in part.edges
+                 if e.src in mapping and e.dst in mapping]
+        if nodes:
+            self.push(cmd.InsertItems(self.graph, nodes, edges,
+                                      f"{text} {len(nodes)} node{'s' if len(nodes) > 1 else ''}"))
+        return [n.id for n in nodes]
+
+    def duplicate(self, node_ids: list[str]) -> list[str]:
+        return self.paste(self.snapshot(node_ids), text="Duplicate")
+
+    # ---- files -------------------------------------------------------------------------
+    def new(self) -> None:
+        self._replace(Graph(), None)
+
+    def open(self, path: str | Path) -> None:
+        """Open a graph file. A file that is not a graph raises GraphFileError and leaves
+        the document as it was; a well-formed but invalid graph opens with its problems."""
+        graph = load_graph(path)
+        self._replace(graph, Path(path))
+
+    def open_text(self, text: str, path: Path | None = None) -> None:
+        """Open a graph from its JSON text (a recovery file); the document stays dirty."""
+        from core.fileformat import loads
+        self._replace(loads(text), path)
+        self.undo_stack.resetClean()
+
+    def _replace(self, graph: Graph, path: Path | None) -> None:
+        self.undo_stack.clear()
+        self.graph.replace_with(graph)
+        self._set_path(path)
+        self.undo_stack.setClean()
+        self._analysis = None
+        self._revalidate.stop()
+        self.graph_reset.emit()
+        self._emit_analysis()
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the graph atomically to ``path`` (default: where it came from)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise GraphFileError("this graph has no file yet; choose where to save it")
+        atomic_write(target, dumps(self.graph))
+        self._set_path(target)
+        self.undo_stack.setClean()
+        return target
+
+    def to_json(self) -> str:
+        return dumps(self.graph)
+
+    def _set_path(self, path: Path | None) -> None:
+        self.path = path
+        self.path_changed.emit(path)
+
+
+# First values of required parameters for a node fresh from the palette, so it is valid as
+# soon as it is wired; the user edits them in the inspector.
+NEW_NODE_PARAMS: dict[str, dict[str, Any]] = {
+    "Input": {"shape": [16]},
+    "Target": {"shape": []},
+    "Dense": {"units": 64},
+    "Conv2D": {"filters": 16, "kernel_size": 3},
+    "Embedding": {"num_embeddings": 100, "dim": 16},
+    "RNN": {"units": 64},
+    "LSTM": {"units": 64},
+    "GRU": {"units": 64},
+    "Reshape": {"shape": [-1]},
+}
+
+
+def default_params(type_name: str) -> dict[str, Any]:
+    """The parameters a new node of this type starts with."""
+    return copy.deepcopy(NEW_NODE_PARAMS.get(type_name, {}))
+
+
+def _stem(nid: str) -> str:
+    """``fc12`` -> ``fc``: the prefix a fresh id for a pasted copy grows from."""
+    return nid.rstrip("0123456789")
+
+
+
+
+def snapshot_to_json(snapshot: dict) -> str:
+    return json.dumps(snapshot, ensure_ascii=False)
