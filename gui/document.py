@@ -357,7 +357,7 @@ class Document(QObject):
         target = Path(path) if path is not None else self.path
         if target is None:
             raise GraphFileError("this graph has no file yet; choose where to save it")
-        atomic_write(target, dumps(self.graph))
+        atomic_write(target, dumps(self.graph).encode("utf-8"))
         self._set_path(target)
         self.undo_stack.setClean()
         return target
