@@ -1,0 +1,222 @@
+"""Small painted icons: one glyph per node category, and the application icon.
+
+Drawn with QPainter rather than shipped as files, so they follow the theme's category colours
+and stay sharp at any size. Icons are cached per (theme, category, size); switching the theme
+gives new icons on the next call.
+"""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+
+from gui import theme
+
+_cache: dict[tuple[str, str, int], QIcon] = {}
+_app_icon: QIcon | None = None
+
+
+def category_icon(category: str, size: int = 16) -> QIcon:
+    """A ``size`` x ``size`` icon for a node category, in that category's theme colour.
+
+    Unknown categories get a plain dot in the muted text colour.
+    """
+    t = theme.current()
+    key = (t.name, category, size)
+    icon = _cache.get(key)
+    if icon is None:
+        icon = QIcon()
+        for scale in (1, 2):    # a 2x pixmap keeps it sharp on high-DPI screens
+            icon.addPixmap(_category_pixmap(category, size, scale, t.category_color(category)))
+        _cache[key] = icon
+    return icon
+
+
+def _category_pixmap(category: str, size: int, scale: int, colour: QColor) -> QPixmap:
+    pm = QPixmap(size * scale, size * scale)
+    pm.setDevicePixelRatio(scale)
+    pm.fill(Qt.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing)
+    # Glyphs are drawn in a 16-unit box and scaled, so every size looks the same.
+    p.scale(size / 16.0, size / 16.0)
+    _GLYPHS.get(category, _dot)(p, colour)
+    p.end()
+    return pm
+
+
+def _pen(colour: QColor, width: float = 1.6) -> QPen:
+    pen = QPen(colour, width)
+    pen.setCapStyle(Qt.RoundCap)
+    pen.setJoinStyle(Qt.RoundJoin)
+    return pen
+
+
+def _soft(colour: QColor, alpha: int = 70) -> QColor:
+    c = QColor(colour)
+    c.setAlpha(alpha)
+    return c
+
+
+def _data(p: QPainter, c: QColor) -> None:
+    """A database cylinder: where samples come from."""
+    p.setPen(_pen(c, 1.4))
+    p.setBrush(_soft(c))
+    body = QPainterPath()
+    body.moveTo(3, 4)
+    body.lineTo(3, 12)
+    body.arcTo(QRectF(3, 10, 10, 4), 180, 180)
+    body.lineTo(13, 4)
+    body.arcTo(QRectF(3, 2, 10, 4), 0, -180)
+    p.drawPath(body)
+    p.setBrush(Qt.NoBrush)
+    p.drawEllipse(QRectF(3, 2, 10, 4))
+    mid = QPainterPath()
+    mid.moveTo(3, 8)
+    mid.arcTo(QRectF(3, 6, 10, 4), 180, 180)
+    p.drawPath(mid)
+
+
+def _core(p: QPainter, c: QColor) -> None:
+    """Two fully connected columns of neurons: a dense layer."""
+    left = [QPointF(4, 4), QPointF(4, 12)]
+    right = [QPointF(12, 3), QPointF(12, 8), QPointF(12, 13)]
+    p.setPen(_pen(_soft(c, 160), 1.0))
+    for a in left:
+        for b in right:
+            p.drawLine(a, b)
+    p.setPen(Qt.NoPen)
+    p.setBrush(c)
+    for pt in left + right:
+        p.drawEllipse(pt, 1.9, 1.9)
+
+
+def _convolution(p: QPainter, c: QColor) -> None:
+    """A 3x3 kernel grid with its centre cell filled."""
+    p.setPen(_pen(c, 1.2))
+    p.setBrush(_soft(c, 40))
+    p.drawRect(QRectF(2, 2, 12, 12))
+    p.setBrush(c)
+    p.setPen(Qt.NoPen)
+    p.drawRect(QRectF(6, 6, 4, 4))
+    p.setPen(_pen(c, 1.0))
+    for x in (6, 10):
+        p.drawLine(QPointF(x, 2), QPointF(x, 14))
+    for y in (6, 10):
+        p.drawLine(QPointF(2, y), QPointF(14, y))
+
+
+def _recurrent(p: QPainter, c: QColor) -> None:
+    """A loop arrow: state fed back to itself."""
+    p.setPen(_pen(c, 1.8))
+    p.setBrush(Qt.NoBrush)
+    p.drawArc(QRectF(3, 3, 10, 10), 60 * 16, 290 * 16)
+    # arrow head at the open end of the arc (angle 60 degrees, counter-clockwise in Qt)
+    a = math.radians(60)
+    tip = QPointF(8 + 5 * math.cos(a), 8 - 5 * math.sin(a))
+    p.setPen(Qt.NoPen)
+    p.setBrush(c)
+    p.drawPolygon(QPolygonF([tip + QPointF(-3.2, -1.6), tip + QPointF(1.2, -3.0),
+                             tip + QPointF(0.4, 1.8)]))
+
+
+def _regularization(p: QPainter, c: QColor) -> None:
+    """A shield: keeps the weights in check."""
+    path = QPainterPath()
+    path.moveTo(8, 1.8)
+    path.lineTo(13.5, 3.8)
+    path.cubicTo(13.5, 9.5, 11, 12.5, 8, 14.4)
+    path.cubicTo(5, 12.5, 2.5, 9.5, 2.5, 3.8)
+    path.closeSubpath()
+    p.setPen(_pen(c, 1.4))
+    p.setBrush(_soft(c))
+    p.drawPath(path)
+    p.drawLine(QPointF(8, 4.5), QPointF(8, 11.5))
+
+
+def _activations(p: QPainter, c: QColor) -> None:
+    """An S-shaped curve (sigmoid) over a baseline."""
+    p.setPen(_pen(_soft(c, 120), 1.0))
+    p.drawLine(QPointF(2, 13.5), QPointF(14, 13.5))
+    path = QPainterPath()
+    path.moveTo(2, 12.5)
+    path.cubicTo(8.5, 12.5, 7.5, 3, 14, 3)
+    p.setPen(_pen(c, 1.9))
+    p.setBrush(Qt.NoBrush)
+    p.drawPath(path)
+
+
+def _merge(p: QPainter, c: QColor) -> None:
+    """Two lines joining into one."""
+    p.setPen(_pen(c, 1.7))
+    p.setBrush(Qt.NoBrush)
+    for y in (3.5, 12.5):
+        path = QPainterPath()
+        path.moveTo(2, y)
+        path.cubicTo(6, y, 6, 8, 9.5, 8)
+        p.drawPath(path)
+    p.drawLine(QPointF(9.5, 8), QPointF(12, 8))
+    p.setPen(Qt.NoPen)
+    p.setBrush(c)
+    p.drawPolygon(QPolygonF([QPointF(11.5, 5), QPointF(15, 8), QPointF(11.5, 11)]))
+
+
+def _losses(p: QPainter, c: QColor) -> None:
+    """A target: what the network is pulled towards."""
+    p.setBrush(Qt.NoBrush)
+    p.setPen(_pen(c, 1.4))
+    p.drawEllipse(QPointF(8, 8), 6, 6)
+    p.drawEllipse(QPointF(8, 8), 3.4, 3.4)
+    p.setPen(Qt.NoPen)
+    p.setBrush(c)
+    p.drawEllipse(QPointF(8, 8), 1.5, 1.5)
+
+
+def _dot(p: QPainter, c: QColor) -> None:
+    p.setPen(Qt.NoPen)
+    p.setBrush(c)
+    p.drawEllipse(QPointF(8, 8), 4, 4)
+
+
+_GLYPHS = {"Data": _data, "Core": _core, "Convolution": _convolution,
+           "Recurrent": _recurrent, "Regularization": _regularization,
+           "Activations": _activations, "Merge": _merge, "Losses": _losses}
+
+
+def app_icon() -> QIcon:
+    """The application icon: three layers of nodes wired together on a rounded tile."""
+    global _app_icon
+    if _app_icon is None:
+        _app_icon = QIcon()
+        for size in (16, 32, 64, 128, 256):
+            _app_icon.addPixmap(_app_pixmap(size))
+    return _app_icon
+
+
+def _app_pixmap(size: int) -> QPixmap:
+    pm = QPixmap(size, size)
+    pm.fill(Qt.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing)
+    p.scale(size / 64.0, size / 64.0)
+    # Fixed colours: the application icon looks the same in every theme.
+    p.setPen(Qt.NoPen)
+    p.setBrush(QColor("#2b3a67"))
+    p.drawRoundedRect(QRectF(2, 2, 60, 60), 13, 13)
+    layers = [[QPointF(15, 22), QPointF(15, 42)],
+              [QPointF(32, 15), QPointF(32, 32), QPointF(32, 49)],
+              [QPointF(49, 32)]]
+    colours = [QColor("#5aa2f0"), QColor("#3cc7b2"), QColor("#f2c230")]
+    p.setPen(QPen(QColor(255, 255, 255, 120), 2.2))
+    for a_layer, b_layer in zip(layers, layers[1:], strict=False):
+        for a in a_layer:
+            for b in b_layer:
+                p.drawLine(a, b)
+    p.setPen(QPen(QColor("#ffffff"), 2.0))
+    for layer, colour in zip(layers, colours, strict=True):
+        p.setBrush(colour)
+        for pt in layer:
+            p.drawEllipse(pt, 5.5, 5.5)
+    p.end()
+    return pm
