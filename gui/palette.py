@@ -1,0 +1,327 @@
+"""The node palette: every node type by category, a search filter, drag and double-click.
+
+Dragging a type starts a QDrag whose MIME data (``NODE_MIME``) holds the type name in UTF-8;
+the canvas accepts that drop (SPEC section 8). A double-click (or Enter) asks for the node
+with ``node_requested``; the main window adds it at the centre of the view.
+"""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QMimeData, QPoint, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QDrag, QFont, QFontMetrics, QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QLineEdit,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core import catalogue
+from core.layers.base import CATEGORIES, Layer
+from core.params import REQUIRED, ParamSpec
+from gui import icons, theme
+
+NODE_MIME = "application/x-neurocanvas-node"
+
+_TYPE_ROLE = Qt.UserRole + 1  # type name on a node item; None on a category item
+_SEARCH_ROLE = Qt.UserRole + 2  # lower-case text the filter matches against
+
+
+def node_mime_data(type_name: str) -> QMimeData:
+    """The MIME data of a palette drag: the type name, UTF-8, under ``NODE_MIME``."""
+    mime = QMimeData()
+    mime.setData(NODE_MIME, type_name.encode("utf-8"))
+    mime.setText(type_name)  # drops into text fields say what was dragged
+    return mime
+
+
+def type_from_mime(mime: QMimeData) -> str | None:
+    """The node type a palette drag carries, or None for any other drag."""
+    if not mime.hasFormat(NODE_MIME):
+        return None
+    name = bytes(mime.data(NODE_MIME)).decode("utf-8", errors="replace")
+    return name if catalogue.get(name) is not None else None
+
+
+class NodePalette(QWidget):
+    """The node types by category (SPEC section 3), filterable, draggable onto the canvas."""
+
+    node_requested = Signal(str)  # type name: add one at the centre of the view
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("nodePalette")
+        self.search = QLineEdit(self)
+        self.search.setObjectName("paletteSearch")
+        self.search.setPlaceholderText("Search nodes…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.set_filter)
+        self.search.returnPressed.connect(self._request_first_match)
+        self.tree = _PaletteTree(self)
+        self.tree.itemDoubleClicked.connect(self._on_double_click)
+        self.tree.type_activated.connect(self.node_requested)
+        self.tree.currentItemChanged.connect(self._show_doc)
+        self.doc_label = QLabel(self)
+        self.doc_label.setObjectName("paletteDoc")
+        self.doc_label.setWordWrap(True)
+        self.doc_label.setForegroundRole(QPalette.PlaceholderText)
+        self.doc_label.setMinimumHeight(self.fontMetrics().lineSpacing() * 3)
+        self.doc_label.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.search)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.doc_label)
+        self._categories: dict[str, QTreeWidgetItem] = {}
+        self._types: dict[str, QTreeWidgetItem] = {}
+        self._populate()
+
+    # ---- contents ----------------------------------------------------------------------
+    def _populate(self) -> None:
+        groups = catalogue.by_category()
+        bold = QFont(self.font())
+        bold.setBold(True)
+        for category in CATEGORIES:
+            classes = sorted(groups.get(category, []), key=lambda c: c.type_name.lower())
+            if not classes:
+                continue
+            cat_item = QTreeWidgetItem([category])
+            cat_item.setData(0, _TYPE_ROLE, None)
+            cat_item.setFont(0, bold)
+            cat_item.setIcon(0, icons.category_icon(category))
+            cat_item.setFlags(Qt.ItemIsEnabled)  # a heading: not selectable, not draggable
+            self.tree.addTopLevelItem(cat_item)
+            self._categories[category] = cat_item
+            for cls in classes:
+                item = QTreeWidgetItem([cls.type_name])
+                item.setData(0, _TYPE_ROLE, cls.type_name)
+                item.setData(0, _SEARCH_ROLE,
+                             f"{cls.type_name}\n{cls.doc}\n{category}".lower())
+                item.setIcon(0, icons.category_icon(category))
+                item.setToolTip(0, type_tooltip(cls))
+                item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsDragEnabled)
+                cat_item.addChild(item)
+                self._types[cls.type_name] = item
+        self.tree.expandAll()
+
+    def refresh_icons(self) -> None:
+        """Repaint the category icons in the current theme's colours (after a theme switch)."""
+        for category, cat_item in self._categories.items():
+            icon = icons.category_icon(category)
+            cat_item.setIcon(0, icon)
+            for i in range(cat_item.childCount()):
+                cat_item.child(i).setIcon(0, icon)
+
+    # ---- queries (tests, quick-add) ------------------------------------------------------
+    def categories(self) -> list[str]:
+        """The category headings, in the order shown."""
+        return [self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())]
+
+    def type_item(self, type_name: str) -> QTreeWidgetItem | None:
+        return self._types.get(type_name)
+
+    def category_item(self, category: str) -> QTreeWidgetItem | None:
+        return self._categories.get(category)
+
+    def visible_types(self) -> list[str]:
+        """The type names the filter lets through, in the order shown."""
+        out = []
+        for cat_item in self._categories.values():
+            if cat_item.isHidden():
+                continue
+            for i in range(cat_item.childCount()):
+                child = cat_item.child(i)
+                if not child.isHidden():
+                    out.append(child.data(0, _TYPE_ROLE))
+        return out
+
+    def visible_categories(self) -> list[str]:
+        return [c for c, item in self._categories.items() if not item.isHidden()]
+
+    def mime_data(self, type_name: str) -> QMimeData:
+        """What dragging the item of ``type_name`` carries (the same call a drag makes)."""
+        return self.tree.mimeData([self._types[type_name]])
+
+    # ---- filter --------------------------------------------------------------------------
+    def filter_text(self) -> str:
+        return self.search.text()
+
+    def set_filter(self, text: str) -> None:
+        """Show only the types whose name, doc or category contains ``text`` (any case);
+        hide categories left empty and expand those with matches."""
+        if self.search.text() != text:
+            self.search.setText(text)  # comes back here through textChanged
+            return
+        words = text.lower().split()
+        first_match = None
+        for cat_item in self._categories.values():
+            shown = 0
+            for i in range(cat_item.childCount()):
+                child = cat_item.child(i)
+                haystack = child.data(0, _SEARCH_ROLE)
+                match = all(w in haystack for w in words)
+                child.setHidden(not match)
+                if match:
+                    shown += 1
+                    first_match = first_match or child
+            cat_item.setHidden(shown == 0)
+            if shown:
+                cat_item.setExpanded(True)
+        if words and first_match is not None:
+            self.tree.setCurrentItem(first_match)
+        self._show_doc(self.tree.currentItem())
+
+    def _request_first_match(self) -> None:
+        """Enter in the search field adds the selected match (or the first one)."""
+        item = self.tree.currentItem()
+        name = item.data(0, _TYPE_ROLE) if item is not None and not item.isHidden() else None
+        if name is None:
+            visible = self.visible_types()
+            name = visible[0] if visible else None
+        if name:
+            self.node_requested.emit(name)
+
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.ShortcutFocusReason)
+        self.search.selectAll()
+
+    # ---- interaction -----------------------------------------------------------------------
+    def _on_double_click(self, item: QTreeWidgetItem, _column: int) -> None:
+        name = item.data(0, _TYPE_ROLE)
+        if name:
+            self.node_requested.emit(name)
+
+    def _show_doc(self, item: QTreeWidgetItem | None, *_args) -> None:
+        name = item.data(0, _TYPE_ROLE) if item is not None else None
+        cls = catalogue.get(name) if name else None
+        if cls is None:
+            self.doc_label.setText("Drag a node onto the canvas, or double-click it.")
+        else:
+            self.doc_label.setText(f"<b>{html.escape(cls.type_name)}</b> — "
+                                   f"{html.escape(cls.doc)}")
+
+
+class _PaletteTree(QTreeWidget):
+    """The tree of types; its drags carry ``NODE_MIME`` with a small chip as the pixmap."""
+
+    type_activated = Signal(str)  # Enter on a type item
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("paletteTree")
+        self.setHeaderHidden(True)
+        self.setColumnCount(1)
+        self.setRootIsDecorated(True)
+        self.setIndentation(14)
+        self.setUniformRowHeights(True)
+        self.setIconSize(QSize(16, 16))
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragOnly)
+        self.setDefaultDropAction(Qt.CopyAction)
+        self.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.setExpandsOnDoubleClick(True)
+
+    def mimeTypes(self) -> list[str]:
+        return [NODE_MIME]
+
+    def mimeData(self, items) -> QMimeData:
+        names = [it.data(0, _TYPE_ROLE) for it in items if it.data(0, _TYPE_ROLE)]
+        if not names:
+            return QMimeData()
+        return node_mime_data(names[0])
+
+    def supportedDropActions(self) -> Qt.DropAction:
+        return Qt.CopyAction
+
+    def startDrag(self, supported_actions) -> None:
+        item = self.currentItem()
+        name = item.data(0, _TYPE_ROLE) if item is not None else None
+        if not name:
+            return
+        drag = QDrag(self)
+        drag.setMimeData(self.mimeData([item]))
+        chip = _drag_chip(name, self)
+        drag.setPixmap(chip)
+        drag.setHotSpot(QPoint(12, round(chip.height() / chip.devicePixelRatio() / 2)))
+        drag.exec(Qt.CopyAction, Qt.CopyAction)
+
+    def keyPressEvent(self, event) -> None:
+        item = self.currentItem()
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and item is not None:
+            name = item.data(0, _TYPE_ROLE)
+            if name:
+                self.type_activated.emit(name)
+                return
+        super().keyPressEvent(event)
+
+
+def _drag_chip(type_name: str, widget: QWidget) -> QPixmap:
+    """A small rounded label with the category icon: what the cursor carries in a drag."""
+    cls = catalogue.get(type_name)
+    category = cls.category if cls else ""
+    font = QFont(widget.font())
+    font.setBold(True)
+    fm = QFontMetrics(font)
+    w, h = fm.horizontalAdvance(type_name) + 40, max(24, fm.height() + 10)
+    ratio = max(1.0, widget.devicePixelRatioF())
+    pm = QPixmap(int(w * ratio), int(h * ratio))
+    pm.setDevicePixelRatio(ratio)
+    pm.fill(Qt.transparent)
+    t = theme.current()
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing)
+    p.setPen(t.category_color(category))
+    p.setBrush(t.color("node_body"))
+    p.drawRoundedRect(QRectF(0.5, 0.5, w - 1, h - 1), 6, 6)
+    p.drawPixmap(8, (h - 16) // 2, icons.category_icon(category).pixmap(16, 16))
+    p.setFont(font)
+    p.setPen(t.color("text"))
+    p.drawText(QRectF(30, 0, w - 34, h), Qt.AlignVCenter | Qt.AlignLeft, type_name)
+    p.end()
+    return pm
+
+
+# ---- tooltips --------------------------------------------------------------------------------
+def type_tooltip(cls: type[Layer]) -> str:
+    """Rich text: what the type does, its ports and its parameters with defaults."""
+    specs = cls.all_params_spec()
+    defaults = {k: s.default for k, s in specs.items() if not s.required}
+    try:
+        ins = tuple(cls.input_ports(defaults))
+    except (KeyError, TypeError, ValueError):
+        ins = ()
+    outs = tuple(cls.output_ports)
+    e = html.escape
+    parts = [f"<b>{e(cls.type_name)}</b> <i>({e(cls.category)})</i>",
+             f"<p style='margin-top:4px'>{e(cls.doc)}</p>"]
+    ports = f"{', '.join(ins) or 'none'} → {', '.join(outs) or 'none'}"
+    parts.append(f"<p><b>Ports:</b> {e(ports)}</p>")
+    if specs:
+        rows = "".join(f"<li><b>{e(name)}</b> {e(_default_text(spec))}"
+                       f"{(' — ' + e(spec.doc)) if spec.doc else ''}</li>"
+                       for name, spec in specs.items())
+        parts.append(f"<p><b>Parameters:</b></p><ul style='margin-top:0'>{rows}</ul>")
+    else:
+        parts.append("<p><b>Parameters:</b> none</p>")
+    if cls.param_names:
+        parts.append(f"<p><b>Learns:</b> {e(', '.join(cls.param_names))}</p>")
+    return "<qt>" + "".join(parts) + "</qt>"
+
+
+def _default_text(spec: ParamSpec) -> str:
+    if spec.default is REQUIRED:
+        return "(required)"
+    value = spec.default
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif value is None:
+        value = "none"
+    return f"(default {value})"
