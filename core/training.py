@@ -13,7 +13,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,26 @@ class DoneEvent:
 Event = StepEvent | EpochEvent | DoneEvent
 
 
+@dataclass
+class Snapshot:
+    """Host copies of some nodes' parameters, gradients and activations, taken between
+    two steps (``Trainer.snapshot``). Keys: params / grads ``"<owner id>/<name>"`` (a node
+    with ``shared_with`` shows its owner's), activations by node id, each
+    ``[batch, *shape]`` (``[batch, T, *shape]`` inside a recurrent region)."""
+    step: int  # optimizer steps done when it was taken
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
+
+
+@dataclass
+class ClassificationReport:
+    """Evaluation of a classifier: ``confusion[true, predicted]`` counts samples."""
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # [C, C] int64; C = 2 for a binary loss
+
+
 # ---- one step ------------------------------------------------------------------------------
 def training_step(net: Network, optimizer, batch, config: TrainConfig):
     """Forward, backward, penalties, clipping and the update; (loss, norms, global, result).
@@ -252,6 +273,12 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
         self._thread: threading.Thread | None = None
+        # calls another thread asked to run between two steps (call_between_steps)
+        self._calls: list[tuple[Callable[[], Any], Future]] = []
+        self._calls_lock = threading.Lock()
+        self._active = False  # the training thread owns the arrays; calls must queue
+        self._last_batch: dict | None = None
+        self._probe: Network | None = None
 
         data = datasets.load_dataset(config.dataset, base_dir, seed=config.seed)
         fields: dict[str, list] = {}
@@ -304,6 +331,8 @@ class Trainer:
         return not self._running.is_set()
 
     def start(self) -> threading.Thread:
+        with self._calls_lock:
+            self._active = True  # before the thread exists, so no call runs beside it
         self._thread = threading.Thread(target=self.run, name="neurocanvas-training",
                                         daemon=True)
         self._thread.start()
@@ -312,6 +341,99 @@ class Trainer:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    # ---- looking inside from another thread --------------------------------------------------
+    def call_between_steps(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` where it cannot see arrays mid-update; a Future of its result.
+
+        While training runs, the training thread runs it between two steps (also while
+        paused); otherwise it runs at once on the calling thread. ``fn`` must copy what it
+        returns to the host (``snapshot`` does).
+        """
+        fut: Future = Future()
+        with self._calls_lock:
+            if self._active:
+                self._calls.append((fn, fut))
+                return fut
+        _fulfil(fn, fut)
+        return fut
+
+    def _serve_calls(self) -> None:
+        if not self._calls:  # read without the lock: a call missed now is served next step
+            return
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for fn, fut in calls:
+            _fulfil(fn, fut)
+
+    def _wait_running(self) -> None:
+        """Block while paused, still serving calls from other threads."""
+        while not self._running.wait(0.02):
+            self._serve_calls()
+
+    def snapshot(self, nodes: Iterable[str]) -> Snapshot:
+        """Parameters, gradients (of the last step) and activations on the last training
+        batch (evaluation mode, so Dropout and BatchNorm statistics are left alone) of
+        ``nodes``, as host arrays. Call it through ``call_between_steps`` while training."""
+        nodes = [n for n in nodes if n in self.analysis.layers]
+        owners = {self.analysis.shared_root.get(n, n) for n in nodes}
+        grads = self.net.gradients()
+        params = {k: backend.to_host(v).copy() for k, v in self.net.params.items()
+                  if k.split("/")[0] in owners}
+        grad_host = {k: backend.to_host(grads[k]).copy() for k in params
+                     if grads.get(k) is not None}
+        acts: dict[str, np.ndarray] = {}
+        wanted = [n for n in nodes if not self.analysis.layers[n].is_loss]
+        if wanted and self._last_batch is not None:
+            values = self._probe_net().forward(self._last_batch, train=False).values
+            acts = {n: backend.to_host(values[n]).copy() for n in wanted if n in values}
+        return Snapshot(self.step, params, grad_host, acts)
+
+    def _probe_net(self) -> Network:
+        """A network whose outputs are every non-loss node, sharing the trained arrays."""
+        if self._probe is None:
+            outs = [n for n in self.analysis.order if not self.analysis.layers[n].is_loss]
+            probe = Network(self.analysis, device=self.device, dtype=self.net.dtype,
+                            seed=self.config.seed, outputs=outs, with_losses=False)
+            for nid, layer in probe.layers.items():
+                src = self.net.layers.get(nid)
+                if src is not None:  # the same dicts: updates in place show up here
+                    layer.P, layer.G, layer.B = src.P, src.G, src.B
+            self._probe = probe
+        return self._probe
+
+    def classification_report(self, data=None) -> ClassificationReport | None:
+        """Loss, accuracy and confusion matrix over ``data`` (default: the validation
+        split) in evaluation mode; None for a graph without a classification loss or no
+        data. Call it through ``call_between_steps`` while training."""
+        data = self.val_set if data is None else data
+        if self.classifier is None or data is None or len(data) == 0:
+            return None
+        kind, pred_node, target_node, _ = self.classifier
+        per_sample = int(np.prod(self.analysis.shapes[pred_node]))
+        binary = kind == "BinaryCrossEntropyLoss" or (kind == "HingeLoss" and per_sample == 1)
+        total, count, guesses, truths = 0.0, 0, [], []
+        for batch in data.batches(self.config.batch_size, False, None):
+            res = self.net.forward(batch, train=False)
+            pred = backend.to_host(res.values[pred_node])
+            target = backend.to_host(res.values[target_node])
+            n = pred.shape[0]
+            total += float(res.loss) * n
+            count += n
+            if binary:
+                cut = 0.5 if kind == "BinaryCrossEntropyLoss" else 0
+                guesses.append((pred.reshape(n, -1)[:, 0] > 0).astype(np.int64))
+                truths.append((target.reshape(n, -1)[:, 0] > cut).astype(np.int64))
+                continue
+            guesses.append(np.argmax(pred.reshape(n, -1), axis=1))
+            if target.ndim == pred.ndim:  # probabilities
+                target = np.argmax(target.reshape(n, -1), axis=1)
+            truths.append(target.reshape(n).astype(np.int64))
+        guess, truth = np.concatenate(guesses), np.concatenate(truths)
+        classes = 2 if binary else per_sample
+        confusion = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(confusion, (truth, guess), 1)
+        return ClassificationReport(total / count, float(np.mean(guess == truth)), confusion)
 
     # ---- the loop --------------------------------------------------------------------------
     def _emit(self, ev: Event) -> None:
@@ -373,6 +495,8 @@ class Trainer:
 
     def _run(self) -> DoneEvent:
         c = self.config
+        with self._calls_lock:
+            self._active = True
         self._t0 = time.monotonic()
         reason, error = "finished", None
         try:
@@ -380,10 +504,12 @@ class Trainer:
                 t_epoch = time.monotonic()
                 loss_sum, n_sum, acc = 0.0, 0, _Accuracy()
                 for batch in self.train_set.batches(c.batch_size, c.shuffle, self.data_rng):
-                    self._running.wait()
+                    self._serve_calls()
+                    self._wait_running()
                     if self._stop.is_set():
                         break
                     ev = self.train_step(batch)
+                    self._last_batch = batch
                     n = len(next(iter(batch.values())))
                     loss_sum += ev.loss * n
                     n_sum += n
@@ -405,6 +531,18 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - every failure must end in a DoneEvent
             reason, error = "error", e
             self.last_error = e
+        with self._calls_lock:
+            self._active = False  # from now on a call runs on the thread that asks
+        self._serve_calls()
         done = DoneEvent(reason, self.step, error)
         self._emit(done)
         return done
+
+
+def _fulfil(fn: Callable[[], Any], fut: Future) -> None:
+    if not fut.set_running_or_notify_cancel():
+        return
+    try:
+        fut.set_result(fn())
+    except Exception as e:  # noqa: BLE001 - handed to whoever waits on the future
+        fut.set_exception(e)
