@@ -220,3 +220,38 @@ def _app_pixmap(size: int) -> QPixmap:
             p.drawEllipse(pt, 5.5, 5.5)
     p.end()
     return pm
+
+
+_problem_cache: dict[tuple[str, str, int], QIcon] = {}
+
+
+def problem_icon(severity: str = "error", size: int = 16) -> QIcon:
+    """A round red mark with '!' for an error, an amber triangle for a warning."""
+    t = theme.current()
+    key = (t.name, severity, size)
+    icon = _problem_cache.get(key)
+    if icon is None:
+        icon = QIcon()
+        for scale in (1, 2):
+            pm = QPixmap(size * scale, size * scale)
+            pm.setDevicePixelRatio(scale)
+            pm.fill(Qt.transparent)
+            p = QPainter(pm)
+            p.setRenderHint(QPainter.Antialiasing)
+            p.scale(size / 16.0, size / 16.0)
+            p.setPen(Qt.NoPen)
+            if severity == "warning":
+                p.setBrush(t.color("warning"))
+                p.drawPolygon(QPolygonF([QPointF(8, 1.5), QPointF(15, 14.5),
+                                         QPointF(1, 14.5)]))
+            else:
+                p.setBrush(t.color("error"))
+                p.drawEllipse(QPointF(8, 8), 7, 7)
+            p.setBrush(QColor("#ffffff"))
+            top = 5.5 if severity == "warning" else 3.8
+            p.drawRoundedRect(QRectF(7.1, top, 1.8, 5.4), 0.9, 0.9)
+            p.drawEllipse(QPointF(8, 12.2), 1.1, 1.1)
+            p.end()
+            icon.addPixmap(pm)
+        _problem_cache[key] = icon
+    return icon
