@@ -703,13 +703,29 @@ def add_regularization_grads(params: Mapping[str, Any], grads: dict[str, Any],
 
 
 def _squared_sums(grads: Mapping[str, Any]) -> tuple[list[str], np.ndarray]:
-    """(names, Σg² per name as float64) for the gradients that are not None; one transfer."""
+    """(names, Σg² per name as float64) for the gradients that are not None.
+
+    The sums are taken in the gradients' dtype (one BLAS dot each) and fetched in one
+    transfer. In float32 a square overflows for |g| above ~1.8e19 and underflows below
+    ~1e-19, although the gradient itself is finite and its norm representable; the sums
+    that came out infinite or below the dtype's smallest normal number are taken again in
+    float64, with one more transfer for all of them, only on the steps where that happens.
+    A gradient that really holds a NaN or Inf still gives a non-finite sum.
+    """
     names = [n for n, g in grads.items() if g is not None]
     if not names:
         return [], np.zeros(0)
     xp = array_module(grads[names[0]])
     sums = xp.stack([xp.vdot(grads[n], grads[n]) for n in names])
-    return names, np.asarray(to_host(sums), dtype=np.float64)
+    out = np.asarray(to_host(sums), dtype=np.float64)
+    redo = [i for i, n in enumerate(names)
+            if grads[n].dtype != np.float64 and grads[n].size
+            and not np.finfo(grads[n].dtype).tiny <= out[i] < np.inf]
+    if redo:
+        wide = [grads[names[i]].astype(np.float64).ravel() for i in redo]
+        out[redo] = np.asarray(to_host(xp.stack([xp.vdot(w, w) for w in wide])),
+                               dtype=np.float64)
+    return names, out
 
 
 def grad_norms(grads: Mapping[str, Any]) -> tuple[dict[str, float], float]:
