@@ -255,3 +255,16 @@ def problem_icon(severity: str = "error", size: int = 16) -> QIcon:
             icon.addPixmap(pm)
         _problem_cache[key] = icon
     return icon
+
+
+def reset_icon(size: int = 16) -> QIcon:
+    """A counter-clockwise arrow in the muted text colour: "back to the default"."""
+    t = theme.current()
+    key = (t.name, "__reset__", size)
+    icon = _cache.get(key)
+    if icon is None:
+        icon = QIcon()
+        for scale in (1, 2):
+            icon.addPixmap(_category_pixmap("Recurrent", size, scale, t.color("muted_text")))
+        _cache[key] = icon
+    return icon

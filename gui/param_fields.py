@@ -1,0 +1,588 @@
+"""One editing widget per parameter kind, built from its ``core.params.ParamSpec``.
+
+A field shows a raw JSON value (what the graph file holds), checks what the user enters
+with the spec (``spec.coerce``) and, only when it is valid, emits ``committed`` with the new
+raw value: once per finished edit (Enter, focus leaving, a step of a spin box, a choice in a
+combo). An invalid entry shows its message under the field and emits nothing. ``set_value``
+shows a value from the model and never emits, so refreshing a view cannot push a command.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import ParamError
+from core.params import (
+    REQUIRED,
+    Bool,
+    Choice,
+    Float,
+    Identifier,
+    Int,
+    IntPair,
+    NodeRef,
+    Padding,
+    ParamSpec,
+    Shape,
+)
+from gui import icons, theme
+
+_INT32 = 2**31 - 1
+
+
+class InputError(ValueError):
+    """Text that does not even parse (before the spec sees it)."""
+
+
+def format_value(value: Any) -> str:
+    """A raw value as the text fields show it: ``[28, 28]`` -> ``28, 28``, floats short."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
+
+
+def format_float(v: float) -> str:
+    """Shortest text that reads back as the same float (``1e-08``, ``0.001``, ``2``)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def parse_number(text: str) -> int | float:
+    """An integer where the text is one, else a float; scientific notation accepted."""
+    t = text.strip().replace("−", "-")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        v = float(t)
+    except ValueError:
+        raise InputError(f"expected a number (such as 0.001 or 1e-3), found {text.strip()!r}"
+                         ) from None
+    if not math.isfinite(v):
+        raise InputError(f"expected a finite number, found {text.strip()!r}")
+    return v
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"28, 28"``, ``"[1, 8, 8]"``, ``"3x3"`` -> a list of integers (``""`` -> ``[]``)."""
+    t = text.strip().strip("[]()").replace("×", ",").replace("x", ",").replace("X", ",")
+    tokens = [tok for tok in t.replace(",", " ").split() if tok]
+    out = []
+    for tok in tokens:
+        try:
+            out.append(int(tok.replace("−", "-")))
+        except ValueError:
+            raise InputError(f"expected whole numbers separated by commas (such as 28, 28), "
+                             f"found {tok!r}") from None
+    return out
+
+
+def parse_number_list(text: str) -> list[int | float]:
+    t = text.strip().strip("[]()")
+    return [parse_number(tok) for tok in t.replace(",", " ").split() if tok]
+
+
+class ParamField(QWidget):
+    """The editor of one parameter: the widget, a reset button and an inline message."""
+
+    committed = Signal(object)  # the new raw value; None = back to the default
+
+    def __init__(self, spec: ParamSpec, parent: QWidget | None = None, *,
+                 resettable: bool = True):
+        super().__init__(parent)
+        self.spec = spec
+        self._value: Any = None  # the raw value shown (None: not set, the default applies)
+        self._input_error: str | None = None
+        self._problem: str | None = None
+        self._loading = False
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        self.editor = self._make_editor()
+        self.editor.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        row.addWidget(self.editor, 1)
+        self.reset_button = QToolButton(self)
+        self.reset_button.setObjectName("resetButton")
+        self.reset_button.setIcon(icons.reset_icon())
+        self.reset_button.setIconSize(QSize(14, 14))
+        self.reset_button.setAutoRaise(True)
+        self.reset_button.setFocusPolicy(Qt.NoFocus)
+        self.reset_button.clicked.connect(self.reset)
+        self.reset_button.setVisible(resettable)
+        row.addWidget(self.reset_button)
+        outer.addLayout(row)
+        self.message = QLabel(self)
+        self.message.setObjectName("fieldMessage")
+        self.message.setWordWrap(True)
+        self.message.setVisible(False)
+        outer.addWidget(self.message)
+        self._update_reset()
+        if spec.doc:
+            self.editor.setToolTip(spec.doc)
+
+    # ---- to override -------------------------------------------------------------------
+    def _make_editor(self) -> QWidget:
+        raise NotImplementedError
+
+    def _show(self, value: Any) -> None:
+        """Put ``value`` (raw, or None for the default) into the editor."""
+        raise NotImplementedError
+
+    def _read(self) -> Any:
+        """The raw value the editor holds; raises InputError for text that does not parse."""
+        raise NotImplementedError
+
+    # ---- the model side ----------------------------------------------------------------
+    def value(self) -> Any:
+        return self._value
+
+    def set_value(self, value: Any) -> None:
+        """Show a value from the model; clears an input error; emits nothing."""
+        self._value = value
+        self._input_error = None
+        self._loading = True
+        blocked = self.editor.blockSignals(True)
+        try:
+            self._show(value)
+        finally:
+            self.editor.blockSignals(blocked)
+            self._loading = False
+        self._update_reset()
+        self._update_message()
+
+    def set_problem(self, message: str | None) -> None:
+        """A problem validation found with the stored value (shown when the input is fine)."""
+        self._problem = message
+        self._update_message()
+
+    def message_text(self) -> str:
+        """The inline message shown under the field ('' when none)."""
+        return self.message.text()
+
+    def has_input_error(self) -> bool:
+        return self._input_error is not None
+
+    def default_value(self) -> Any:
+        d = self.spec.default
+        return None if d is REQUIRED else d
+
+    # ---- the user side -----------------------------------------------------------------
+    def commit(self) -> bool:
+        """Check what the editor holds and emit it if valid and changed. True if valid."""
+        if self._loading:
+            return False
+        try:
+            raw = self._read()
+            if raw is not None:
+                self.check(raw)
+        except (InputError, ParamError) as e:
+            self._input_error = getattr(e, "message", None) or str(e)
+            self._update_message()
+            return False
+        if raw is None and self.spec.required:
+            self._input_error = "required: this parameter has no default"
+            self._update_message()
+            return False
+        self._input_error = None
+        self._update_message()
+        if not _same(raw, self._value):
+            self.committed.emit(raw)
+        return True
+
+    def check(self, raw: Any) -> None:
+        """Raise ParamError if ``raw`` is not acceptable (the spec's check by default)."""
+        self.spec.coerce(raw)
+
+    def reset(self) -> None:
+        """Back to the default: emits None (the parameter is removed from the file)."""
+        if self.spec.required or self._loading:
+            return
+        self._input_error = None
+        if self._value is not None:
+            self.committed.emit(None)
+        else:
+            self.set_value(None)
+
+    def show_input_error(self, message: str) -> None:
+        """Show a message about the entered value (from a check beyond the spec)."""
+        self._input_error = message
+        self._update_message()
+
+    def _update_reset(self) -> None:
+        can = not self.spec.required and self._value is not None
+        self.reset_button.setEnabled(can)
+        if self.spec.required:
+            tip = "Required: this parameter has no default"
+        else:
+            tip = f"Reset to the default ({format_value(self.default_value()) or 'none'})"
+        self.reset_button.setToolTip(tip)
+
+    def _update_message(self) -> None:
+        text = self._input_error or self._problem
+        if text:
+            t = theme.current()
+            pal = self.message.palette()
+            pal.setColor(QPalette.WindowText, t.color("error"))
+            self.message.setPalette(pal)
+            self.message.setText(text)
+        else:
+            self.message.setText("")
+        self.message.setVisible(bool(text))
+        self.editor.setProperty("invalid", bool(self._input_error))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values (1 == 1.0, [1, 2] == (1, 2)), but True is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+# ---- kinds ---------------------------------------------------------------------------------
+class _SpinBox(QSpinBox):
+    """A spin box that ignores the wheel unless focused, so scrolling the panel is safe."""
+
+    def wheelEvent(self, event):  # noqa: N802
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+class IntField(ParamField):
+    """A spin box with the spec's range. A parameter whose default is None gets a first
+    entry "default" below the range, which means None."""
+
+    def _make_editor(self) -> QWidget:
+        spin = _SpinBox(self)
+        spin.setFocusPolicy(Qt.StrongFocus)
+        spin.setKeyboardTracking(False)  # valueChanged only on steps, Enter and focus-out
+        spin.setAccelerated(True)
+        lo = self.spec.min if getattr(self.spec, "min", None) is not None else -_INT32 + 1
+        hi = self.spec.max if getattr(self.spec, "max", None) is not None else _INT32
+        self._none_allowed = self.spec.default is None
+        if self._none_allowed:
+            lo -= 1
+            spin.setSpecialValueText("default")
+        spin.setRange(lo, hi)
+        spin.valueChanged.connect(lambda _v: self.commit())
+        return spin
+
+    def _show(self, value: Any) -> None:
+        spin: QSpinBox = self.editor
+        if value is None:
+            d = self.spec.default
+            if d is None or d is REQUIRED:
+                spin.setValue(spin.minimum())
+            else:
+                spin.setValue(int(d))
+            return
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                float(value).is_integer() and spin.minimum() <= value <= spin.maximum():
+            spin.setValue(int(value))
+        else:  # an out-of-range value from the file: the problem under the field says so
+            spin.setValue(spin.minimum())
+
+    def _read(self) -> Any:
+        spin: QSpinBox = self.editor
+        v = spin.value()
+        if self._none_allowed and v == spin.minimum():
+            return None
+        return v
+
+    def commit(self) -> bool:
+        # None from the "default" entry is a reset, not a missing value
+        if self._none_allowed and not self._loading and self._read() is None:
+            if self._value is not None:
+                self.committed.emit(None)
+            return True
+        return super().commit()
+
+
+class FloatField(ParamField):
+    """A text field taking any number notation (``0.001``, ``1e-3``); empty = default."""
+
+    def _make_editor(self) -> QWidget:
+        edit = QLineEdit(self)
+        edit.editingFinished.connect(self.commit)
+        d = self.spec.default
+        if d is not REQUIRED and d is not None:
+            edit.setPlaceholderText(f"default {format_value(d)}")
+        return edit
+
+    def _show(self, value: Any) -> None:
+        self.editor.setText(format_value(value) if value is not None else "")
+
+    def _read(self) -> Any:
+        text = self.editor.text().strip()
+        if not text:
+            return None
+        return parse_number(text)
+
+
+class BoolField(ParamField):
+    def _make_editor(self) -> QWidget:
+        box = QCheckBox(self)
+        box.toggled.connect(lambda _c: self.commit())
+        return box
+
+    def _show(self, value: Any) -> None:
+        v = self.spec.default if value is None else value
+        self.editor.setChecked(bool(v) if isinstance(v, bool) else False)
+
+    def _read(self) -> Any:
+        return self.editor.isChecked()
+
+    def commit(self) -> bool:
+        raw = self.editor.isChecked()
+        if self._value is None and raw == self.spec.default:
+            return True  # toggled back to what the default already is
+        return super().commit()
+
+
+class ChoiceField(ParamField):
+    def _make_editor(self) -> QWidget:
+        combo = QComboBox(self)
+        for choice in self.spec.choices:
+            combo.addItem(format_value(choice), choice)
+        combo.activated.connect(lambda _i: self.commit())
+        return combo
+
+    def _show(self, value: Any) -> None:
+        combo: QComboBox = self.editor
+        v = self.spec.default if value is None else value
+        i = combo.findData(v)
+        if i < 0 and v is not REQUIRED and v is not None:
+            combo.addItem(f"{format_value(v)} (unknown)", v)
+            i = combo.count() - 1
+        combo.setCurrentIndex(i)
+
+    def _read(self) -> Any:
+        return self.editor.currentData()
+
+    def commit(self) -> bool:
+        if self._value is None and self._read() == self.spec.default:
+            return True
+        return super().commit()
+
+
+class TextField(ParamField):
+    """Identifiers and anything else that is typed as text."""
+
+    def _make_editor(self) -> QWidget:
+        edit = QLineEdit(self)
+        edit.editingFinished.connect(self.commit)
+        d = self.spec.default
+        if d is not REQUIRED and d is not None:
+            edit.setPlaceholderText(f"default {format_value(d)}")
+        return edit
+
+    def _show(self, value: Any) -> None:
+        self.editor.setText(format_value(value) if value is not None else "")
+
+    def _read(self) -> Any:
+        text = self.editor.text().strip()
+        return text or None
+
+
+class ShapeField(TextField):
+    """A shape typed as ``28, 28`` (empty: a scalar, ``[]``)."""
+
+    def _make_editor(self) -> QWidget:
+        edit = super()._make_editor()
+        edit.setPlaceholderText("empty: a scalar []  ·  e.g. 1, 28, 28")
+        return edit
+
+    def _show(self, value: Any) -> None:
+        self.editor.setText(format_value(value) if isinstance(value, (list, tuple)) else
+                            ("" if value is None else json.dumps(value)))
+
+    def _read(self) -> Any:
+        return parse_int_list(self.editor.text())
+
+
+class IntPairField(TextField):
+    """One integer (``3``) or a pair (``3, 5``); empty = the default."""
+
+    def _make_editor(self) -> QWidget:
+        edit = super()._make_editor()
+        d = self.spec.default
+        if d is None:
+            edit.setPlaceholderText("default (see tooltip)")
+        return edit
+
+    def _read(self) -> Any:
+        text = self.editor.text().strip()
+        if not text:
+            return None
+        values = parse_int_list(text)
+        if len(values) == 1:
+            return values[0]
+        return values
+
+
+class NumberListField(TextField):
+    """A list of numbers typed as ``0.9, 0.999`` (optimizer betas)."""
+
+    def _read(self) -> Any:
+        text = self.editor.text().strip()
+        if not text:
+            return None
+        values = parse_number_list(text)
+        return [float(v) for v in values]
+
+
+class PaddingField(ParamField):
+    """'valid', 'same' or a number of cells (one integer or ``h, w``)."""
+
+    _MODES = ("valid", "same", "cells")
+
+    def _make_editor(self) -> QWidget:
+        box = QWidget(self)
+        lay = QHBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        self.mode = QComboBox(box)
+        self.mode.addItem("valid (none)", "valid")
+        self.mode.addItem("same", "same")
+        self.mode.addItem("cells…", "cells")
+        self.cells = QLineEdit(box)
+        self.cells.setPlaceholderText("e.g. 1 or 1, 2")
+        lay.addWidget(self.mode, 1)
+        lay.addWidget(self.cells, 1)
+        self.mode.activated.connect(self._on_mode)
+        self.cells.editingFinished.connect(self.commit)
+        return box
+
+    def set_value(self, value: Any) -> None:
+        blocked = (self.mode.blockSignals(True), self.cells.blockSignals(True))
+        try:
+            super().set_value(value)
+        finally:
+            self.mode.blockSignals(blocked[0])
+            self.cells.blockSignals(blocked[1])
+
+    def _show(self, value: Any) -> None:
+        v = self.spec.default if value is None else value
+        if v in ("valid", "same"):
+            self.mode.setCurrentIndex(self._MODES.index(v))
+            self.cells.setText("")
+            self.cells.setEnabled(False)
+        else:
+            self.mode.setCurrentIndex(2)
+            self.cells.setEnabled(True)
+            self.cells.setText(format_value(v) if v not in (None, REQUIRED) else "")
+
+    def _on_mode(self, _index: int) -> None:
+        cells = self.mode.currentData() == "cells"
+        self.cells.setEnabled(cells)
+        if cells:
+            if not self.cells.text().strip():
+                self.cells.setText("1")
+            self.cells.setFocus()
+        self.commit()
+
+    def _read(self) -> Any:
+        mode = self.mode.currentData()
+        if mode != "cells":
+            return mode
+        values = parse_int_list(self.cells.text())
+        if not values:
+            raise InputError("expected a number of cells (such as 1) or a pair h, w")
+        return values[0] if len(values) == 1 else values
+
+
+class NodeRefField(ParamField):
+    """A combo of the nodes this one may share parameters with, and "none"."""
+
+    def _make_editor(self) -> QWidget:
+        combo = QComboBox(self)
+        combo.addItem("none", None)
+        combo.activated.connect(lambda _i: self.commit())
+        return combo
+
+    def set_candidates(self, node_ids: list[str]) -> None:
+        """The ids offered (same-type nodes); the shown value stays selected."""
+        combo: QComboBox = self.editor
+        current = [combo.itemData(i) for i in range(1, combo.count())]
+        if current == list(node_ids):
+            return
+        blocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("none", None)
+        for nid in node_ids:
+            combo.addItem(nid, nid)
+        combo.blockSignals(blocked)
+        self._loading = True
+        try:
+            blocked = combo.blockSignals(True)
+            self._show(self._value)
+            combo.blockSignals(blocked)
+        finally:
+            self._loading = False
+
+    def _show(self, value: Any) -> None:
+        combo: QComboBox = self.editor
+        i = combo.findData(value)
+        if i < 0 and value is not None:
+            combo.addItem(f"{format_value(value)} (missing)", value)
+            i = combo.count() - 1
+        combo.setCurrentIndex(max(0, i))
+
+    def _read(self) -> Any:
+        return self.editor.currentData()
+
+
+def make_field(spec: ParamSpec, parent: QWidget | None = None, **kwargs) -> ParamField:
+    """The field that fits ``spec``'s kind (a text field for kinds it does not know)."""
+    if isinstance(spec, Bool):
+        return BoolField(spec, parent, **kwargs)
+    if isinstance(spec, Int):
+        return IntField(spec, parent, **kwargs)
+    if isinstance(spec, Float):
+        return FloatField(spec, parent, **kwargs)
+    if isinstance(spec, Choice):
+        return ChoiceField(spec, parent, **kwargs)
+    if isinstance(spec, Shape):
+        return ShapeField(spec, parent, **kwargs)
+    if isinstance(spec, IntPair):
+        return IntPairField(spec, parent, **kwargs)
+    if isinstance(spec, Padding):
+        return PaddingField(spec, parent, **kwargs)
+    if isinstance(spec, NodeRef):
+        return NodeRefField(spec, parent, **kwargs)
+    if isinstance(spec, Identifier):
+        return TextField(spec, parent, **kwargs)
+    if isinstance(spec.default, (tuple, list)) and all(
+            isinstance(v, (int, float)) for v in spec.default):
+        return NumberListField(spec, parent, **kwargs)
+    return TextField(spec, parent, **kwargs)
