@@ -661,3 +661,20 @@ def test_paints_in_both_themes_at_every_level_of_detail(canvas, name, zoom):
         assert abs(corner.lightness() - canvas_colour.lightness()) < 40
     finally:
         theme.apply_theme("light")
+
+
+def test_delay_labels_use_superscripts():
+    from gui.canvas.look import delay_label
+    assert delay_label(1) == "z⁻¹"
+    assert delay_label(12) == "z⁻¹²"
+
+
+def test_space_drag_pans_without_selecting(canvas):
+    doc, scene, view = canvas()
+    view.setFocus()
+    before = view.center_scene_pos()
+    QTest.keyPress(view, Qt.Key_Space)
+    mouse_drag(view, QPointF(300, 300), QPointF(240, 300))
+    QTest.keyRelease(view, Qt.Key_Space)
+    assert view.center_scene_pos().x() - before.x() == pytest.approx(60, abs=2)
+    assert scene.selected_node_ids() == [] and doc.undo_stack.count() == 0

@@ -16,6 +16,11 @@ from gui import theme
 from gui.canvas.look import LOD_TEXT, delay_label, fonts, metrics
 
 BACK_MARGIN = 36.0  # how far below the lower node a backward edge runs
+# enum members looked up once: paint() runs for every visible edge on every frame
+_ROUND_CAP = Qt.RoundCap
+_CUSTOM_DASH = Qt.CustomDashLine
+_ANTIALIAS = QPainter.Antialiasing
+_NO_BRUSH = Qt.NoBrush
 
 
 class EdgeItem(QGraphicsItem):
@@ -37,6 +42,8 @@ class EdgeItem(QGraphicsItem):
         self._label_at = QPointF()
         self._rect = QRectF()
         self._room = 0.0
+        self._pen_key: tuple | None = None
+        self._pen_cache = QPen()
         self.setFlag(QGraphicsItem.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
         self.setZValue(-1.0)
@@ -129,28 +136,38 @@ class EdgeItem(QGraphicsItem):
         event.accept()
 
     # ---- painting ----------------------------------------------------------------------
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+    def _pen(self) -> QPen:
+        """The stroke for the edge's state; built once per state (paint stays cheap)."""
         t = theme.current()
+        selected = self.isSelected()
+        near = selected or self.hovered or self.src_node.isSelected() \
+            or self.dst_node.isSelected()
+        key = (t.name, self.broken, self.heat.rgba() if self.heat is not None else None,
+               selected, near, bool(self.edge.delay))
+        if key != self._pen_key:
+            if self.broken:
+                colour = t.color("error")
+            elif self.heat is not None:
+                colour = self.heat
+            elif near:
+                colour = t.color("edge_selected")
+            else:
+                colour = t.color("edge")
+            width = 3.2 if selected else (2.4 if (self.hovered or self.heat) else 1.8)
+            pen = QPen(colour, width)
+            pen.setCapStyle(_ROUND_CAP)
+            if self.edge.delay:
+                pen.setStyle(_CUSTOM_DASH)
+                pen.setDashPattern([4.0, 3.0])
+            self._pen_key, self._pen_cache = key, pen
+        return self._pen_cache
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
-        painter.setRenderHint(QPainter.Antialiasing)
-        selected = self.isSelected() or (self.src_node.isSelected()
-                                         or self.dst_node.isSelected())
-        if self.broken:
-            colour = t.color("error")
-        elif self.heat is not None:
-            colour = self.heat
-        elif selected or self.hovered:
-            colour = t.color("edge_selected")
-        else:
-            colour = t.color("edge")
-        width = 3.2 if self.isSelected() else (2.4 if (self.hovered or self.heat) else 1.8)
-        pen = QPen(colour, width)
-        pen.setCapStyle(Qt.RoundCap)
-        if self.edge.delay:
-            pen.setStyle(Qt.CustomDashLine)
-            pen.setDashPattern([4.0, 3.0])
+        painter.setRenderHint(_ANTIALIAS)
+        pen = self._pen()
         painter.setPen(pen)
-        painter.setBrush(Qt.NoBrush)
+        painter.setBrush(_NO_BRUSH)
         painter.drawPath(self._path)
 
         if lod < LOD_TEXT:
@@ -168,7 +185,8 @@ class EdgeItem(QGraphicsItem):
             w = fm.horizontalAdvance(text) + 10.0
         h = fm.height() + 3.0
         r = QRectF(self._label_at.x() - w / 2, self._label_at.y() - h / 2, w, h)
-        painter.setPen(QPen(colour, 1.0) if self.edge.delay else Qt.NoPen)
+        t = theme.current()
+        painter.setPen(QPen(pen.color(), 1.0) if self.edge.delay else Qt.NoPen)
         painter.setBrush(t.color("canvas"))
         painter.drawRoundedRect(r, h / 2, h / 2)
         painter.setFont(font)

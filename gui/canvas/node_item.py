@@ -27,7 +27,7 @@ from gui.canvas.look import (
     fonts,
     metrics,
 )
-from gui.canvas.port_item import PortItem
+from gui.canvas.port_item import PortItem, paint_port
 
 PORTS_TOP = HEADER_H + 4.0
 
@@ -56,6 +56,7 @@ class NodeItem(QGraphicsItem):
         self.inputs: dict[str, PortItem] = {}
         self.outputs: dict[str, PortItem] = {}
         self._height = 0.0
+        self._bounds = QRectF()
         self.setFlags(QGraphicsItem.ItemIsSelectable | QGraphicsItem.ItemIsMovable
                       | QGraphicsItem.ItemSendsGeometryChanges)
         self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
@@ -78,8 +79,7 @@ class NodeItem(QGraphicsItem):
         return PORTS_TOP + rows * ROW_H + 4.0 + lines * FOOTER_LINE_H + 6.0
 
     def boundingRect(self) -> QRectF:
-        # room for the selection / highlight outline and for a training badge above
-        return QRectF(-6.0, -22.0, NODE_WIDTH + 12.0, self._height + 28.0)
+        return self._bounds
 
     def body_rect(self) -> QRectF:
         return QRectF(0.0, 0.0, NODE_WIDTH, self._height)
@@ -112,6 +112,8 @@ class NodeItem(QGraphicsItem):
                 table[name] = kept.get(name) or PortItem(self, name, is_output)
         self.prepareGeometryChange()
         self._height = self._compute_height()
+        # room for the selection / highlight outline, the ports, and a training badge above
+        self._bounds = QRectF(-8.0, -22.0, NODE_WIDTH + 16.0, self._height + 30.0)
         for i, p in enumerate(self.inputs.values()):
             p.setPos(0.0, PORTS_TOP + (i + 0.5) * ROW_H)
         for i, p in enumerate(self.outputs.values()):
@@ -263,6 +265,8 @@ class NodeItem(QGraphicsItem):
 
         if lod < LOD_DETAIL:
             return
+        for p in self.ports():
+            paint_port(painter, p.pos(), self.category, p.connected)
         if lod < LOD_TEXT:
             # far out: a title bar stroke stands for the text
             painter.fillRect(QRectF(30, 14, min(110, 8 * len(self.title)), 7),

@@ -1,7 +1,7 @@
 """A port of a node: a small circle on the node's left (inputs) or right (outputs) edge.
 
 Ports take no mouse events themselves; the scene finds the port under a press and runs the
-connection drag (``gui.canvas.connect_drag``). A port only draws itself and says where it is.
+connection drag (``gui.canvas.connect_drag``). A port says where it is; its node draws it.
 """
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ from PySide6.QtWidgets import QGraphicsItem
 from gui import theme
 from gui.canvas.look import PORT_HIT_R, PORT_R
 
+_BOUNDS = QRectF(-PORT_HIT_R, -PORT_HIT_R, 2 * PORT_HIT_R, 2 * PORT_HIT_R)
+
 
 class PortItem(QGraphicsItem):
-    """Port ``name`` of its parent NodeItem; ``is_output`` tells the side."""
+    """Port ``name`` of its parent NodeItem; ``is_output`` tells the side.
+
+    The node draws its ports into its own cached picture; a port item paints only while
+    it is highlighted (under the mouse, or a target of a connection drag), so panning does
+    not draw hundreds of small items.
+    """
 
     def __init__(self, node_item, name: str, is_output: bool):
         super().__init__(node_item)
@@ -25,7 +32,7 @@ class PortItem(QGraphicsItem):
         self.highlighted = False  # a compatible target under a connection drag
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CrossCursor)
-        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
+        self.setFlag(QGraphicsItem.ItemHasNoContents, True)
 
     @property
     def node_id(self) -> str:
@@ -35,22 +42,22 @@ class PortItem(QGraphicsItem):
         return self.scenePos()
 
     def boundingRect(self) -> QRectF:
-        r = PORT_HIT_R
-        return QRectF(-r, -r, 2 * r, 2 * r)
+        return _BOUNDS
 
     def shape(self) -> QPainterPath:
         path = QPainterPath()
-        path.addEllipse(self.boundingRect())
+        path.addEllipse(_BOUNDS)
         return path
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected
-            self.update()
+            self.node_item.update()  # drawn in the node's picture
 
     def set_highlighted(self, on: bool) -> None:
         if on != self.highlighted:
             self.highlighted = on
+            self.setFlag(QGraphicsItem.ItemHasNoContents, not on)
             self.update()
 
     def hoverEnterEvent(self, event):
@@ -60,11 +67,17 @@ class PortItem(QGraphicsItem):
         self.set_highlighted(False)
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
-        t = theme.current()
-        colour = t.category_color(self.node_item.category)
-        painter.setRenderHint(QPainter.Antialiasing)
-        r = PORT_R + (1.5 if self.highlighted else 0.0)
-        painter.setPen(QPen(QColor(t.node_selected) if self.highlighted else colour.darker(115),
-                            1.6))
-        painter.setBrush(colour if (self.connected or self.highlighted) else t.color("node_body"))
-        painter.drawEllipse(QRectF(-r, -r, 2 * r, 2 * r))
+        if self.highlighted:
+            painter.setRenderHint(QPainter.Antialiasing)
+            paint_port(painter, QPointF(0, 0), self.node_item.category, True, True)
+
+
+def paint_port(painter: QPainter, at: QPointF, category: str, filled: bool,
+               highlighted: bool = False) -> None:
+    """One port circle: filled when connected, larger and outlined when highlighted."""
+    t = theme.current()
+    colour = t.category_color(category)
+    r = PORT_R + (1.5 if highlighted else 0.0)
+    painter.setPen(QPen(QColor(t.node_selected) if highlighted else colour.darker(115), 1.6))
+    painter.setBrush(colour if filled else t.color("node_body"))
+    painter.drawEllipse(at, r, r)

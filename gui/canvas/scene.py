@@ -613,7 +613,7 @@ class GraphScene(QGraphicsScene):
     def _show_callout(self, text: str, item: NodeItem) -> QGraphicsItem:
         box = self._show_transient(text, item.scenePos())
         self._transient.remove(box)  # stays until clear_highlight
-        box.setPos(item.scenePos() + QPointF(0, -44))
+        box.setPos(item.scenePos() + QPointF(0, -64))
         return box
 
     def clear_highlight(self) -> None:
