@@ -118,6 +118,25 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# ---- export --------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    from core.export import export_graph
+
+    a = load_valid(args.graph)
+    weights = str(Path(args.weights).resolve()) if args.weights else None
+    text = export_graph(a.graph, args.to, weights_path=weights,
+                        base_dir=Path(args.graph).resolve().parent)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        atomic_write(args.output, text.encode("utf-8"))
+    except OSError as e:
+        raise NeuroCanvasError(f"cannot write: {e.strerror}", file=args.output) from None
+    print(f"wrote {args.output}: {args.to} code for graph '{a.graph.name}'")
+    return 0
+
+
 def _seed(a: Analysis) -> int:
     seed = a.graph.training.get("seed", 0)
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
@@ -141,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "node feeding the first loss's pred)")
     pr.add_argument("--output", metavar="Y.npy", help="write the output here (else print it)")
     pr.set_defaults(func=cmd_predict)
+    ex = sub.add_parser("export", help="write the graph as Python code: a PyTorch script or "
+                        "a script using the NeuroCanvas API")
+    ex.add_argument("graph", metavar="GRAPH")
+    ex.add_argument("--to", required=True, choices=("pytorch", "python"))
+    ex.add_argument("-o", "--output", metavar="OUT.py", help="write here (else print it)")
+    ex.add_argument("--weights", metavar="W.npz", help="weights the exported script starts "
+                    "from")
+    ex.set_defaults(func=cmd_export)
     from benchmarks.suite import add_parser as add_bench
     from core.train_command import add_parser as add_train
     add_train(sub)
@@ -150,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"check", "predict", "train", "bench"}
+    commands = {"check", "predict", "train", "bench", "export"}
     if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
         return open_editor(argv[0] if argv else None)
     try:

@@ -1,0 +1,79 @@
+"""The whole exported PyTorch file: docstring, imports, the model, weights functions and,
+when the graph can be trained (a loss and a dataset), the training script."""
+from __future__ import annotations
+
+from core.export.pytorch import ModelWriter
+from core.export.pytorch_train import (
+    HINGE_FUNCTION,
+    WEIGHTS_FUNCTIONS,
+    TrainingWriter,
+    check_training,
+)
+from core.export.source import docstring, quoted
+from core.validate import Analysis
+
+
+def pytorch_script(analysis: Analysis, weights_path: str | None, data_dir: str | None) -> str:
+    model = ModelWriter(analysis)
+    training = None
+    why_not = ""
+    if not model.losses:
+        why_not = "The graph has no loss node, so this file has no training part."
+    elif not analysis.graph.training.get("dataset"):
+        why_not = "The graph names no training dataset, so this file has no training part."
+    else:
+        training = TrainingWriter(model, check_training(analysis.graph.training), data_dir,
+                                  weights_path)
+    regularized = training is not None and bool(training.c.l1 or training.c.l2)
+    model_lines = model.model_lines(with_weights=regularized)
+    rest = training.lines() if training else []  # written first: it decides the imports
+
+    name = quoted(analysis.graph.name)
+    doc = [f"PyTorch model exported by NeuroCanvas from the graph {name}.", "",
+           "Model() is the network; load_weights(model, path) and save_weights(model, path) "
+           "read and write NeuroCanvas weights files (.npz)."]
+    if training:
+        doc += ["Run as a script, it trains with the graph's training settings:", "",
+                "    python THIS_FILE.py [--epochs N] [--steps N] [--weights W.npz] "
+                "[--save-weights W.npz]",
+                "    torchrun --nproc_per_node=N THIS_FILE.py ...",
+                "",
+                "With torchrun it trains with DistributedDataParallel (gloo on CPU, NCCL on "
+                "GPUs); every process takes its share of each batch."]
+        if training.c.dataset.get("name") in ("digits", "moons") \
+                and training.c.dataset.get("source") == "builtin":
+            doc += ["", "It needs torch and numpy, and scikit-learn to make the built-in "
+                    f"dataset {quoted(training.c.dataset['name'])}."]
+        else:
+            doc += ["", "It needs only torch and numpy."]
+    else:
+        doc += ["", why_not, "", "It needs only torch and numpy."]
+
+    lines = docstring(doc, "")
+    lines += [""] + _imports(model, training) + ["", ""]
+    lines += model_lines + ["", ""]
+    lines += model.weights_table() + ["", ""]
+    lines += WEIGHTS_FUNCTIONS.splitlines()
+    if model.uses_hinge:
+        lines += ["", ""] + HINGE_FUNCTION.splitlines()
+    if rest:
+        lines += ["", ""] + rest
+    return "\n".join(lines) + "\n"
+
+
+def _imports(model: ModelWriter, training: TrainingWriter | None) -> list[str]:
+    """Sorted as isort (and ruff) wants: standard library, then third party."""
+    used = training.imports if training else set()
+    std = [f"import {m}" for m in ("argparse", "csv") if m in used]
+    std.append("import os")  # the weights functions use os.replace and os.PathLike
+    if "Path" in used:
+        std.append("from pathlib import Path")
+    third = ["import numpy as np", "import torch"]
+    if "dist" in used:
+        third.append("import torch.distributed as dist")
+    if model.uses_f:
+        third.append("import torch.nn.functional as F")
+    third.append("from torch import nn")
+    if "ddp" in used:
+        third.append("from torch.nn.parallel import DistributedDataParallel")
+    return std + [""] + third
