@@ -631,14 +631,20 @@ class GraphScene(QGraphicsScene):
         return self._highlight[0] if self._highlight else None
 
     # ---- look --------------------------------------------------------------------------
-    def refresh_theme(self) -> None:
-        """Redraw everything in the colours of ``gui.theme.current()``."""
+    def apply_theme(self) -> None:
+        """Redraw everything, views included, in the colours of ``gui.theme.current()``
+        (call after ``gui.theme.apply_theme``)."""
         self.setBackgroundBrush(theme.current().color("canvas"))
         for item in self.items():
-            item.update()
+            item.update()  # also drops the item's cached picture
         for view in self.views():
-            view.resetCachedContent()
+            restyle = getattr(view, "restyle", None)
+            if restyle is not None:
+                restyle()
+            view.resetCachedContent()  # the cached grid
             view.viewport().update()
+
+    refresh_theme = apply_theme
 
     def _on_locked(self, locked: bool) -> None:
         if self._conn is not None:

@@ -309,6 +309,9 @@ class GraphView(QGraphicsView):
         super().resizeEvent(event)
         self._place_lock_label()
 
-    def refresh_theme(self) -> None:
+    def restyle(self) -> None:
+        """Take the current theme's colours for the view's own widgets."""
         self._style_lock_label()
-        self.graph_scene().refresh_theme()
+
+    def refresh_theme(self) -> None:
+        self.graph_scene().apply_theme()
