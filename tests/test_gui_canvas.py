@@ -678,3 +678,17 @@ def test_space_drag_pans_without_selecting(canvas):
     QTest.keyRelease(view, Qt.Key_Space)
     assert view.center_scene_pos().x() - before.x() == pytest.approx(60, abs=2)
     assert scene.selected_node_ids() == [] and doc.undo_stack.count() == 0
+
+
+def test_a_node_of_unknown_type_opens_with_the_ports_its_edges_use(canvas):
+    d = _placed(graph_dict([node("x", "Input", shape=[4]), node("m", "Mystery"),
+                            node("r", "ReLU")],
+                           [edge("x", "m:a"), edge("m:o", "r")]),
+                {"x": (0, 0), "m": (240, 0), "r": (480, 0)})
+    doc, scene, view = canvas(d)
+    doc.flush()
+    item = scene.nodes["m"]
+    assert list(item.inputs) == ["a"] and list(item.outputs) == ["o"]
+    assert item.problems and "Mystery" in item.problems[0]
+    assert_scene_matches(doc, scene)
+    view.grab()
