@@ -85,6 +85,15 @@ def _form() -> QFormLayout:
     return form
 
 
+def _add_row(form: QFormLayout, *args) -> None:
+    """``form.addRow(*args)``, the widgets shown at once: a widget added to a visible
+    parent otherwise appears only after a queued show."""
+    form.addRow(*args)
+    for w in args:
+        if isinstance(w, QWidget):
+            w.show()
+
+
 def _clear_form(form: QFormLayout) -> None:
     while form.rowCount():
         form.removeRow(0)
@@ -179,6 +188,15 @@ class Inspector(QWidget):
         """The field of a training setting, by dotted key: ``batch_size``, ``optimizer.lr``,
         ``regularization.l2``, ``dataset.noise``, ``clip.amount`` ... (tests)."""
         return self.training_page.fields[key]
+
+    def apply_theme(self) -> None:
+        """Called by the main window after a theme switch: icons and message colours."""
+        for page in (self.node_page, self.training_page):
+            for field in page.fields.values():
+                field.reset_button.setIcon(icons.reset_icon())
+        self.node_page._built_for = None  # the header icon is painted per theme
+        self.show_node(self._node_id)
+        self._on_locked(self.document.locked)
 
     # ---- following the model ---------------------------------------------------------
     def _on_graph_event(self, ev: GraphEvent) -> None:
@@ -330,7 +348,7 @@ class NodeEditor(QWidget):
             field.setObjectName(f"param_{name}")
             field.committed.connect(partial(self._commit_param, name))
             self.fields[name] = field
-            self.params_form.addRow(_row_label(name, spec.doc), field)
+            _add_row(self.params_form, _row_label(name, spec.doc), field)
         self.params_box.setVisible(bool(specs))
         self.no_params.setVisible(not specs)
 
@@ -624,7 +642,7 @@ class TrainingEditor(QWidget):
         field.setObjectName("training_" + key.replace(".", "_"))
         field.committed.connect(partial(self.commit, key))
         self.fields[key] = field
-        form.addRow(_row_label(label, spec.doc), field)
+        _add_row(form, _row_label(label, spec.doc), field)
         return field
 
     @property
@@ -733,11 +751,11 @@ class TrainingEditor(QWidget):
             combo.setCurrentIndex(combo.findData(builtin))
             combo.activated.connect(self._commit_builtin)
             self.builtin_combo = combo
-            self.ds_form.addRow("Dataset", combo)
+            _add_row(self.ds_form, "Dataset", combo)
             if builtin in datasets.known_builtins():
                 about = _muted(QLabel(datasets.known_builtins()[builtin], self))
                 about.setWordWrap(True)
-                self.ds_form.addRow(about)
+                _add_row(self.ds_form, about)
                 for opt, spec in datasets.builtin_options(builtin).items():
                     self._add(self.ds_form, f"dataset.{opt}", opt, spec)
         else:
@@ -750,10 +768,9 @@ class TrainingEditor(QWidget):
             info.setObjectName("datasetInfo")
             info.setWordWrap(True)
             info.setTextFormat(Qt.PlainText)
-            self.ds_form.addRow(info)
+            _add_row(self.ds_form, info)
             if source == "npz":
-                self.ds_form.addRow(self.mapping_box)
-                self.mapping_box.show()
+                _add_row(self.ds_form, self.mapping_box)
         self._mapping_key = None
 
     def _add_path_row(self, source: str) -> ParamField:
@@ -771,7 +788,7 @@ class TrainingEditor(QWidget):
         row.addWidget(field, 1)
         row.addWidget(browse, 0, Qt.AlignTop)
         self.fields["dataset.path"] = field
-        self.ds_form.addRow(_row_label("File", spec.doc), box)
+        _add_row(self.ds_form, _row_label("File", spec.doc), box)
         return field
 
     def _file_info(self, source: str, path: str | None) -> str:
@@ -840,7 +857,7 @@ class TrainingEditor(QWidget):
         self._mapping_key = key
         _clear_form(self.mapping_form)
         if readers:
-            self.mapping_form.addRow(_muted(QLabel("Field each data node reads:", self)))
+            _add_row(self.mapping_form, _muted(QLabel("Field each data node reads:", self)))
         for nid, type_name, field in readers:
             default = "x" if type_name == "Input" else "y"
             current = field or default
@@ -862,7 +879,7 @@ class TrainingEditor(QWidget):
                 msg = _error_label(box)
                 _set_error(msg, f"the file has no array '{current}'")
                 lay.addWidget(msg)
-            self.mapping_form.addRow(_row_label(f"{nid} ({type_name})"), box)
+            _add_row(self.mapping_form, _row_label(f"{nid} ({type_name})"), box)
 
     def _commit_field(self, node_id: str, default: str, combo: QComboBox, _index: int) -> None:
         name = combo.currentData()

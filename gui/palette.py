@@ -118,6 +118,10 @@ class NodePalette(QWidget):
             for i in range(cat_item.childCount()):
                 cat_item.child(i).setIcon(0, icon)
 
+    def apply_theme(self) -> None:
+        """Called by the main window after a theme switch."""
+        self.refresh_icons()
+
     # ---- queries (tests, quick-add) ------------------------------------------------------
     def categories(self) -> list[str]:
         """The category headings, in the order shown."""

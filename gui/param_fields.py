@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -89,7 +90,8 @@ def parse_number(text: str) -> int | float:
 
 def parse_int_list(text: str) -> list[int]:
     """``"28, 28"``, ``"[1, 8, 8]"``, ``"3x3"`` -> a list of integers (``""`` -> ``[]``)."""
-    t = text.strip().strip("[]()").replace("×", ",").replace("x", ",").replace("X", ",")
+    # "3x3" / "28×28" mean 3, 3 / 28, 28; a lone "x" stays a token and is refused
+    t = re.sub(r"(?<=\d)\s*[xX×]\s*(?=[-−]?\d)", ",", text.strip().strip("[]()"))
     tokens = [tok for tok in t.replace(",", " ").split() if tok]
     out = []
     for tok in tokens:

@@ -130,6 +130,10 @@ class ProblemsPanel(QTreeWidget):
         self.viewport().update()
         self.problems_changed.emit(len(self._analysis_rows) + len(self._runtime_rows))
 
+    def apply_theme(self) -> None:
+        """Called by the main window after a theme switch: icons in the new colours."""
+        self._refill()
+
     # ---- accessors (tests, status bar) ---------------------------------------------------
     def rows(self) -> list[ProblemRow]:
         return self._analysis_rows + self._runtime_rows
