@@ -1,0 +1,109 @@
+"""Live training in the editor.
+
+How the main window wires it (everything but the first two lines is optional)::
+
+    from gui.training import TrainingController, TrainingPanel, attach
+
+    self.training = TrainingController(self.document, self)      # QObject
+    self.training_panel = TrainingPanel(self.training)           # QWidget: put it in a dock
+    attach(self.training, self.training_panel,
+           train=self.actionTrain, pause=self.actionPause, stop=self.actionStop,
+           scene=self.scene,                   # GraphScene: set_heat, set_badges,
+                                               #   highlight_node, clear_highlight
+           problems=self.problems_panel,       # set_runtime_problems, clear_runtime_problems
+           status_bar=self.statusBar(),        # gets a permanent "CPU · 1234 steps/s" label
+           selection=self.scene.selection_ids_changed)  # signal(list[str]) -> histograms
+
+``attach`` makes ``actionTrain`` start (or resume) training, ``actionPause`` checkable
+(checked = paused), ``actionStop`` stop; it enables each according to the controller's state.
+Before closing the window call ``controller.stop(); controller.wait_idle()``.
+
+The pieces, for finer wiring:
+
+``TrainingController(document, parent=None, **training_overrides)``
+    ``start()`` (resumes when paused; False and ``failed`` when the graph or its settings
+    are invalid), ``pause()``, ``resume()``, ``set_paused(bool)``, ``stop()`` (takes effect
+    after the current step), ``wait_idle(timeout)``, ``state`` ("idle", "running", "paused",
+    "stopping"), ``reset_weights()``, ``save_weights(path)``, ``load_weights(path)``
+    (``WeightsError`` naming the key or file), ``evaluate()`` ->
+    ``core.training.ClassificationReport`` | None, ``request_snapshot(node_id)``,
+    ``set_scene(scene)``, ``set_problems(panel)``, ``status_text``, ``steps_per_second``.
+    Signals: ``state_changed(str)``, ``run_started(RunInfo)``, ``steps_batch(list[StepEvent])``
+    (10-20 Hz), ``epoch_done(EpochEvent)``, ``finished(DoneEvent)``, ``failed(node|None,
+    message)``, ``status_text_changed(str)``, ``snapshot_ready(node, Snapshot)``,
+    ``evaluated(report)``, ``weights_reset()``.
+
+``TrainingPanel(controller)``
+    holds ``lossPlot``, ``gradNormPlot`` (with a checkable layer list ``gradLayers`` and,
+    for recurrent graphs, ``stateGradPlot``), ``trainProgress``, the histograms of a node
+    (``show_node(node_id | None)``), the evaluation view, the heat legend (``legend``),
+    weights buttons, and ``export_png(which, path)`` / ``export_csv(which, path)`` with
+    ``which`` "loss" or "grad".
+
+See docs/live-training.md.
+"""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel
+
+from gui.training._refcount import keep_singletons_alive
+from gui.training.controller import IDLE, PAUSED, RUNNING, STOPPING, RunInfo, TrainingController
+from gui.training.heat import EXPLODING, VANISHING, GradientHeat, HeatLegend
+from gui.training.panel import TrainingPanel
+
+keep_singletons_alive()  # before any signal or plot: see gui/training/_refcount.py
+
+__all__ = ["TrainingController", "TrainingPanel", "RunInfo", "GradientHeat", "HeatLegend",
+           "attach", "bind_actions", "VANISHING", "EXPLODING",
+           "IDLE", "RUNNING", "PAUSED", "STOPPING"]
+
+
+def bind_actions(controller: TrainingController, train=None, pause=None, stop=None) -> None:
+    """Connect QActions to the controller and keep their enabled / checked state in step."""
+    if train is not None:
+        train.triggered.connect(lambda *_: controller.start())
+    if pause is not None:
+        pause.setCheckable(True)
+        pause.triggered.connect(lambda checked=False: controller.set_paused(bool(checked)))
+    if stop is not None:
+        stop.triggered.connect(lambda *_: controller.stop())
+
+    def on_state(state: str) -> None:
+        if train is not None:
+            train.setEnabled(state in (IDLE, PAUSED))
+        if pause is not None:
+            pause.setEnabled(state in (RUNNING, PAUSED))
+            pause.setChecked(state == PAUSED)
+        if stop is not None:
+            stop.setEnabled(state in (RUNNING, PAUSED))
+
+    controller.state_changed.connect(on_state)
+    on_state(controller.state)
+
+
+def _first_id(selection) -> str | None:
+    if selection is None or isinstance(selection, str):
+        return selection or None
+    ids = list(selection)
+    return ids[0] if len(ids) == 1 else None
+
+
+def attach(controller: TrainingController, panel: TrainingPanel | None = None, *,
+           train=None, pause=None, stop=None, scene=None, problems=None, status_bar=None,
+           selection=None) -> QLabel | None:
+    """Wire the training controller (and its panel) into the main window; every part is
+    optional. Returns the status-bar label when ``status_bar`` was given."""
+    bind_actions(controller, train, pause, stop)
+    if scene is not None:
+        controller.set_scene(scene)
+    if problems is not None:
+        controller.set_problems(problems)
+    label = None
+    if status_bar is not None:
+        label = QLabel(controller.status_text)
+        label.setObjectName("trainStatusBar")
+        status_bar.addPermanentWidget(label)
+        controller.status_text_changed.connect(label.setText)
+    if selection is not None and panel is not None:
+        selection.connect(lambda ids=None: panel.show_node(_first_id(ids)))
+    return label

@@ -1,0 +1,287 @@
+"""The training view: progress, device and speed, the loss and gradient plots, histograms of
+a selected node, evaluation, and the weights and export buttons."""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import NeuroCanvasError
+from core.train_command import _fmt_time
+from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
+from gui.training.evaluation import EvaluationView
+from gui.training.heat import HeatLegend
+from gui.training.histograms import HistogramView
+from gui.training.plots import GradientView, LossPlot, export_png, write_csv
+
+SNAPSHOT_HZ = 2.0  # histogram refreshes per second while training
+
+
+class TrainingPanel(QWidget):
+    """The training view for one ``TrainingController``."""
+
+    node_shown = Signal(object)  # the node whose histograms are shown (or None)
+
+    def __init__(self, controller: TrainingController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("trainingPanel")
+        self.controller = controller
+        self.info: RunInfo | None = None
+        self._steps = 0  # done in this run
+        self._epoch = 0
+        self._t_start = 0.0
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("trainProgress")
+        self.progress.setTextVisible(True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not trained yet")
+        self.status = QLabel("")
+        self.status.setObjectName("trainStatus")
+        self.lock_label = QLabel("🔒 graph locked while training")
+        self.lock_label.setObjectName("trainLock")
+        self.lock_label.setToolTip("Stop training to edit the graph")
+        self.lock_label.setVisible(bool(getattr(controller.document, "locked", False)))
+        self.legend = HeatLegend()
+        head = QHBoxLayout()
+        head.addWidget(self.progress, 2)
+        head.addWidget(self.status)
+        head.addWidget(self.lock_label)
+        head.addWidget(self.legend, 1)
+
+        self.loss = LossPlot()
+        self.grads = GradientView()
+        self.hist = HistogramView()
+        self.eval_view = EvaluationView()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("trainingTabs")
+        self.tabs.addTab(self.loss, "Loss")
+        self.tabs.addTab(self.grads, "Gradients")
+        self.tabs.addTab(self.hist, "Inside a node")
+        self.tabs.addTab(self.eval_view, "Evaluation")
+
+        buttons = QHBoxLayout()
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setToolTip("Accuracy and confusion matrix on the validation split")
+        self.evaluate_button.clicked.connect(self._on_evaluate)
+        self.save_button = QPushButton("Save weights…")
+        self.save_button.clicked.connect(self._on_save)
+        self.load_button = QPushButton("Load weights…")
+        self.load_button.clicked.connect(self._on_load)
+        self.reset_button = QPushButton("Reset weights")
+        self.reset_button.setToolTip("Start over from the initial weights; clears plots and heat")
+        self.reset_button.clicked.connect(controller.reset_weights)
+        self.export_button = QToolButton()
+        self.export_button.setText("Export")
+        self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.export_button)
+        for which, label in (("loss", "loss plot"), ("grad", "gradient plot")):
+            for fmt, what in (("png", "as PNG…"), ("csv", "data as CSV…")):
+                # QMenu.addAction(text, callable) with a closure crashes PySide6 6.12 at
+                # exit (a refcount bug); a QAction with its data and one slot does not
+                act = menu.addAction(f"Export {label} {what}")
+                act.setData(f"{which}:{fmt}")
+        menu.triggered.connect(self._on_export_action)
+        self.export_button.setMenu(menu)
+        for b in (self.evaluate_button, self.save_button, self.load_button, self.reset_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(head)
+        lay.addWidget(self.tabs, 1)
+        lay.addLayout(buttons)
+
+        self.node: str | None = None
+        self._snapshot_in_flight = False
+        self._snap_timer = QTimer(self)
+        self._snap_timer.setInterval(int(1000 / SNAPSHOT_HZ))
+        self._snap_timer.timeout.connect(self._refresh_snapshot)
+
+        c = controller
+        c.run_started.connect(self._on_run_started)
+        c.steps_batch.connect(self._on_steps)
+        c.epoch_done.connect(self.loss.add_epoch)
+        c.finished.connect(self._on_finished)
+        c.state_changed.connect(self._on_state)
+        c.status_text_changed.connect(self.status.setText)
+        c.snapshot_ready.connect(self._on_snapshot)
+        c.evaluated.connect(self.eval_view.show_report)
+        c.weights_reset.connect(self.clear)
+        locked = getattr(c.document, "locked_changed", None)
+        if locked is not None:
+            locked.connect(self.lock_label.setVisible)
+        self._on_state(c.state)
+
+    # ---- run ---------------------------------------------------------------------------
+    def _on_run_started(self, info: RunInfo) -> None:
+        self.info = info
+        self._steps, self._epoch = 0, 0
+        self._t_start = time.monotonic()
+        self.loss.begin_run(info.step_offset, info.classifier)
+        self.grads.begin_run(info.step_offset, info.layers, info.recurrent)
+        self.progress.setRange(0, max(info.total_steps, 1))
+        self.progress.setValue(0)
+        self.progress.setFormat(f"epoch 1/{info.epochs} · step 0/{info.total_steps}")
+        self.evaluate_button.setEnabled(info.classifier)
+
+    def _on_steps(self, events: list) -> None:
+        self.loss.add_steps(events)
+        self.grads.add_steps(events)
+        last = events[-1]
+        self._steps, self._epoch = last.step + 1, last.epoch
+        self._update_progress()
+
+    def _update_progress(self, done_text: str | None = None) -> None:
+        info = self.info
+        if info is None:
+            return
+        total = info.total_steps
+        self.progress.setValue(min(self._steps, total))
+        text = f"epoch {self._epoch + 1}/{info.epochs} · step {self._steps}/{total}"
+        if done_text:
+            text += f" · {done_text}"
+        else:
+            rate = self.controller.steps_per_second
+            if rate > 0:
+                text += f" · {_fmt_time((total - self._steps) / rate)} left"
+        self.progress.setFormat(text)
+
+    def _on_finished(self, done) -> None:
+        self._steps = done.steps
+        what = {"finished": "done", "stopped": "stopped"}.get(done.reason, "failed")
+        self._update_progress(f"{what} in {_fmt_time(time.monotonic() - self._t_start)}")
+        if self.node is not None:
+            self._refresh_snapshot(force=True)
+
+    def _on_state(self, state: str) -> None:
+        idle = state == IDLE
+        self.load_button.setEnabled(idle)
+        self.reset_button.setEnabled(idle)
+        if state == RUNNING:
+            self._snap_timer.start()
+        elif state == PAUSED:
+            self._snap_timer.stop()
+            self._refresh_snapshot(force=True)
+        else:
+            self._snap_timer.stop()
+
+    def clear(self) -> None:
+        """Forget the plots, histograms and evaluation (weights were reset or loaded)."""
+        self.info = None
+        self.loss.clear_data()
+        self.grads.clear()
+        self.hist.clear()
+        self.eval_view.clear()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("not trained yet")
+        self.status.setText("")
+        if self.node is not None:
+            self.show_node(self.node)
+
+    # ---- looking inside ---------------------------------------------------------------
+    def show_node(self, node_id: str | None) -> None:
+        """Show histograms for ``node_id`` (the canvas selection); None clears them."""
+        self.node = node_id
+        self.node_shown.emit(node_id)
+        if node_id is None:
+            self.hist.clear()
+            return
+        self.hist.node = node_id
+        self._snapshot_in_flight = False
+        if not self._refresh_snapshot(force=True):
+            self.hist.clear(f"{node_id}: train the graph to see its weights, gradients and "
+                            "activations")
+
+    def _refresh_snapshot(self, force: bool = False) -> bool:
+        if self.node is None or (self._snapshot_in_flight and not force):
+            return False
+        if not force and not self.hist.isVisible():
+            return False  # nobody looks: spare the training thread the extra forward pass
+        self._snapshot_in_flight = True
+        ok = self.controller.request_snapshot(self.node)
+        if not ok:
+            self._snapshot_in_flight = False
+        return ok
+
+    def _on_snapshot(self, node: str, snap) -> None:
+        self._snapshot_in_flight = False
+        if node == self.node:
+            self.hist.show_snapshot(node, snap)
+
+    # ---- buttons --------------------------------------------------------------------------
+    def _error(self, title: str, e: Exception) -> None:
+        QMessageBox.warning(self, title, str(e))
+
+    def _on_evaluate(self) -> None:
+        try:
+            self.controller.evaluate()
+        except NeuroCanvasError as e:
+            self._error("Evaluate", e)
+            return
+        self.tabs.setCurrentWidget(self.eval_view)
+
+    def _on_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save weights", "weights.npz",
+                                              "Weights (*.npz)")
+        if path:
+            try:
+                self.controller.save_weights(path)
+            except NeuroCanvasError as e:
+                self._error("Save weights", e)
+
+    def _on_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load weights", "", "Weights (*.npz)")
+        if path:
+            try:
+                self.controller.load_weights(path)
+            except NeuroCanvasError as e:
+                self._error("Load weights", e)
+
+    def _on_export_action(self, action) -> None:
+        which, fmt = str(action.data()).split(":")
+        self._on_export(which, fmt)
+
+    def _on_export(self, which: str, fmt: str) -> None:
+        ext = "PNG image (*.png)" if fmt == "png" else "CSV (*.csv)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export", f"{which}.{fmt}", ext)
+        if not path:
+            return
+        try:
+            self.export_png(which, path) if fmt == "png" else self.export_csv(which, path)
+        except OSError as e:
+            QMessageBox.warning(self, "Export", f"cannot write {path}: {e.strerror}")
+
+    # ---- export ---------------------------------------------------------------------------
+    def plot(self, which: str):
+        """The PlotWidget named by ``which``: "loss" or "grad"."""
+        return {"loss": self.loss, "grad": self.grads.plot}[which]
+
+    def refresh(self) -> None:
+        """Bring every plot up to date now, shown or not (export, tests)."""
+        self.loss.redraw()
+        self.grads.plot.redraw()
+
+    def export_png(self, which: str, path) -> None:
+        self.plot(which).redraw()
+        export_png(self.plot(which), path)
+
+    def export_csv(self, which: str, path) -> None:
+        write_csv(path, self.plot(which).to_csv())

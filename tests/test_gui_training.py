@@ -1,0 +1,545 @@
+"""Live training in the editor (gui/training): controls and threading, the plots, gradient
+heat, non-finite values, histograms, weights, evaluation and export. pytest-qt, offscreen.
+
+The canvas scene and the problems panel are small fakes that record calls, so these tests
+depend only on the API the training view calls (set_heat, set_badges, highlight_node,
+clear_highlight, set_runtime_problems, clear_runtime_problems)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QAction, QColor
+from PySide6.QtWidgets import QStatusBar
+
+from core.errors import WeightsError
+from core.training import StepEvent
+from core.weights import load_weights
+from gui.document import Document, EditLockedError
+from gui.training import (
+    EXPLODING,
+    VANISHING,
+    TrainingController,
+    TrainingPanel,
+    attach,
+)
+from gui.training.heat import badge_for, heat_color, layer_grad_norms, scale_position
+from gui.training.histograms import histogram
+
+ROOT = Path(__file__).resolve().parent.parent
+MLP = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
+
+
+class FakeScene:
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.heat = None
+        self.badges = None
+
+    def set_heat(self, colors):
+        self.calls.append(("set_heat", colors))
+        self.heat = colors
+
+    def set_badges(self, badges):
+        self.calls.append(("set_badges", badges))
+        self.badges = badges
+
+    def highlight_node(self, node_id, message):
+        self.calls.append(("highlight_node", node_id, message))
+
+    def clear_highlight(self):
+        self.calls.append(("clear_highlight",))
+
+    def named(self, name):
+        return [c for c in self.calls if c[0] == name]
+
+
+class FakeProblems:
+    def __init__(self):
+        self.runtime: list = []
+        self.cleared = 0
+
+    def set_runtime_problems(self, problems):
+        self.runtime = list(problems)
+
+    def clear_runtime_problems(self):
+        self.runtime = []
+        self.cleared += 1
+
+
+def open_doc(path: Path = MLP, training: dict | None = None, tmp: Path | None = None
+             ) -> Document:
+    doc = Document()
+    if training is not None:  # a copy of the graph with other training settings
+        d = json.loads(path.read_text())
+        d["training"].update(training)
+        path = tmp / path.name
+        path.write_text(json.dumps(d))
+    doc.open(path)
+    return doc
+
+
+def rig(qtbot, doc: Document | None = None, **overrides):
+    """(controller, panel, scene, problems) on the MLP digits example (CPU)."""
+    overrides.setdefault("device", "cpu")
+    doc = doc or open_doc()
+    ctl = TrainingController(doc, **overrides)
+    panel = TrainingPanel(ctl)
+    qtbot.addWidget(panel)
+    scene, problems = FakeScene(), FakeProblems()
+    attach(ctl, panel, scene=scene, problems=problems)
+    return ctl, panel, scene, problems
+
+
+def finish(qtbot, ctl: TrainingController, timeout: float = 20.0) -> None:
+    qtbot.waitUntil(lambda: ctl.state == "idle", timeout=int(timeout * 1000))
+
+
+def steps_seen(panel: TrainingPanel) -> int:
+    return panel.loss.steps.n
+
+
+# ---- a whole run -------------------------------------------------------------------------
+def test_a_small_example_trains_to_completion_and_both_plots_hold_data(qtbot):
+    ctl, panel, scene, problems = rig(qtbot, epochs=2)
+    panel.show()
+    finished = []
+    ctl.finished.connect(finished.append)
+    assert ctl.start()
+    finish(qtbot, ctl)
+    done = finished[-1]
+    assert done.reason == "finished" and done.error is None
+    total = ctl.info.total_steps
+    panel.refresh()  # a plot in a background tab is redrawn when it is shown
+
+    assert done.steps == total == 2 * ctl.info.steps_per_epoch
+
+    loss_plot = panel.findChild(object, "lossPlot")
+    grad_plot = panel.findChild(object, "gradNormPlot")
+    progress = panel.findChild(object, "trainProgress")
+    assert loss_plot is panel.loss and grad_plot is panel.grads.plot
+    x, y = loss_plot.raw.getData()
+    assert len(x) == total and np.all(np.isfinite(y))
+    assert loss_plot.smooth.getData()[1][-1] < loss_plot.smooth.getData()[1][0]  # it learns
+    assert len(loss_plot.val.getData()[0]) == 2  # validation loss per epoch
+    assert len(loss_plot.val_acc.getData()[0]) == 2  # a classifier: accuracy too
+    assert loss_plot.plotItem.getAxis("right").isVisible()
+    assert set(grad_plot.curves) == {"global", "fc1", "fc2"}
+    for c in grad_plot.curves.values():
+        gy = c.yData  # (getData gives log10 on a log axis)
+        assert len(gy) == total and np.all(gy > 0)
+    assert grad_plot.plotItem.ctrl.logYCheck.isChecked()  # log scale
+    assert progress.value() == progress.maximum() == total
+    assert "step 46/46" in progress.format() and "done" in progress.format()
+    assert ctl.status_text.startswith("CPU")
+    # the heat reached the canvas: every layer with parameters has a colour
+    assert scene.heat is not None and set(scene.heat) == {"fc1", "fc2"}
+    assert all(isinstance(c, QColor) for c in scene.heat.values())
+    assert scene.badges == {}  # healthy gradients: no badge
+    assert problems.runtime == []
+
+
+def test_the_document_is_locked_while_training_and_unlocked_after(qtbot):
+    doc = open_doc()
+    ctl, panel, _, _ = rig(qtbot, doc, epochs=50)
+    states = []
+    doc.locked_changed.connect(states.append)
+    ctl.start()
+    assert doc.locked and not panel.lock_label.isHidden()
+    with pytest.raises(EditLockedError):
+        doc.set_param("fc1", "units", 7)
+    qtbot.waitUntil(lambda: steps_seen(panel) > 0, timeout=10000)
+    ctl.stop()
+    finish(qtbot, ctl)
+    assert not doc.locked and panel.lock_label.isHidden()
+    assert states == [True, False]
+    doc.set_param("fc1", "units", 7)  # editable again
+
+
+def test_training_runs_off_the_ui_thread(qtbot):
+    import threading
+
+    ctl, _, _, _ = rig(qtbot, epochs=500)
+    threads = set()
+    ctl.start()
+    qtbot.waitUntil(lambda: ctl.trainer is not None, timeout=10000)
+    ctl.trainer.call_between_steps(lambda: threads.add(threading.current_thread()))
+    qtbot.waitUntil(lambda: bool(threads), timeout=5000)
+    ctl.stop()
+    finish(qtbot, ctl)
+    assert threads and threading.main_thread() not in threads
+
+
+def test_actions_follow_the_state(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=200)
+    train, pause, stop = QAction("Train"), QAction("Pause"), QAction("Stop")
+    attach(ctl, panel, train=train, pause=pause, stop=stop)
+    assert train.isEnabled() and not pause.isEnabled() and not stop.isEnabled()
+    train.trigger()
+    assert ctl.state == "running" and not train.isEnabled() and stop.isEnabled()
+    pause.trigger()  # checkable: checked = paused
+    assert ctl.state == "paused" and pause.isChecked() and train.isEnabled()
+    train.trigger()  # Train on a paused run resumes it
+    assert ctl.state == "running" and not pause.isChecked()
+    stop.trigger()
+    finish(qtbot, ctl)
+    assert train.isEnabled() and not stop.isEnabled() and not pause.isEnabled()
+
+
+# ---- pause, resume, stop -------------------------------------------------------------------
+def test_pause_and_resume(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=500)
+    ctl.start()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 5, timeout=10000)
+    ctl.pause()
+    assert ctl.state == "paused"
+    qtbot.wait(300)  # events of the step in flight arrive
+    frozen = ctl.trainer.step
+    qtbot.wait(300)
+    assert ctl.trainer.step == frozen  # nothing moves while paused
+    assert steps_seen(panel) == frozen
+    ctl.resume()
+    assert ctl.state == "running"
+    qtbot.waitUntil(lambda: steps_seen(panel) > frozen + 5, timeout=10000)
+    ctl.stop()
+    finish(qtbot, ctl)
+    # the curve has no gap or repeat across the pause
+    x = panel.loss.steps.data
+    assert np.array_equal(x, np.arange(1, len(x) + 1))
+
+
+def test_stop_mid_run_takes_effect_within_a_second(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=500)
+    finished = []
+    ctl.finished.connect(lambda d: finished.append((time.monotonic(), d)))
+    ctl.start()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 10, timeout=10000)
+    t0 = time.monotonic()
+    ctl.stop()
+    assert ctl.state == "stopping"
+    finish(qtbot, ctl, timeout=5)
+    t_done, done = finished[-1]
+    print(f"\nstop took {1000 * (t_done - t0):.0f} ms")
+    assert t_done - t0 < 1.0
+    assert done.reason == "stopped" and done.steps < ctl.info.total_steps
+    assert not ctl.trainer._thread.is_alive()
+
+
+def test_stop_while_paused(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=500)
+    ctl.start()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 0, timeout=10000)
+    ctl.pause()
+    t0 = time.monotonic()
+    ctl.stop()
+    finish(qtbot, ctl, timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert ctl.last_done.reason == "stopped"
+
+
+# ---- non-finite values ----------------------------------------------------------------------
+def test_a_nan_highlights_the_culprit_and_names_it_in_problems(qtbot, tmp_path):
+    doc = open_doc(training={"optimizer": {"type": "sgd", "lr": 1e30}}, tmp=tmp_path)
+    ctl, panel, scene, problems = rig(qtbot, doc, epochs=5)
+    failed = []
+    ctl.failed.connect(lambda node, msg: failed.append((node, msg)))
+    ctl.start()
+    finish(qtbot, ctl)
+    done = ctl.last_done
+    assert done.reason == "error" and done.steps < ctl.info.total_steps
+    node = done.error.node
+    assert node in doc.graph.nodes
+    highlights = scene.named("highlight_node")
+    assert highlights and highlights[-1][1] == node and "NaN" in highlights[-1][2]
+    assert problems.runtime and problems.runtime[0][0] == node
+    assert failed and failed[-1][0] == node
+    assert not doc.locked
+    # a new run clears the marks first
+    n = len(scene.named("clear_highlight"))
+    ctl.start()
+    assert problems.cleared >= 1 and len(scene.named("clear_highlight")) > n
+    finish(qtbot, ctl)
+
+
+def test_invalid_training_settings_fail_without_locking(qtbot, tmp_path):
+    doc = open_doc(training={"batch_size": 0}, tmp=tmp_path)
+    ctl, _, _, problems = rig(qtbot, doc)
+    failed = []
+    ctl.failed.connect(lambda node, msg: failed.append(msg))
+    assert not ctl.start()
+    assert ctl.state == "idle" and not doc.locked
+    assert "batch_size" in failed[-1] and "batch_size" in problems.runtime[0][1]
+
+
+# ---- responsiveness and speed ------------------------------------------------------------
+def test_event_loop_keeps_running_while_training(qtbot):
+    """A 10 ms heartbeat on the UI thread while the MLP trains with the panel shown; the
+    longest gap is reported, not asserted (it depends on the machine)."""
+    from PySide6.QtCore import QTimer
+
+    ctl, panel, _, _ = rig(qtbot, epochs=60)
+    panel.resize(900, 600)
+    panel.show()
+    beats: list[float] = []
+    hb = QTimer()
+    hb.setInterval(10)
+    hb.timeout.connect(lambda: beats.append(time.monotonic()))
+    hb.start()
+    qtbot.wait(100)
+    n_before = len(beats)
+    t0 = time.monotonic()
+    ctl.start()
+    finish(qtbot, ctl, timeout=60)
+    t1 = time.monotonic()
+    hb.stop()
+    during = [b for b in beats if t0 <= b <= t1]
+    gaps = np.diff([t0] + during + [t1])
+    longest = 1000 * float(gaps.max())
+    steps = ctl.last_done.steps
+    print(f"\nevent-loop stall: longest gap {longest:.1f} ms over {t1 - t0:.2f} s "
+          f"({len(during)} beats, {steps} steps, {ctl.steps_per_second:.0f} steps/s)")
+    assert n_before > 0
+    assert len(during) >= 0.25 * (t1 - t0) / 0.010  # the heartbeat kept beating
+    assert ctl.last_done.reason == "finished"
+
+
+# ---- looking inside ---------------------------------------------------------------------
+def test_histograms_appear_for_a_selected_node(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    panel.show_node("fc1")  # before training: nothing to show yet
+    assert "train" in panel.hist.title.text()
+    ctl.start()
+    finish(qtbot, ctl)
+    panel.show_node("fc1")
+    qtbot.waitUntil(lambda: bool(panel.hist.counts["weights"]), timeout=5000)
+    counts = panel.hist.counts
+    assert counts["weights"] == {"fc1/W": 64 * 128, "fc1/b": 128}
+    assert counts["grads"] == {"fc1/W": 64 * 128, "fc1/b": 128}
+    batch = ctl.trainer._last_batch["x"].shape[0]
+    assert counts["activations"] == {"fc1": batch * 128}
+    for kind in ("weights", "grads", "activations"):
+        assert panel.hist.plots[kind].plotItem.listDataItems()
+    panel.show_node("act1")  # no parameters, but activations
+    qtbot.waitUntil(lambda: bool(panel.hist.node == "act1" and panel.hist.counts["activations"]),
+                    timeout=5000)
+    assert panel.hist.counts["weights"] == {}
+    assert "no parameters" in panel.hist.title.text()
+
+
+def test_histograms_while_paused_come_from_between_steps(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=500)
+    selection = []
+    ctl.start()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 3, timeout=10000)
+    ctl.pause()
+    panel.node_shown.connect(selection.append)
+    panel.show_node("fc2")
+    qtbot.waitUntil(lambda: bool(panel.hist.counts["weights"]), timeout=5000)
+    assert panel.hist.counts["weights"] == {"fc2/W": 128 * 10, "fc2/b": 10}
+    assert panel.hist.step == ctl.trainer.step
+    assert selection == ["fc2"]
+    ctl.stop()
+    finish(qtbot, ctl)
+
+
+def test_selection_signal_drives_the_histograms(qtbot):
+    from PySide6.QtCore import QObject, Signal
+
+    class Scene(QObject):
+        selection_ids_changed = Signal(list)
+
+    ctl, panel, _, _ = rig(qtbot)
+    scene = Scene()
+    attach(ctl, panel, selection=scene.selection_ids_changed)
+    scene.selection_ids_changed.emit(["fc2"])
+    assert panel.node == "fc2"
+    scene.selection_ids_changed.emit([])
+    assert panel.node is None
+
+
+def test_histogram_of_constant_values():
+    edges, counts = histogram(np.zeros(10))
+    assert counts.sum() == 10 and edges[0] < 0 < edges[-1]
+    assert histogram(np.array([np.nan])) is None
+
+
+# ---- weights, evaluation, export ------------------------------------------------------------
+def test_save_reset_and_load_weights(qtbot, tmp_path):
+    ctl, panel, scene, _ = rig(qtbot, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    trained = ctl.trainer.net.state_dict()
+    path = tmp_path / "w.npz"
+    ctl.save_weights(path)
+    saved = load_weights(path)
+    assert set(saved) == {"fc1/W", "fc1/b", "fc2/W", "fc2/b"}
+    np.testing.assert_array_equal(saved["fc1/W"], trained["fc1/W"])
+
+    assert ctl.reset_weights()
+    assert scene.heat is None and scene.badges is None  # the tint clears
+    assert not panel.loss.has_data() and not panel.grads.plot.has_data()
+    fresh = ctl.current_weights()
+    assert not np.array_equal(fresh["fc1/W"], trained["fc1/W"])
+
+    ctl.load_weights(path)
+    np.testing.assert_array_equal(ctl.current_weights()["fc1/W"], trained["fc1/W"])
+    report = ctl.evaluate()  # evaluates the loaded weights without training
+    assert report is not None and report.confusion.shape == (10, 10)
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{k: v for k, v in saved.items() if k != "fc2/b"})
+    with pytest.raises(WeightsError, match="fc2/b"):
+        ctl.load_weights(bad)
+
+
+def test_train_again_continues_from_the_trained_weights(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    first = ctl.info.total_steps
+    end_loss = panel.loss.smoothed.data[-1]
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.info.step_offset == first
+    x = panel.loss.steps.data
+    assert np.array_equal(x, np.arange(1, 2 * first + 1))  # the curve continues
+    assert panel.loss.losses.data[first:].mean() < end_loss * 1.5
+
+
+def test_evaluate_gives_accuracy_and_a_confusion_matrix(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=3)
+    ctl.start()
+    finish(qtbot, ctl)
+    reports = []
+    ctl.evaluated.connect(reports.append)
+    rep = ctl.evaluate()
+    assert reports == [rep]
+    assert rep.confusion.sum() == len(ctl.trainer.val_set)
+    assert 0.5 < rep.accuracy <= 1.0
+    assert "accuracy" in panel.eval_view.summary.text()
+    assert panel.eval_view.image.image is not None
+
+
+def test_export_png_and_csv(qtbot, tmp_path):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    panel.resize(800, 500)
+    panel.show()
+    ctl.start()
+    finish(qtbot, ctl)
+    for which in ("loss", "grad"):
+        png = tmp_path / f"{which}.png"
+        panel.export_png(which, png)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        csv = tmp_path / f"{which}.csv"
+        panel.export_csv(which, csv)
+        lines = csv.read_text().splitlines()
+        assert len(lines) == 1 + ctl.info.total_steps
+    head = (tmp_path / "loss.csv").read_text().splitlines()
+    assert head[0].startswith("step,epoch,loss,loss_smoothed,train_loss,val_loss")
+    last = head[-1].split(",")
+    assert last[0] == str(ctl.info.total_steps) and last[5] != ""  # epoch metrics filled
+    assert (tmp_path / "grad.csv").read_text().splitlines()[0] == "step,global,fc1,fc2"
+
+
+def test_layers_can_be_hidden(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    panel.refresh()
+    panel.grads.set_layer_visible("fc1", False)
+    assert not panel.grads.plot.curves["fc1"].isVisible()
+    assert panel.grads.plot.curves["fc2"].isVisible()
+    panel.grads.set_layer_visible("fc1", True)
+    assert panel.grads.plot.curves["fc1"].isVisible()
+
+
+def test_status_bar_shows_device_and_speed(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=20)
+    bar = QStatusBar()
+    qtbot.addWidget(bar)
+    label = attach(ctl, panel, status_bar=bar)
+    texts = []
+    ctl.status_text_changed.connect(texts.append)
+    ctl.start()
+    finish(qtbot, ctl)
+    assert any("steps/s" in t and t.startswith("CPU") for t in texts), texts
+    assert label.text().startswith("CPU")
+
+
+# ---- recurrent graphs -------------------------------------------------------------------
+def test_recurrent_graph_shows_the_gradient_at_each_time_step(qtbot, tmp_path):
+    d = {"format": "neurocanvas.graph", "version": 1, "name": "rnn",
+         "nodes": [{"id": "x", "type": "Input", "params": {"shape": [12, 1]}, "pos": [0, 0]},
+                   {"id": "rnn", "type": "RNN", "params": {"units": 8}, "pos": [1, 0]},
+                   {"id": "fc", "type": "Dense", "params": {"units": 3}, "pos": [2, 0]},
+                   {"id": "y", "type": "Target", "params": {"shape": []}, "pos": [2, 1]},
+                   {"id": "loss", "type": "CrossEntropyLoss", "params": {}, "pos": [3, 0]}],
+         "edges": [{"from": "x", "to": "rnn"}, {"from": "rnn", "to": "fc"},
+                   {"from": "fc", "to": "loss:pred"}, {"from": "y", "to": "loss:target"}],
+         "training": {"dataset": {"source": "builtin", "name": "sequences", "n": 120,
+                                  "steps": 12},
+                      "validation_split": 0.25, "optimizer": {"type": "adam", "lr": 0.01},
+                      "batch_size": 30, "epochs": 2}}
+    path = tmp_path / "rnn.ncg.json"
+    path.write_text(json.dumps(d))
+    doc = Document()
+    doc.open(path)
+    ctl, panel, _, _ = rig(qtbot, doc)
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.last_done.reason == "finished", ctl.last_done
+    sp = panel.findChild(object, "stateGradPlot")
+    assert sp is panel.grads.state_plot and not sp.isHidden()
+    assert "rnn" in sp.curves
+    panel.refresh()
+    y = sp.curves["rnn"].yData
+    assert len(y) == 12 and np.all(y > 0)
+
+
+# ---- gradient heat ----------------------------------------------------------------------
+def test_layer_grad_norms_combine_parameters_and_follow_sharing():
+    norms = layer_grad_norms({"a/W": 3.0, "a/b": 4.0, "c/W": 1.0}, {"d": "a", "a": "a"})
+    assert norms["a"] == pytest.approx(5.0) and norms["c"] == 1.0 and norms["d"] == 5.0
+
+
+def test_badges_mark_vanishing_and_exploding_gradients():
+    assert badge_for(1e-8)[0].startswith("vanishing")
+    assert badge_for(VANISHING * 2) is None and badge_for(1.0) is None
+    assert badge_for(EXPLODING * 2)[0].startswith("exploding")
+    assert badge_for(math.inf)[0].startswith("exploding")
+    assert badge_for(EXPLODING / 2) is None
+
+
+def test_heat_colours_follow_a_log_scale():
+    assert scale_position(1e-8) == 0.0 and scale_position(1e4) == 1.0
+    assert scale_position(1.0) == pytest.approx(8 / 12)
+    assert scale_position(0.0) == 0.0 and scale_position(1e9) == 1.0
+    blue, red = heat_color(1e-8), heat_color(1e4)
+    assert blue.blue() > blue.red() and red.red() > red.blue()
+
+
+def test_heat_badges_a_vanishing_layer(qtbot):
+    ctl = TrainingController(open_doc())
+    scene = FakeScene()
+    ctl.set_scene(scene)
+    ctl.heat.update_norms({"fc1/W": 1e-9, "fc2/W": 5e3, "fc2/b": 0.0}, force=True)
+    assert set(scene.badges) == {"fc1", "fc2"}
+    assert scene.badges["fc1"][0].startswith("vanishing")
+    assert scene.badges["fc2"][0].startswith("exploding")
+    ctl.heat.clear()
+    assert scene.heat is None and scene.badges is None
+
+
+def test_step_events_in_one_tick_arrive_as_one_batch(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=3)
+    batches: list[list[StepEvent]] = []
+    ctl.steps_batch.connect(batches.append)
+    ctl.start()
+    finish(qtbot, ctl)
+    steps = [e.step for b in batches for e in b]
+    assert steps == list(range(ctl.info.total_steps))
+    assert len(batches) < len(steps)  # batched, not one signal per step
