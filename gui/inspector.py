@@ -24,6 +24,7 @@ import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -321,6 +322,11 @@ class NodeEditor(QWidget):
 
     # ---- loading -----------------------------------------------------------------------
     def load(self, node_id: str) -> None:
+        # A field still being typed in is finished now, for the node it was typed for:
+        # its focus-out must not land on the next node.
+        focused = QApplication.focusWidget()
+        if focused is not None and self.isAncestorOf(focused) and node_id != self.node_id:
+            focused.clearFocus()
         node = self.document.graph.nodes[node_id]
         self.node_id = node_id
         if self._built_for != (node_id, node.type):

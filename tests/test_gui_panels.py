@@ -207,6 +207,18 @@ def test_inspector_fields_fit_the_parameter_kinds(qtbot, doc, inspector):
     assert [combo.itemText(i) for i in range(combo.count())] == ["none", "fc2"]
 
 
+def test_unfinished_edit_goes_to_its_own_node_when_the_selection_changes(qtbot, doc, inspector):
+    inspector.show_node("fc1")
+    spin = inspector.field("units").editor
+    spin.setFocus()
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), "9")  # no Enter: the user clicks another node
+    inspector.show_node("fc2")
+    assert doc.graph.nodes["fc1"].params["units"] == 9
+    assert doc.graph.nodes["fc2"].params["units"] == 3
+    assert inspector.field("units").editor.value() == 3
+
+
 def test_rename_checks_uniqueness_and_validity_and_undoes(qtbot, doc, inspector):
     inspector.show_node("fc1")
     page = inspector.node_page
