@@ -37,7 +37,7 @@ def _ours(w: Workload, batch: dict):
 def _theirs(w: Workload, net: Network, batch: dict):
     import torch
 
-    model = torch_model(w.graph, net.state_dict())
+    model = (w.torch_factory or torch_model)(w.graph, net.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=w.graph["training"]["optimizer"]["lr"])
     x = torch.from_numpy(batch["x"])
     y = torch.from_numpy(batch["y"])
@@ -67,9 +67,9 @@ def run(quick: bool = False, out=sys.stdout) -> list[dict]:
         torch, torch_version = None, None
     rounds, per_round = (3, 3) if quick else (7, 10)
     rows = []
-    out.write(f"{'workload':<12} {'ours ms/step':>13} {'torch ms/step':>14} {'ratio':>8}"
+    out.write(f"{'workload':<13} {'ours ms/step':>13} {'torch ms/step':>14} {'ratio':>8}"
               f"  (ours / PyTorch {torch_version or 'missing'})\n")
-    for w in all_workloads():
+    for w in all_workloads(quick):
         rng = np.random.default_rng(0)
         batch = w.make_batch(rng, w.batch)
         net, ours = _ours(w, batch)
@@ -94,7 +94,7 @@ def run(quick: bool = False, out=sys.stdout) -> list[dict]:
 def _print_row(row: dict, out) -> None:
     t = f"{row['torch_ms']:14.2f}" if row["torch_ms"] is not None else f"{'-':>14}"
     r = f"{row['ratio']:8.2f}" if row["ratio"] is not None else "  PyTorch not installed"
-    out.write(f"{row['workload']:<12} {row['ours_ms']:13.2f} {t} {r}  {row['description']}\n")
+    out.write(f"{row['workload']:<13} {row['ours_ms']:13.2f} {t} {r}  {row['description']}\n")
     out.flush()
 
 

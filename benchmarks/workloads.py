@@ -5,6 +5,7 @@ parameters, train on the same batch with the same optimizer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +19,24 @@ class Workload:
     graph: dict  # a graph file as a dict (SPEC section 2)
     batch: int
     make_batch: Any  # (rng, batch) -> dict field -> array
+    # (graph, our weights) -> the torch model; None: ``torch_model`` (a chain of layers)
+    torch_factory: Callable[[dict, dict[str, np.ndarray]], Any] | None = None
+    quick: bool = True  # part of ``bench --quick``
 
 
-def _graph(name: str, nodes: list[tuple[str, str, dict]], edges: list[tuple[str, str]],
+def _edge(e: tuple) -> dict:
+    """(src, dst) or (src, dst, delay) as a graph-file edge."""
+    d = {"from": e[0], "to": e[1]}
+    if len(e) > 2:
+        d["delay"] = e[2]
+    return d
+
+
+def _graph(name: str, nodes: list[tuple[str, str, dict]], edges: list[tuple],
            optimizer: dict) -> dict:
     return {"format": "neurocanvas.graph", "version": 1, "name": name,
             "nodes": [{"id": i, "type": t, "params": p, "pos": [0, 0]} for i, t, p in nodes],
-            "edges": [{"from": a, "to": b} for a, b in edges],
+            "edges": [_edge(e) for e in edges],
             "training": {"dataset": {"source": "builtin", "name": "digits"},
                          "optimizer": optimizer, "seed": 0}}
 
@@ -73,10 +85,87 @@ def lenet(batch: int = 64) -> Workload:
                     make_batch)
 
 
-def all_workloads() -> list[Workload]:
-    return [mlp("mlp_small", [64, 256, 256, 10], 64),
-            mlp("mlp_large", [784, 1024, 1024, 10], 256),
-            lenet(64)]
+# The recurrent workloads of the issue: T = 50 steps of 16 features, batch 32, 128 hidden
+# units, then Dense 10 and cross-entropy on the last step's state.
+SEQ_T, SEQ_F, SEQ_H, SEQ_CLASSES = 50, 16, 128, 10
+
+
+def _sequence_batch(rng, b):
+    return {"x": rng.standard_normal((b, SEQ_T, SEQ_F)).astype(np.float32),
+            "y": rng.integers(0, SEQ_CLASSES, b).astype(np.int64)}
+
+
+def _torch_recurrent(cls: str, weights: dict[str, np.ndarray], head: tuple[np.ndarray, ...]):
+    """torch.nn.<cls>(batch_first) on the last step, then Linear; weights in SPEC layout
+    (``W_ih [F, nG·H]`` ...) are copied in transposed, the gate orders being the same."""
+    import torch
+
+    class LastStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, cls)(SEQ_F, SEQ_H, batch_first=True)
+            self.fc = torch.nn.Linear(SEQ_H, SEQ_CLASSES)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.fc(out[:, -1])
+
+    m = LastStep()
+    with torch.no_grad():
+        m.rnn.weight_ih_l0.copy_(torch.from_numpy(weights["W_ih"].T.copy()))
+        m.rnn.weight_hh_l0.copy_(torch.from_numpy(weights["W_hh"].T.copy()))
+        m.rnn.bias_ih_l0.copy_(torch.from_numpy(weights["b_ih"]))
+        m.rnn.bias_hh_l0.copy_(torch.from_numpy(weights["b_hh"]))
+        m.fc.weight.copy_(torch.from_numpy(head[0].T.copy()))
+        m.fc.bias.copy_(torch.from_numpy(head[1]))
+    return m
+
+
+def recurrent(kind: str) -> Workload:
+    """A built-in RNN / LSTM / GRU layer against torch.nn's of the same name."""
+    name = kind.lower()
+    nodes = [("x", "Input", {"shape": [SEQ_T, SEQ_F]}), ("rnn", kind, {"units": SEQ_H}),
+             ("fc", "Dense", {"units": SEQ_CLASSES}),
+             ("y", "Target", {"shape": [], "dtype": "int64"}), ("loss", "CrossEntropyLoss", {})]
+    edges = [("x", "rnn"), ("rnn", "fc"), ("fc", "loss:pred"), ("y", "loss:target")]
+
+    def factory(graph, state):
+        w = {k: state[f"rnn/{k}"] for k in ("W_ih", "W_hh", "b_ih", "b_hh")}
+        return _torch_recurrent(kind, w, (state["fc/W"], state["fc/b"]))
+    return Workload(name, f"{kind} T={SEQ_T} F={SEQ_F} H={SEQ_H}, Dense {SEQ_CLASSES}, "
+                    f"batch 32, Adam",
+                    _graph(name, nodes, edges, {"type": "adam", "lr": 1e-3}), 32,
+                    _sequence_batch, factory, quick=kind != "GRU")
+
+
+def elman_cycle() -> Workload:
+    """The Elman cell drawn from primitives (Dense on x_t + Dense on h_{t-1} -> Tanh, fed
+    back through a delay edge, TimeCollect 'last'), unrolled by the engine, against
+    torch.nn.RNN with the same weights."""
+    nodes = [("x", "Input", {"shape": [SEQ_T, SEQ_F], "sequence": True}),
+             ("wx", "Dense", {"units": SEQ_H}), ("wh", "Dense", {"units": SEQ_H}),
+             ("add", "Add", {}), ("h", "Tanh", {}), ("last", "TimeCollect", {"mode": "last"}),
+             ("fc", "Dense", {"units": SEQ_CLASSES}),
+             ("y", "Target", {"shape": [], "dtype": "int64"}), ("loss", "CrossEntropyLoss", {})]
+    edges = [("x", "wx"), ("h", "wh", 1), ("wx", "add:in0"), ("wh", "add:in1"), ("add", "h"),
+             ("h", "last"), ("last", "fc"), ("fc", "loss:pred"), ("y", "loss:target")]
+
+    def factory(graph, state):
+        w = {"W_ih": state["wx/W"], "b_ih": state["wx/b"], "W_hh": state["wh/W"],
+             "b_hh": state["wh/b"]}
+        return _torch_recurrent("RNN", w, (state["fc/W"], state["fc/b"]))
+    return Workload("elman_cycle", f"drawn Elman cycle T={SEQ_T} F={SEQ_F} H={SEQ_H} vs "
+                    f"torch.nn.RNN, Dense {SEQ_CLASSES}, batch 32, Adam",
+                    _graph("elman_cycle", nodes, edges, {"type": "adam", "lr": 1e-3}), 32,
+                    _sequence_batch, factory)
+
+
+def all_workloads(quick: bool = False) -> list[Workload]:
+    """Every workload; with ``quick`` the smaller set of ``bench --quick``."""
+    ws = [mlp("mlp_small", [64, 256, 256, 10], 64),
+          mlp("mlp_large", [784, 1024, 1024, 10], 256),
+          lenet(64), recurrent("LSTM"), recurrent("GRU"), elman_cycle()]
+    return [w for w in ws if w.quick or not quick]
 
 
 def torch_model(graph: dict, state: dict[str, np.ndarray]):

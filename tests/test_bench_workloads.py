@@ -1,0 +1,49 @@
+"""The benchmark compares like with like: each recurrent workload's PyTorch twin computes the
+same loss and gradients as our network from the same weights, and ``bench --quick`` runs a
+smaller set than the full bench."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.workloads import SEQ_CLASSES, SEQ_F, SEQ_H, SEQ_T, all_workloads
+from core.fileformat import graph_from_dict
+from core.network import Network
+from core.validate import analyze
+
+torch = pytest.importorskip("torch")
+
+RECURRENT = {"lstm": "rnn", "gru": "rnn", "elman_cycle": "h"}
+
+
+def workload(name: str):
+    return next(w for w in all_workloads() if w.name == name)
+
+
+@pytest.mark.parametrize("name", list(RECURRENT))
+def test_recurrent_workload_and_its_torch_twin_agree(name):
+    w = workload(name)
+    a = analyze(graph_from_dict(w.graph))
+    assert a.ok, [str(p) for p in a.problems]
+    net = Network(a, seed=0)
+    batch = w.make_batch(np.random.default_rng(0), w.batch)
+    assert batch["x"].shape == (32, SEQ_T, SEQ_F) and w.batch == 32
+    res = net.loss_and_grads(batch)
+    model = w.torch_factory(w.graph, net.state_dict())
+    assert model.rnn.hidden_size == SEQ_H and model.fc.out_features == SEQ_CLASSES
+    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(batch["x"])),
+                                             torch.from_numpy(batch["y"]))
+    loss.backward()
+    assert float(res.loss) == pytest.approx(loss.item(), rel=1e-5)
+    g = net.gradients()
+    np.testing.assert_allclose(g["fc/W"], model.fc.weight.grad.numpy().T, rtol=1e-3, atol=1e-6)
+    w_hh = g["rnn/W_hh"] if name != "elman_cycle" else g["wh/W"]
+    np.testing.assert_allclose(w_hh, model.rnn.weight_hh_l0.grad.numpy().T, rtol=1e-3,
+                               atol=1e-6)
+
+
+def test_quick_bench_is_a_subset_with_every_kind_of_workload():
+    full = [w.name for w in all_workloads()]
+    quick = [w.name for w in all_workloads(quick=True)]
+    assert {"lstm", "gru", "elman_cycle", "mlp_small", "lenet"} <= set(full)
+    assert set(quick) < set(full) and "elman_cycle" in quick and "lstm" in quick
