@@ -64,15 +64,14 @@ def python_script(graph: Graph, weights_path: str | None, data_dir: str | None) 
     imports.append("from core.weights import load_weights, save_weights" if weights_path
                    else "from core.weights import save_weights")
     lines += imports + [""]
+    lines.append("# the folder a relative dataset path starts from")
     if data_dir is None:
-        lines.append("DATA_DIR = Path(__file__).resolve().parent  # relative dataset paths "
-                     "start here")
+        lines.append("DATA_DIR = Path(__file__).resolve().parent")
     else:
         lines += wrapped_literal(data_dir, "", "DATA_DIR = ")
-        lines[-1] += "  # relative dataset paths start here"
     if weights_path:
+        lines.append("# the weights training starts from")
         lines += wrapped_literal(weights_path, "", "WEIGHTS_FILE = ")
-        lines[-1] += "  # initial weights"
     lines += ["", ""] + _build_lines(graph) + ["", ""]
     init = "init_weights=load_weights(WEIGHTS_FILE),\n                      " \
         if weights_path else ""

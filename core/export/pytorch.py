@@ -23,7 +23,7 @@ from core.validate import Analysis
 # the attributes of nn.Module: no node id may become one of them.
 MODULE_NAMES = (
     "argparse", "csv", "os", "Path", "np", "torch", "dist", "F", "nn", "DistributedDataParallel",
-    "WEIGHTS", "FIELDS", "DATA_FILE", "SEED", "BATCH_SIZE", "EPOCHS", "STEPS", "SHUFFLE",
+    "WEIGHTS", "FIELDS", "DATA_FILE", "TARGET_COLUMN", "SEED", "BATCH_SIZE", "EPOCHS", "STEPS",
     "VALIDATION_SPLIT", "WEIGHTS_FILE", "Model", "load_weights", "save_weights", "load_data",
     "prepare", "split", "batch_of", "make_optimizer", "train_step", "evaluate", "correct",
     "binary_hinge_loss", "main")

@@ -12,7 +12,7 @@ from pathlib import Path
 from core import datasets, optim
 from core.errors import ParamError
 from core.export.pytorch import ModelWriter
-from core.export.source import INDENT, call, docstring, literal, quoted
+from core.export.source import INDENT, call, docstring, literal, quoted, wrapped_literal
 from core.training import CLASSIFICATION_LOSSES, TrainConfig
 
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad",
@@ -70,7 +70,7 @@ with open(DATA_FILE, newline="", encoding="utf-8-sig") as f:
     rows = [row for row in csv.reader(f, delimiter=DELIMITER) if any(c.strip() for c in row)]
 header = [c.strip() for c in rows[0]]
 values = np.array(rows[1:], dtype=np.float64)
-column = header.index(TARGET)
+column = header.index(TARGET_COLUMN)
 y = values[:, column]
 x = np.delete(values, column, axis=1).astype(np.float32)
 y = y.astype(np.int64) if np.all(y == np.round(y)) else y.astype(np.float32)
@@ -166,7 +166,8 @@ class TrainingWriter:
         if c.validation_split:
             lines.append(f"VALIDATION_SPLIT = {c.validation_split!r}")
         if self.weights_path is not None:
-            lines.append(f"WEIGHTS_FILE = {literal(self.weights_path)}  # initial weights")
+            lines.append("# the weights training starts from (--weights)")
+            lines += wrapped_literal(self.weights_path, "", "WEIGHTS_FILE = ")
         return lines
 
     def data_lines(self) -> list[str]:
@@ -179,11 +180,13 @@ class TrainingWriter:
             if self.data_dir is not None and not path.is_absolute():
                 path = Path(self.data_dir) / path
             if path.is_absolute():
-                lines.append(f"DATA_FILE = Path({literal(str(path))})")
+                lines += wrapped_literal(str(path), "", "DATA_FILE = Path(", ")")
             else:
-                lines.append(f"DATA_FILE = Path(__file__).resolve().parent / {literal(str(path))}")
-            lines.append("")
-            lines.append("")
+                lines += wrapped_literal(str(path), "",
+                                         "DATA_FILE = Path(__file__).resolve().parent / ")
+            if source == "csv":
+                lines += wrapped_literal(ds.get("target_column"), "", "TARGET_COLUMN = ")
+            lines += ["", ""]
         lines.append("def load_data() -> dict[str, np.ndarray]:")
         if source == "npz":
             lines += docstring(["The dataset file: one array per field."], INDENT)
@@ -194,9 +197,8 @@ class TrainingWriter:
             target = ds.get("target_column")
             lines += docstring([f"The csv file: column {quoted(target)} is the target y, "
                                 "the other columns the features x."], INDENT)
-            code = CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))) \
-                .replace("TARGET", literal(target))
-            lines += block(code, INDENT)
+            lines += block(CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))),
+                           INDENT)
         else:
             lines += self._builtin(ds)
         return lines
@@ -439,6 +441,7 @@ class TrainingWriter:
                   f"{ind}if rank == 0 and args.save_weights:",
                   f"{ind2}save_weights(model, args.save_weights)",
                   f"{ind}if distributed:",
+                  f"{ind2}dist.barrier()  # every process done before the group goes",
                   f"{ind2}dist.destroy_process_group()"]
         return lines
 

@@ -104,9 +104,10 @@ def wrapped_literal(value: Any, indent: str, prefix: str = "", suffix: str = "")
         return [one]
     inner = indent + INDENT
     if isinstance(value, str):
-        chunks = _string_chunks(value, LINE - len(inner) - 2)
-        return [indent + prefix + "("] + [inner + string(c) for c in chunks] \
-            + [indent + ")" + suffix]
+        chunks = [inner + string(c) for c in _string_chunks(value, LINE - len(inner) - 2)]
+        if prefix.endswith("(") and suffix.startswith(")"):  # the call's own parentheses
+            return [indent + prefix] + chunks + [indent + suffix]
+        return [indent + prefix + "("] + chunks + [indent + ")" + suffix]
     if isinstance(value, dict):
         items = list(value.items())
         opening, closing = "{", "}"
