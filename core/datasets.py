@@ -252,6 +252,16 @@ def _make_sequences(rng: np.random.Generator, n: int, steps: int, classes: int, 
     return _shuffled(rng, x[:, :, None].astype(np.float32), y.astype(np.int64))
 
 
+def _make_recall(rng: np.random.Generator, n: int, steps: int) -> dict[str, np.ndarray]:
+    """A long-range memory task: remember the value at the marked step until the end."""
+    x = np.zeros((n, steps, 2), dtype=np.float32)
+    x[:, :, 0] = rng.uniform(-1.0, 1.0, size=(n, steps))
+    marked = rng.integers(0, steps, size=n)
+    rows = np.arange(n)
+    x[rows, marked, 1] = 1.0
+    return {"x": x, "y": x[rows, marked, 0][:, None].copy()}
+
+
 _N = Int(1000, "number of samples", min=1)
 
 BUILTINS: dict[str, Builtin] = {
@@ -280,6 +290,11 @@ BUILTINS: dict[str, Builtin] = {
         {"n": _N, "steps": Int(20, "time steps per sequence (T)", min=2),
          "classes": Int(3, "number of frequencies (classes)", min=2),
          "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, _make_sequences),
+    "recall": Builtin(
+        "long-range memory: x [steps, 2] float32, channel 0 random values in [-1, 1], "
+        "channel 1 marks one step (1 there, 0 elsewhere); y [1] float32 the marked value, "
+        "to be remembered until the last step",
+        {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1)}, _make_recall),
 }
 
 _SEED = Int(None, "seed of the generator (default: the training seed)", min=0)

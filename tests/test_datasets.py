@@ -36,6 +36,7 @@ EXPECTED = {  # name -> (x per-sample shape, y per-sample shape, y dtype) with d
     "xor": ((2,), (), np.int64),
     "sine": ((20, 1), (1,), np.float32),
     "sequences": ((20, 1), (), np.int64),
+    "recall": ((50, 2), (1,), np.float32),
 }
 
 
@@ -134,6 +135,18 @@ def test_sequences_options_and_class_balance():
     with pytest.raises(ParamError) as e:
         builtin("sequences", steps=6, classes=3)
     assert e.value.param == "dataset.steps"
+
+
+def test_recall_target_is_the_value_at_the_one_marked_step():
+    ds = builtin("recall", n=400, steps=9)
+    x, y = ds["x"], ds["y"]
+    assert x.shape == (400, 9, 2) and y.shape == (400, 1)
+    assert np.all(x[:, :, 1].sum(axis=1) == 1) and set(np.unique(x[:, :, 1])) == {0.0, 1.0}
+    marked = x[:, :, 1].argmax(axis=1)
+    np.testing.assert_array_equal(y[:, 0], x[np.arange(400), marked, 0])
+    assert np.all(np.abs(x[:, :, 0]) <= 1)
+    # the mark falls on every step, the first as well as the last
+    assert set(marked.tolist()) == set(range(9))
 
 
 def test_unknown_builtin_name_lists_the_known_ones():
