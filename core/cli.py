@@ -200,9 +200,11 @@ def open_editor(graph: str | None) -> int:
               "check, predict, train, bench)", file=sys.stderr)
         return 2
     try:
-        from gui.main_window import run_editor  # noqa: F401  (built by the editor issue)
+        import PySide6  # noqa: F401
     except ImportError:
-        print(f"{PROG}: error: the graphical editor is not built yet; use the commands "
-              "(see 'python main.py --help')", file=sys.stderr)
+        print(f"{PROG}: error: the editor needs PySide6, which is not installed; run "
+              "'make run', or use the commands (see 'python main.py --help')",
+              file=sys.stderr)
         return 2
+    from gui.main_window import run_editor  # the commands above never load Qt
     return run_editor(graph)

@@ -1,0 +1,537 @@
+"""The main window: canvas in the middle, palette left, inspector right, problems and the
+training view below; menus and actions named as SPEC section 8 fixes.
+
+``MainWindow.open_file`` / ``save_file`` work without dialogs (tests, the command line);
+the menu actions add the dialogs around them.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+)
+
+from core.errors import NeuroCanvasError
+from gui import files, theme
+from gui.document import Document
+
+APP_NAME = "NeuroCanvas"
+FILE_FILTER = "NeuroCanvas graphs (*.ncg.json *.json);;All files (*)"
+AUTOSAVE_MS = 20_000  # a crash loses at most this much work
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, check_recovery: bool = False):
+        super().__init__()
+        self.setObjectName("MainWindow")
+        self.document = Document(self)
+        self.autosaver = files.Autosaver()
+        self.resize(1400, 860)
+
+        from gui.canvas.scene import GraphScene
+        from gui.canvas.view import GraphView
+        from gui.inspector import Inspector
+        from gui.palette import NodePalette
+        from gui.problems import ProblemsPanel
+
+        self.scene = GraphScene(self.document)
+        self.view = GraphView(self.scene)
+        self.view.setObjectName("graphView")
+        self.setCentralWidget(self.view)
+
+        self.palette = NodePalette()
+        self.palette.setObjectName("nodePalette")
+        self.inspector = Inspector(self.document)
+        self.inspector.setObjectName("inspector")
+        self.problems = ProblemsPanel(self.document)
+        self.problems.setObjectName("problemsPanel")
+
+        self.palette_dock = self._dock("Nodes", self.palette, Qt.LeftDockWidgetArea)
+        self.inspector_dock = self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
+        self._make_actions()
+        self._make_training()
+        self.bottom_tabs = QTabWidget()
+        self.bottom_tabs.setObjectName("bottomTabs")
+        self.bottom_tabs.addTab(self.problems, "Problems")
+        self.bottom_tabs.addTab(self.training_panel, "Training")
+        self.bottom_dock = self._dock("Problems and training", self.bottom_tabs,
+                                      Qt.BottomDockWidgetArea)
+        self._make_menus()
+        self._make_status_bar()
+        self._connect()
+
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+
+        self._restore_window_state()
+        self._update_title()
+        self._update_actions()
+        if check_recovery:
+            QTimer.singleShot(0, self.offer_recovery)
+
+    # ---- construction ------------------------------------------------------------------
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{widget.objectName() or title}Dock")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_training(self) -> None:
+        """The live-training controller (runs off the UI thread) and its plots; the actions
+        Train, Pause and Stop drive it (``gui.training.attach``)."""
+        from gui.training import TrainingController, TrainingPanel
+
+        self.training = TrainingController(self.document, self)
+        self.training_panel = TrainingPanel(self.training)
+        self.training.run_started.connect(
+            lambda *_: self.bottom_tabs.setCurrentWidget(self.training_panel))
+        self.training.state_changed.connect(lambda *_: self._update_actions())
+
+    def _action(self, name: str, text: str, slot=None, shortcut=None, tip: str = "",
+                checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        a.setObjectName(name)
+        if shortcut is not None:
+            a.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip)
+        a.setCheckable(checkable)
+        if slot is not None:
+            a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _make_actions(self) -> None:
+        K = QKeySequence
+        self.actionNew = self._action("actionNew", "&New", self.new_file, K.New,
+                                      "Start a new, empty graph")
+        self.actionOpen = self._action("actionOpen", "&Open…", self.open_dialog, K.Open)
+        self.actionSave = self._action("actionSave", "&Save", self.save, K.Save)
+        self.actionSaveAs = self._action("actionSaveAs", "Save &As…", self.save_as, K.SaveAs)
+        self.actionQuit = self._action("actionQuit", "&Quit", self.close, K.Quit)
+        self.actionUndo = self.document.undo_stack.createUndoAction(self, "&Undo")
+        self.actionUndo.setObjectName("actionUndo")
+        self.actionUndo.setShortcut(K.Undo)
+        self.actionRedo = self.document.undo_stack.createRedoAction(self, "&Redo")
+        self.actionRedo.setObjectName("actionRedo")
+        self.actionRedo.setShortcuts([K(K.Redo), K("Ctrl+Y")])
+        for a in (self.actionUndo, self.actionRedo):
+            self.addAction(a)
+        self.actionDelete = self._action("actionDelete", "&Delete",
+                                         lambda: self._edit(self.scene.delete_selection),
+                                         [K(K.Delete), K(Qt.Key_Backspace)],
+                                         "Delete the selected nodes and edges")
+        self.actionCut = self._action("actionCut", "Cu&t", self.cut, K.Cut)
+        self.actionCopy = self._action("actionCopy", "&Copy",
+                                       lambda: self.scene.copy_selection(), K.Copy)
+        self.actionPaste = self._action("actionPaste", "&Paste",
+                                        lambda: self._edit(self.scene.paste), K.Paste)
+        self.actionDuplicate = self._action(
+            "actionDuplicate", "D&uplicate",
+            lambda: self._edit(self.scene.duplicate_selection), "Ctrl+D")
+        self.actionSelectAll = self._action("actionSelectAll", "Select &All",
+                                            self.select_all, K.SelectAll)
+        self.actionFitView = self._action("actionFitView", "&Fit View",
+                                          lambda: self.view.fit_view(), "F",
+                                          "Zoom to show the whole graph")
+        self.actionAutoLayout = self._action(
+            "actionAutoLayout", "Auto-&Layout", lambda: self._edit(self._auto_layout),
+            "Ctrl+L", "Arrange the nodes in layers, inputs to losses")
+        self.actionExportPython = self._action(
+            "actionExportPython", "Export as NeuroCanvas &Python…",
+            lambda: self.export("python"), tip="A script that rebuilds and trains this graph")
+        self.actionExportPyTorch = self._action(
+            "actionExportPyTorch", "Export as Py&Torch…", lambda: self.export("pytorch"),
+            tip="A self-contained PyTorch model and training script")
+        # Train, Pause and Stop are bound to the training controller in _connect.
+        self.actionTrain = self._action("actionTrain", "&Train", None, "F5",
+                                        "Train the network on its dataset")
+        self.actionPause = self._action("actionPause", "&Pause", None, "F6",
+                                        "Pause or resume training", checkable=True)
+        self.actionStop = self._action("actionStop", "&Stop", None, "Shift+F5",
+                                       "Stop training")
+        self.theme_group = QActionGroup(self)
+        self.actionLightTheme = self._action("actionLightTheme", "&Light",
+                                             lambda: self.set_theme("light"), checkable=True)
+        self.actionDarkTheme = self._action("actionDarkTheme", "&Dark",
+                                            lambda: self.set_theme("dark"), checkable=True)
+        for a in (self.actionLightTheme, self.actionDarkTheme):
+            self.theme_group.addAction(a)
+        (self.actionDarkTheme if theme.current().name == "dark"
+         else self.actionLightTheme).setChecked(True)
+
+    def _make_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.actionNew, self.actionOpen])
+        self.recent_menu = m.addMenu("Open &Recent")
+        self.examples_menu = m.addMenu("&Examples")
+        for path in files.examples():
+            a = self.examples_menu.addAction(path.name.removesuffix(".ncg.json"))
+            a.setToolTip(str(path))
+            a.triggered.connect(lambda _=False, p=path: self.open_example(p))
+        m.addSeparator()
+        m.addActions([self.actionSave, self.actionSaveAs])
+        m.addSeparator()
+        m.addActions([self.actionExportPython, self.actionExportPyTorch])
+        m.addSeparator()
+        m.addAction(self.actionQuit)
+        self._fill_recent_menu()
+
+        m = mb.addMenu("&Edit")
+        m.addActions([self.actionUndo, self.actionRedo])
+        m.addSeparator()
+        m.addActions([self.actionCut, self.actionCopy, self.actionPaste, self.actionDuplicate,
+                      self.actionDelete])
+        m.addSeparator()
+        m.addActions([self.actionSelectAll, self.actionAutoLayout])
+
+        m = mb.addMenu("&View")
+        m.addAction(self.actionFitView)
+        m.addSeparator()
+        for dock in (self.palette_dock, self.inspector_dock, self.bottom_dock):
+            m.addAction(dock.toggleViewAction())
+        themes = m.addMenu("&Theme")
+        themes.addActions([self.actionLightTheme, self.actionDarkTheme])
+
+        m = mb.addMenu("&Train")
+        m.addActions([self.actionTrain, self.actionPause, self.actionStop])
+        self.train_menu = m
+
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolBar")
+        tb.addActions([self.actionNew, self.actionOpen, self.actionSave])
+        tb.addSeparator()
+        tb.addActions([self.actionUndo, self.actionRedo])
+        tb.addSeparator()
+        tb.addActions([self.actionFitView, self.actionAutoLayout])
+        tb.addSeparator()
+        tb.addActions([self.actionTrain, self.actionPause, self.actionStop])
+
+    def _make_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("graphSummary")
+        self.lock_label = QLabel("🔒 Locked while training")
+        self.lock_label.setObjectName("lockIndicator")
+        self.lock_label.setVisible(False)
+        sb.addPermanentWidget(self.lock_label)
+        sb.addPermanentWidget(self.summary_label)
+
+    def _connect(self) -> None:
+        d = self.document
+        d.dirty_changed.connect(self._update_title)
+        d.path_changed.connect(self._update_title)
+        d.analysis_changed.connect(self._on_analysis)
+        d.locked_changed.connect(self._on_locked)
+        d.undo_stack.indexChanged.connect(self._schedule_autosave)
+        self.scene.selection_ids_changed.connect(self._on_selection)
+        if hasattr(self.scene, "message"):
+            self.scene.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.palette.node_requested.connect(self.add_node_at_center)
+        self.problems.node_activated.connect(self.focus_node)
+        from gui.training import attach
+        attach(self.training, self.training_panel, train=self.actionTrain,
+               pause=self.actionPause, stop=self.actionStop, scene=self.scene,
+               problems=self.problems, status_bar=self.statusBar(),
+               selection=self.scene.selection_ids_changed)
+
+    # ---- documents ---------------------------------------------------------------------
+    def open_file(self, path: str | Path) -> None:
+        """Open a graph without dialogs. A file that is not a graph raises GraphFileError
+        (the document stays as it was); an invalid graph opens with its problems listed."""
+        self.document.open(path)
+        self.autosaver.clear()
+        files.add_recent_file(path)
+        self._fill_recent_menu()
+        QTimer.singleShot(0, self.view.fit_view)
+
+    def save_file(self, path: str | Path) -> None:
+        """Save the open graph to ``path`` atomically, without dialogs."""
+        self.document.save(path)
+        self.autosaver.clear()
+        files.add_recent_file(path)
+        self._fill_recent_menu()
+
+    def new_file(self) -> None:
+        if self.maybe_save():
+            self.document.new()
+            self.autosaver.clear()
+
+    def open_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        start = str(self.document.path.parent) if self.document.path else str(files.EXAMPLES_DIR)
+        path, _ = QFileDialog.getOpenFileName(self, "Open graph", start, FILE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open with errors shown to the user (menus, recent files)."""
+        try:
+            self.open_file(path)
+            return True
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot open file", str(e))
+            return False
+
+    def open_example(self, path: Path) -> None:
+        """Open an example as a new unsaved graph, so the shipped file stays as it is."""
+        if not self.maybe_save():
+            return
+        try:
+            self.document.open_text(path.read_text(encoding="utf-8"))
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot open example", str(e))
+            return
+        self.document.undo_stack.setClean()
+        QTimer.singleShot(0, self.view.fit_view)
+
+    def save(self) -> bool:
+        if self.document.path is None:
+            return self.save_as()
+        return self._save_to(self.document.path)
+
+    def save_as(self) -> bool:
+        name = (self.document.path
+                or Path.cwd() / f"{self.document.graph.name or 'untitled'}.ncg.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save graph as", str(name), FILE_FILTER)
+        return bool(path) and self._save_to(path)
+
+    def _save_to(self, path) -> bool:
+        try:
+            self.save_file(path)
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot save", str(e))
+            return False
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def maybe_save(self) -> bool:
+        """Ask what to do with unsaved changes; False if the user cancels."""
+        if not self.document.dirty:
+            return True
+        answer = QMessageBox.question(
+            self, APP_NAME, f"Save changes to {self.document.title}?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if answer == QMessageBox.Save:
+            return self.save()
+        return answer == QMessageBox.Discard
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training.state != "idle":
+            self.training.stop()
+            self.training.wait_idle(5.0)
+        if self.maybe_save():
+            self.autosaver.clear()
+            files.settings().setValue("windowGeometry", self.saveGeometry())
+            files.settings().setValue("windowState", self.saveState())
+            event.accept()
+        else:
+            event.ignore()
+
+    def _restore_window_state(self) -> None:
+        s = files.settings()
+        geometry, state = s.value("windowGeometry"), s.value("windowState")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = files.recent_files()
+        for p in recent:
+            a = self.recent_menu.addAction(Path(p).name)
+            a.setToolTip(p)
+            a.setStatusTip(p)
+            a.triggered.connect(lambda _=False, p=p: self._open_recent(p))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self._clear_recent)
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _open_recent(self, path: str) -> None:
+        if self.maybe_save():
+            self.open_path(path)
+
+    def _clear_recent(self) -> None:
+        files.clear_recent_files()
+        self._fill_recent_menu()
+
+    # ---- autosave and recovery -----------------------------------------------------------
+    def _schedule_autosave(self) -> None:
+        if not self.autosave_timer.isActive():
+            self.autosave_timer.start()
+
+    def autosave(self) -> None:
+        """Write unsaved work to this window's recovery file (or remove it when clean)."""
+        if self.document.dirty:
+            try:
+                self.autosaver.write(self.document.to_json(), self.document.path)
+            except OSError as e:
+                self.statusBar().showMessage(f"Autosave failed: {e}", 6000)
+        else:
+            self.autosaver.clear()
+
+    def offer_recovery(self, ask=None) -> bool:
+        """Offer back work autosaved by an editor that did not close cleanly. ``ask`` (for
+        tests) answers the question instead of a dialog. Returns True if work came back."""
+        pending = files.pending_recoveries()
+        if not pending:
+            return False
+        rec = pending[0]
+        question = (f"NeuroCanvas did not close cleanly. Recover the unsaved work on "
+                    f"{rec.label}?")
+        if ask is None:
+            answer = QMessageBox.question(self, "Recover unsaved work", question,
+                                          QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+            yes = answer == QMessageBox.Yes
+        else:
+            yes = ask(question)
+        if not yes:
+            rec.discard()
+            return False
+        try:
+            original = Path(rec.original) if rec.original else None
+            self.document.open_text(rec.read(), original)
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot recover", str(e))
+            return False
+        rec.discard()
+        self.autosave()  # the recovered work is now this window's to protect
+        self.statusBar().showMessage(f"Recovered unsaved work on {rec.label}", 8000)
+        return True
+
+    # ---- editing -----------------------------------------------------------------------
+    def _edit(self, fn) -> None:
+        """Run an edit; a refused edit (locked graph, impossible connection) is reported in
+        the status bar instead of raising."""
+        try:
+            fn()
+        except NeuroCanvasError as e:
+            self.statusBar().showMessage(str(e), 8000)
+
+    def _auto_layout(self) -> None:
+        self.document.auto_layout()
+        QTimer.singleShot(0, self.view.fit_view)
+
+    def cut(self) -> None:
+        self.scene.copy_selection()
+        self._edit(self.scene.delete_selection)
+
+    def select_all(self) -> None:
+        self.scene.select_nodes(list(self.document.graph.nodes))
+
+    def add_node_at_center(self, type_name: str) -> None:
+        self._edit(lambda: self.scene.add_node_at(type_name, self.view.center_scene_pos()))
+
+    def focus_node(self, node_id: str) -> None:
+        if node_id in self.document.graph.nodes:
+            self.scene.select_nodes([node_id])
+            self.view.centerOn(self.scene.node_item(node_id))
+
+    def _on_selection(self, ids: list) -> None:
+        self.inspector.show_node(ids[0] if len(ids) == 1 else None)
+        self._update_actions()
+
+    def _on_analysis(self, analysis) -> None:
+        g = self.document.graph
+        total = sum(analysis.param_count(n) for n in g.nodes)
+        n_problems = len(analysis.problems)
+        status = "valid" if not n_problems else \
+            f"{n_problems} problem{'s' if n_problems != 1 else ''}"
+        self.summary_label.setText(f"{len(g.nodes)} nodes · {len(g.edges)} edges · "
+                                   f"{total:,} parameters · {status}")
+        if n_problems:
+            self.bottom_tabs.setTabText(0, f"Problems ({n_problems})")
+        else:
+            self.bottom_tabs.setTabText(0, "Problems")
+        self._update_actions()
+
+    def _on_locked(self, locked: bool) -> None:
+        self.lock_label.setVisible(locked)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        locked = self.document.locked
+        for a in (self.actionNew, self.actionOpen, self.actionDelete, self.actionCut,
+                  self.actionPaste, self.actionDuplicate, self.actionAutoLayout,
+                  self.actionUndo, self.actionRedo):
+            a.setEnabled(not locked)
+        if not locked:  # the undo stack keeps these two right when editing is allowed
+            self.actionUndo.setEnabled(self.document.undo_stack.canUndo())
+            self.actionRedo.setEnabled(self.document.undo_stack.canRedo())
+        self.recent_menu.setEnabled(not locked and bool(files.recent_files()))
+        self.examples_menu.setEnabled(not locked)
+
+    def _update_title(self, *_args) -> None:
+        self.setWindowTitle(f"{self.document.title}[*] — {APP_NAME}")
+        self.setWindowModified(self.document.dirty)
+
+    # ---- training ----------------------------------------------------------------------
+    def train(self) -> None:
+        """Start (or resume) training, as actionTrain does."""
+        self.actionTrain.trigger()
+
+    def stop_training(self) -> None:
+        self.training.stop()
+
+    # ---- export and looks --------------------------------------------------------------
+    def export(self, target: str):
+        """Open a preview of the exported code (``target``: 'python' or 'pytorch')."""
+        from gui.export_dialog import ExportDialog
+        try:
+            from core.export import export_graph
+            base = self.document.path.parent if self.document.path else None
+            source = export_graph(self.document.graph, target, base_dir=base)
+        except NeuroCanvasError as e:
+            QMessageBox.warning(self, "Cannot export", str(e))
+            return None
+        stem = (self.document.path.name.removesuffix(".ncg.json").removesuffix(".json")
+                if self.document.path else (self.document.graph.name or "model"))
+        suffix = "_torch" if target == "pytorch" else ""
+        dialog = ExportDialog(source, target, f"{stem}{suffix}.py", self)
+        dialog.open()
+        return dialog
+
+    def set_theme(self, name: str) -> None:
+        theme.apply_theme(name)
+        files.settings().setValue("theme", name)
+        for w in (self.scene, self.palette, self.inspector, self.problems):
+            refresh = getattr(w, "apply_theme", None)
+            if refresh is not None:
+                refresh()
+        self.view.viewport().update()
+
+
+def run_editor(path: str | None = None) -> int:
+    """Start the application, optionally opening ``path``; returns the exit status."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    theme.apply_theme(str(files.settings().value("theme", "light")), app)
+    try:
+        from gui.icons import app_icon
+        app.setWindowIcon(app_icon())
+    except ImportError:
+        pass
+    window = MainWindow(check_recovery=path is None)
+    if path is not None:
+        window.open_path(path)
+    window.show()
+    return app.exec()
