@@ -38,10 +38,10 @@ def cli_rate(graph: Path, steps: int, device: str) -> float:
 
 
 def gui_rate(graph: Path, steps: int, device: str, show: bool = True) -> tuple[float, float]:
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication([])
+    QApplication.instance() or QApplication([])
     from gui.document import Document
     from gui.training import TrainingController, TrainingPanel
 
@@ -60,11 +60,11 @@ def gui_rate(graph: Path, steps: int, device: str, show: bool = True) -> tuple[f
     hb.setInterval(10)
     hb.timeout.connect(lambda: beats.append(time.monotonic()))
     hb.start()
+    loop = QEventLoop()  # as the application runs: blocked in Qt's event loop between events
+    ctl.finished.connect(lambda _done: loop.quit())
     t0 = time.monotonic()
     ctl.start()
-    while ctl.state != "idle":
-        app.processEvents()
-        time.sleep(0.001)
+    loop.exec()
     t1 = time.monotonic()
     hb.stop()
     during = [b for b in beats if b >= t0]
