@@ -249,10 +249,13 @@ def test_exported_data_is_generated_as_ours(tmp_path):
     from core import datasets
 
     graph = eg.dense_activations()
-    for name, opts in [("spirals", {"n": 50, "noise": 0.2}), ("xor", {"n": 20}),
-                       ("sine", {"n": 10, "steps": 4}), ("moons", {"n": 30, "seed": 3}),
-                       ("sequences", {"n": 12, "steps": 9, "classes": 3}),
-                       ("digits", {"image": True})]:
+    cases = [("spirals", {"n": 50, "noise": 0.2}), ("xor", {"n": 20}),
+             ("sine", {"n": 10, "steps": 4}), ("moons", {"n": 30, "seed": 3}),
+             ("sequences", {"n": 12, "steps": 9, "classes": 3}),
+             ("recall", {"n": 8, "steps": 6}), ("digits", {"image": True})]
+    assert {name for name, _ in cases} == set(datasets.known_builtins()), \
+        "a new built-in dataset needs its exported generator checked here"
+    for name, opts in cases:
         ds = {"source": "builtin", "name": name, **opts}
         graph.set_training({"dataset": ds, "seed": 5})
         module, _ = eg.export_module(graph, tmp_path)

@@ -126,7 +126,7 @@ def assert_scene_matches(doc: Document, scene: GraphScene) -> None:
 def _drop(view: GraphView, type_name: str, at: QPoint) -> QDropEvent:
     mime = QMimeData()
     mime.setData(NODE_MIME, type_name.encode("utf-8"))
-    enter = QDragEnterEvent(QPointF(at), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    enter = QDragEnterEvent(at, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(view.viewport(), enter)
     assert enter.isAccepted()
     drop = QDropEvent(QPointF(at), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
@@ -154,7 +154,7 @@ def test_drop_of_other_mime_or_unknown_type_adds_nothing(canvas):
     before = set(doc.graph.nodes)
     mime = QMimeData()
     mime.setText("Dense")
-    enter = QDragEnterEvent(QPointF(200, 200), Qt.CopyAction, mime, Qt.LeftButton,
+    enter = QDragEnterEvent(QPoint(200, 200), Qt.CopyAction, mime, Qt.LeftButton,
                             Qt.NoModifier)
     QApplication.sendEvent(view.viewport(), enter)
     assert not enter.isAccepted()

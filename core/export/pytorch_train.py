@@ -51,6 +51,13 @@ t = np.arange(steps)[None, :] / steps
 x = amp * np.sin(2 * np.pi * cycles * t + phase) + noise * rng.standard_normal((n, steps))
 order = rng.permutation(n)
 return {"x": x[:, :, None].astype(np.float32)[order], "y": y.astype(np.int64)[order]}""",
+    "recall": """\
+x = np.zeros((n, steps, 2), dtype=np.float32)
+x[:, :, 0] = rng.uniform(-1.0, 1.0, size=(n, steps))
+marked = rng.integers(0, steps, size=n)
+rows = np.arange(n)
+x[rows, marked, 1] = 1.0
+return {"x": x, "y": x[rows, marked, 0][:, None].copy()}""",
     "moons": """\
 from sklearn.datasets import make_moons  # scikit-learn: needed for this dataset only
 
@@ -332,7 +339,7 @@ class TrainingWriter:
         lines += docstring([f"{what} over data in evaluation mode, penalty excluded."], ind)
         lines += [f"{ind}model.eval()",
                   f"{ind}n = len(next(iter(data.values())))",
-                  f"{ind}total = right = 0.0",
+                  f"{ind}total = right = 0.0" if self.accuracy else f"{ind}total = 0.0",
                   f"{ind}with torch.no_grad():",
                   f"{ind * 2}for start in range(0, n, BATCH_SIZE):",
                   f"{ind * 3}batch = batch_of(data, slice(start, start + BATCH_SIZE), device)",
