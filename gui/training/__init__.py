@@ -46,12 +46,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel
 
-from gui.training._refcount import keep_singletons_alive
 from gui.training.controller import IDLE, PAUSED, RUNNING, STOPPING, RunInfo, TrainingController
 from gui.training.heat import EXPLODING, VANISHING, GradientHeat, HeatLegend
 from gui.training.panel import TrainingPanel
-
-keep_singletons_alive()  # before any signal or plot: see gui/training/_refcount.py
 
 __all__ = ["TrainingController", "TrainingPanel", "RunInfo", "GradientHeat", "HeatLegend",
            "attach", "bind_actions", "VANISHING", "EXPLODING",

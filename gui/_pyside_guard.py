@@ -1,11 +1,12 @@
-"""Guard against two PySide6 6.12 defects on Python 3.11 that abort the interpreter in a long
-training session: a call of a void C++ method takes a reference from None, and
-``Signal.emit`` takes one from True (its return value), so their reference counts drop by one
-per call until "none_dealloc" / "bool_dealloc". The live-training view emits several signals
-ten times a second and redraws plots, so it would run out within minutes.
+"""Guard against two PySide6 6.12.0 defects on Python 3.11 that abort the interpreter: a
+call of a void C++ method takes a reference from None, and ``Signal.emit`` takes one from
+True, so their reference counts drop by one per call until "none_dealloc" / "bool_dealloc".
+The canvas paints with thousands of void calls per frame and the training view emits signals
+ten times a second, so either ran out within seconds or minutes.
 
-Python 3.12 made these objects immortal (PEP 683); here we do the same by hand where the
-defect is detected (gui/canvas/_none_refcount.py does it for None; this adds True and False).
+``pyproject.toml`` keeps PySide6 below 6.12; this guard protects a process that has 6.12
+anyway. Python 3.12 made these objects immortal (PEP 683); where the defect is detected, we
+do the same by hand. ``gui/__init__.py`` runs it before any other editor module loads.
 """
 from __future__ import annotations
 
