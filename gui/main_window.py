@@ -75,7 +75,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start()
 
-        self._restore_window_state()
+        if not self._restore_window_state():
+            QTimer.singleShot(0, self._default_dock_sizes)
         self._update_title()
         self._update_actions()
         if check_recovery:
@@ -344,13 +345,18 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def _restore_window_state(self) -> None:
+    def _restore_window_state(self) -> bool:
+        """The window layout the user left; False when there is none to restore."""
         s = files.settings()
         geometry, state = s.value("windowGeometry"), s.value("windowState")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
+        return isinstance(state, QByteArray) and self.restoreState(state)
+
+    def _default_dock_sizes(self) -> None:
+        """The canvas gets most of the window."""
+        self.resizeDocks([self.palette_dock, self.inspector_dock], [220, 330], Qt.Horizontal)
+        self.resizeDocks([self.bottom_dock], [max(230, self.height() // 3)], Qt.Vertical)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -512,7 +518,7 @@ class MainWindow(QMainWindow):
     def set_theme(self, name: str) -> None:
         theme.apply_theme(name)
         files.settings().setValue("theme", name)
-        for w in (self.scene, self.palette, self.inspector, self.problems):
+        for w in (self.scene, self.palette, self.inspector, self.problems, self.training_panel):
             refresh = getattr(w, "apply_theme", None)
             if refresh is not None:
                 refresh()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-seconds", type=float, default=8.0)
     args = ap.parse_args(argv)
     out = Path(args.out)
+    # A fresh home: no saved window layout, recent files or theme from the user's sessions.
+    os.environ["NEUROCANVAS_HOME"] = tempfile.mkdtemp(prefix="neurocanvas-shots-")
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     written = [editor(app, out, "light", args.example), editor(app, out, "dark", args.example)]

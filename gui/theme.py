@@ -93,3 +93,17 @@ def _palette(t: Theme) -> QPalette:
     for role in (QPalette.Text, QPalette.WindowText, QPalette.ButtonText):
         p.setColor(QPalette.Disabled, role, QColor(t.muted_text))
     return p
+
+
+def style_plot(plot) -> None:
+    """Give a pyqtgraph PlotWidget the current theme's background, axes and labels."""
+    t = _current
+    plot.setBackground(t.base)
+    item = plot.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(t.muted_text)
+        axis.setTextPen(t.text)
+    item.titleLabel.setAttr("color", t.text)
+    if item.legend is not None:
+        item.legend.setLabelTextColor(t.text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import NeuroCanvasError
 from core.train_command import _fmt_time
+from gui import theme
 from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
 from gui.training.evaluation import EvaluationView
 from gui.training.heat import HeatLegend
@@ -127,7 +129,17 @@ class TrainingPanel(QWidget):
         locked = getattr(c.document, "locked_changed", None)
         if locked is not None:
             locked.connect(self.lock_label.setVisible)
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(0)
+        self._progress_timer.timeout.connect(lambda: self._update_progress())
         self._on_state(c.state)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        """Plot backgrounds and axes in the colours of the current theme."""
+        for plot in self.findChildren(pg.PlotWidget):
+            theme.style_plot(plot)
 
     # ---- run ---------------------------------------------------------------------------
     def _on_run_started(self, info: RunInfo) -> None:
@@ -146,7 +158,10 @@ class TrainingPanel(QWidget):
         self.grads.add_steps(events)
         last = events[-1]
         self._steps, self._epoch = last.step + 1, last.epoch
-        self._update_progress()
+        # One progress update per burst of batches: QProgressBar.setValue repaints at once,
+        # and the time it takes on this thread is taken from training.
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
 
     def _update_progress(self, done_text: str | None = None) -> None:
         info = self.info
@@ -165,6 +180,7 @@ class TrainingPanel(QWidget):
 
     def _on_finished(self, done) -> None:
         self._steps = done.steps
+        self._progress_timer.stop()  # the final text replaces any pending update
         what = {"finished": "done", "stopped": "stopped"}.get(done.reason, "failed")
         self._update_progress(f"{what} in {_fmt_time(time.monotonic() - self._t_start)}")
         if self.node is not None:
