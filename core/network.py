@@ -288,7 +288,8 @@ class Network:
             if g is None:
                 continue  # nothing downstream of this call reaches a loss
             if step.node_id in state_norms:
-                state_norms[step.node_id][key[1]] = xp.sqrt(xp.sum(g * g))
+                g64 = g.astype(xp.float64, copy=False)  # tiny norms must not underflow
+                state_norms[step.node_id][key[1]] = xp.sqrt(xp.vdot(g64, g64))
             gins = step.layer.backward(result.ctx, cache, g)
             if check is not None and check(step, gins):
                 return step.node_id
@@ -298,7 +299,7 @@ class Network:
                 pending[k] = pending[k] + gin if k in pending else gin
         self.state_grad_norms = {}
         for nid, norms in state_norms.items():
-            zero = xp.zeros((), dtype=self.dtype)
+            zero = xp.zeros((), dtype=xp.float64)
             stacked = xp.stack([zero if n is None else n for n in norms])
             self.state_grad_norms[nid] = backend.to_host(stacked)  # one transfer per state
         return None

@@ -187,11 +187,18 @@ def test_state_grad_norms_show_vanishing_and_exploding_gradients():
     assert n[0] > 1e4 * n[-1]
 
 
-def test_state_grad_norms_float32_and_stay_on_host():
+def test_state_grad_norms_stay_on_host_and_do_not_underflow_in_float32():
     layer = make(CELLS[2], True, np.float32)
-    forward_backward(layer, [rand((B, T, F), 12, np.float32)])
-    assert type(layer.state_grad_norms) is np.ndarray
-    assert layer.state_grad_norms.dtype == np.float32 and layer.state_grad_norms.shape == (T,)
+    x = rand((B, T, F), 12, np.float32)
+    forward_backward(layer, [x])
+    assert type(layer.state_grad_norms) is np.ndarray and layer.state_grad_norms.shape == (T,)
+    reference = layer.state_grad_norms.copy()
+    # Gradients of 1e-30 are representable in float32, their squares are not: summed in
+    # float32 the norms would read 0, which a log-scale plot cannot show.
+    forward_backward(layer, [x], np.full_like(layer.forward(context(True, 0, np.float32),
+                                                            [x])[0], 1e-30))
+    assert np.all(layer.state_grad_norms > 0)
+    np.testing.assert_allclose(layer.state_grad_norms, 1e-30 * reference, rtol=1e-3)
 
 
 # ---- backward contract -----------------------------------------------------------------

@@ -79,6 +79,21 @@ def test_state_gradient_norm_per_time_step():
     assert norms[-1] > norms[0]
 
 
+def test_state_gradient_norms_of_drawn_cycles_do_not_underflow_in_float32():
+    net = Network(analyze(elman_graph("last")), dtype=np.float32)
+    rng = np.random.default_rng(2)
+    batch = {"x": rng.standard_normal((2, T, F)), "y": rng.standard_normal((2, 2))}
+    net.loss_and_grads(batch)
+    reference = net.state_grad_norms["h"].copy()
+    # An output layer scaled by 1e-30 passes gradients of about 1e-30 back to h: fine in
+    # float32, but their squares are not, and summed in float32 the norms would read 0.
+    net.params["out/W"][...] *= np.float32(1e-30)
+    net.loss_and_grads(batch)
+    tiny = net.state_grad_norms["h"]
+    assert np.all(tiny > 0)
+    assert np.all(tiny < 1e-25 * reference)
+
+
 def test_loss_inside_region_is_averaged_over_steps():
     nodes = [node("x", "Input", shape=[T, 1], sequence=True), node("w", "Dense", units=1),
              node("z", "Target", shape=[1], dtype="float32"), node("loss", "MSELoss"),

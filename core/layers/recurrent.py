@@ -53,6 +53,13 @@ def _gates(xp, w, order: tuple[int, ...]):
     return xp.stack([w[..., k * h:(k + 1) * h] for k in order])
 
 
+def _sq_norm(xp, a):
+    """Squared norm of ``a`` summed in float64: in float32, the state gradient of a long
+    tanh RNN (1e-20 and below) squares to zero and could not be shown on a log scale."""
+    a64 = a.astype(xp.float64, copy=False)
+    return xp.vdot(a64, a64)
+
+
 def _spec(xp, g, order: tuple[int, ...]):
     """Inverse of ``_gates``: internal ``[nG, ..., H]`` -> a new SPEC ``[..., nG·H]`` array."""
     return xp.concatenate([g[order.index(k)] for k in range(len(order))], axis=-1)
@@ -246,12 +253,12 @@ class RNN(_Recurrent):
         t_len, b, h_n = A.shape
         W_hh_T = xp.ascontiguousarray(P["W_hh"].T)  # a transposed view is 2x slower here
         D = xp.empty_like(A)  # dL/d(pre-activation) per step
-        norms = xp.empty((t_len,), dtype=A.dtype)
+        norms = xp.empty((t_len,), dtype=xp.float64)  # tiny norms must not underflow
         bufs = (xp.empty((b, h_n), dtype=A.dtype), xp.empty((b, h_n), dtype=A.dtype))
         relu = self.params["activation"] == "relu"
         dh = self._first_dh(gout)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = xp.vdot(dh, dh)
+            norms[t] = _sq_norm(xp, dh)
             h, d = A[t], D[t]
             if relu:
                 xp.multiply(dh, h > 0, out=d)
@@ -333,7 +340,7 @@ class LSTM(_Recurrent):
         dt = A.dtype
         W_hh_T = _transposed(xp, _gates(xp, P["W_hh"], _LSTM_ORDER))  # unscaled
         D = xp.empty_like(A)  # dL/d(gate pre-activations) [T, 4, B, H], order i, f, o, g
-        norms = xp.empty((t_len,), dtype=dt)
+        norms = xp.empty((t_len,), dtype=xp.float64)  # tiny norms must not underflow
         bufs = (xp.empty((b, h_n), dtype=dt), xp.empty((b, h_n), dtype=dt))
         tmp = xp.empty((b, h_n), dtype=dt)
         tmp4 = xp.empty((4, b, h_n), dtype=dt)
@@ -341,7 +348,7 @@ class LSTM(_Recurrent):
         dc = xp.zeros((b, h_n), dtype=dt)
         dh = self._first_dh(gout)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = xp.vdot(dh, dh)
+            norms[t] = _sq_norm(xp, dh)
             a, d, tc = A[t], D[t], TC[t]
             i, f, o, g = a
             # dc += dh · o · (1 - tanh(c)^2)
@@ -451,7 +458,7 @@ class GRU(_Recurrent):
         dt = A.dtype
         W_hh_T = _transposed(xp, _gates(xp, P["W_hh"], _GRU_RZN))
         D = xp.empty((t_len, 4, b, h_n), dtype=dt)  # [dn_pre, dr, dz, dhn], see _GRU_NRZ
-        norms = xp.empty((t_len,), dtype=dt)
+        norms = xp.empty((t_len,), dtype=xp.float64)  # tiny norms must not underflow
         bufs = (xp.empty((b, h_n), dtype=dt), xp.empty((b, h_n), dtype=dt))
         dhz = xp.empty((b, h_n), dtype=dt)
         tmp = xp.empty((b, h_n), dtype=dt)
@@ -459,7 +466,7 @@ class GRU(_Recurrent):
         Q = xp.empty((2, b, h_n), dtype=dt)
         dh = self._first_dh(gout)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = xp.vdot(dh, dh)
+            norms[t] = _sq_norm(xp, dh)
             a, d = A[t], D[t]
             r, z, n = a
             dn, dr, dz, dhn = d
