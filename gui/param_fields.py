@@ -330,27 +330,6 @@ class IntField(ParamField):
         return super().commit()
 
 
-class FloatField(ParamField):
-    """A text field taking any number notation (``0.001``, ``1e-3``); empty = default."""
-
-    def _make_editor(self) -> QWidget:
-        edit = QLineEdit(self)
-        edit.editingFinished.connect(self.commit)
-        d = self.spec.default
-        if d is not REQUIRED and d is not None:
-            edit.setPlaceholderText(f"default {format_value(d)}")
-        return edit
-
-    def _show(self, value: Any) -> None:
-        self.editor.setText(format_value(value) if value is not None else "")
-
-    def _read(self) -> Any:
-        text = self.editor.text().strip()
-        if not text:
-            return None
-        return parse_number(text)
-
-
 class BoolField(ParamField):
     def _make_editor(self) -> QWidget:
         box = QCheckBox(self)
@@ -414,6 +393,16 @@ class TextField(ParamField):
     def _read(self) -> Any:
         text = self.editor.text().strip()
         return text or None
+
+
+class FloatField(TextField):
+    """A text field taking any number notation (``0.001``, ``1e-3``); empty = default."""
+
+    def _read(self) -> Any:
+        text = self.editor.text().strip()
+        if not text:
+            return None
+        return parse_number(text)
 
 
 class ShapeField(TextField):
