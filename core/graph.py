@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,17 @@ class Edge:
         return f"{self.src_ref} -> {self.dst_ref}{delay}"
 
 
+def fresh_id(prefix: str, taken: Iterable[str]) -> str:
+    """``prefix<n>`` with n past every id of that form in ``taken``."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "", prefix.lower())[:56] or "node"
+    n = 0
+    for nid in taken:
+        m = re.fullmatch(re.escape(base) + r"(\d+)", nid)
+        if m:
+            n = max(n, int(m.group(1)))
+    return f"{base}{n + 1}"
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """'node' -> ('node', None); 'node:port' -> ('node', 'port')."""
     if ":" in ref:
@@ -136,13 +147,7 @@ class Graph:
 
     def unique_id(self, prefix: str) -> str:
         """A fresh id ``prefix<n>`` past every id of that form already in the graph."""
-        base = re.sub(r"[^A-Za-z0-9_-]", "", prefix.lower())[:56] or "node"
-        n = 0
-        for nid in self.nodes:
-            m = re.fullmatch(re.escape(base) + r"(\d+)", nid)
-            if m:
-                n = max(n, int(m.group(1)))
-        return f"{base}{n + 1}"
+        return fresh_id(prefix, self.nodes)
 
     # ---- edits (each emits one event) ----------------------------------------------------
     def add_node(self, node: Node, index: int | None = None) -> Node:

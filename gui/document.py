@@ -8,7 +8,6 @@ and to ``analysis_changed``, which fires after shape inference has run on the ed
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from core import catalogue
 from core.errors import EdgeError, GraphEditError, GraphFileError, NeuroCanvasError
 from core.fileformat import FORMAT, VERSION, atomic_write, dumps, graph_from_dict, load_graph
-from core.graph import Edge, Graph, GraphEvent, Node, check_id
+from core.graph import Edge, Graph, GraphEvent, Node, check_id, fresh_id
 from core.layout import layered_layout
 from core.params import resolve_params
 from core.validate import Analysis, analyze, check_connection, resolve_ports
@@ -299,11 +298,7 @@ class Document(QObject):
         taken = set(self.graph.nodes)
         mapping: dict[str, str] = {}
         for nid, node in part.nodes.items():
-            new = nid
-            if new in taken:
-                probe = Graph()
-                probe.nodes = {k: None for k in taken}  # type: ignore[misc]
-                new = probe.unique_id(_stem(nid) or node.type)
+            new = nid if nid not in taken else fresh_id(_stem(nid) or node.type, taken)
             taken.add(new)
             mapping[nid] = new
         nodes = []
@@ -395,7 +390,3 @@ def _stem(nid: str) -> str:
     return nid.rstrip("0123456789")
 
 
-
-
-def snapshot_to_json(snapshot: dict) -> str:
-    return json.dumps(snapshot, ensure_ascii=False)

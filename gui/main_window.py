@@ -36,6 +36,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("MainWindow")
         self.document = Document(self)
         self.autosaver = files.Autosaver()
+        self._autosaved_text: str | None = None
         self.resize(1400, 860)
 
         from gui.canvas.scene import GraphScene
@@ -239,7 +240,6 @@ class MainWindow(QMainWindow):
         d.path_changed.connect(self._update_title)
         d.analysis_changed.connect(self._on_analysis)
         d.locked_changed.connect(self._on_locked)
-        d.undo_stack.indexChanged.connect(self._schedule_autosave)
         self.scene.selection_ids_changed.connect(self._on_selection)
         if hasattr(self.scene, "message"):
             self.scene.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
@@ -380,15 +380,15 @@ class MainWindow(QMainWindow):
         self._fill_recent_menu()
 
     # ---- autosave and recovery -----------------------------------------------------------
-    def _schedule_autosave(self) -> None:
-        if not self.autosave_timer.isActive():
-            self.autosave_timer.start()
-
     def autosave(self) -> None:
         """Write unsaved work to this window's recovery file (or remove it when clean)."""
         if self.document.dirty:
+            text = self.document.to_json()
+            if text == self._autosaved_text and self.autosaver.graph_file.exists():
+                return  # nothing changed since the last autosave
             try:
-                self.autosaver.write(self.document.to_json(), self.document.path)
+                self.autosaver.write(text, self.document.path)
+                self._autosaved_text = text
             except OSError as e:
                 self.statusBar().showMessage(f"Autosave failed: {e}", 6000)
         else:
@@ -482,7 +482,7 @@ class MainWindow(QMainWindow):
         if not locked:  # the undo stack keeps these two right when editing is allowed
             self.actionUndo.setEnabled(self.document.undo_stack.canUndo())
             self.actionRedo.setEnabled(self.document.undo_stack.canRedo())
-        self.recent_menu.setEnabled(not locked and bool(files.recent_files()))
+        self.recent_menu.setEnabled(not locked and bool(self.recent_menu.actions()))
         self.examples_menu.setEnabled(not locked)
 
     def _update_title(self, *_args) -> None:
