@@ -2,6 +2,7 @@
 and npz datasets. Arrays are read with ``allow_pickle=False``; nothing is ever unpickled."""
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -33,9 +34,29 @@ def read_npz(path: str | os.PathLike, error: type[NeuroCanvasError], kind: str
                     "named array each, as np.savez(path, x=..., y=...) writes", file=p)
     if not head.startswith(b"PK"):
         raise error(f"not {kind}", file=p)
+    return _read_archive(p, error, kind, p)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An uncompressed .npz archive of ``arrays``, in memory."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def read_npz_bytes(data: bytes, error: type[NeuroCanvasError], kind: str,
+                   where: str | None = None) -> dict[str, np.ndarray]:
+    """``read_npz`` for an archive held in memory (``where`` names it in errors)."""
+    if not data.startswith(b"PK"):
+        raise error(f"not {kind}", file=where)
+    return _read_archive(io.BytesIO(data), error, kind, where)
+
+
+def _read_archive(source, error: type[NeuroCanvasError], kind: str, p: str | None
+                  ) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     try:
-        with np.load(p, allow_pickle=False) as archive:
+        with np.load(source, allow_pickle=False) as archive:
             for key in archive.files:
                 try:
                     out[key] = archive[key]

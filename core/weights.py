@@ -2,20 +2,17 @@
 written atomically and read with allow_pickle=False."""
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 
 from core.errors import WeightsError
 from core.fileformat import atomic_write
-from core.npz import read_npz
+from core.npz import npz_bytes, read_npz
 
 
 def save_weights(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in state.items()})
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, npz_bytes({k: np.asarray(v, dtype=np.float32) for k, v in state.items()}))
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:

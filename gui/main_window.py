@@ -341,6 +341,7 @@ class MainWindow(QMainWindow):
             self.autosaver.clear()
             files.settings().setValue("windowGeometry", self.saveGeometry())
             files.settings().setValue("windowState", self.saveState())
+            self.training.shutdown()  # ends the training process
             event.accept()
         else:
             event.ignore()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -83,11 +85,24 @@ def open_doc(path: Path = MLP, training: dict | None = None, tmp: Path | None = 
     return doc
 
 
+_controllers: list[TrainingController] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_training_processes():
+    """Every controller a test made ends its training process (a run, or the one that
+    holds the weights after it) when the test does."""
+    yield
+    while _controllers:
+        _controllers.pop().shutdown()
+
+
 def rig(qtbot, doc: Document | None = None, **overrides):
     """(controller, panel, scene, problems) on the MLP digits example (CPU)."""
     overrides.setdefault("device", "cpu")
     doc = doc or open_doc()
     ctl = TrainingController(doc, **overrides)
+    _controllers.append(ctl)
     panel = TrainingPanel(ctl)
     qtbot.addWidget(panel)
     scene, problems = FakeScene(), FakeProblems()
@@ -160,18 +175,34 @@ def test_the_document_is_locked_while_training_and_unlocked_after(qtbot):
     doc.set_param("fc1", "units", 7)  # editable again
 
 
-def test_training_runs_off_the_ui_thread(qtbot):
-    import threading
-
-    ctl, _, _, _ = rig(qtbot, epochs=500)
-    threads = set()
+def test_training_runs_in_a_process_of_its_own(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=500)
     ctl.start()
-    qtbot.waitUntil(lambda: ctl.trainer is not None, timeout=10000)
-    ctl.trainer.call_between_steps(lambda: threads.add(threading.current_thread()))
-    qtbot.waitUntil(lambda: bool(threads), timeout=5000)
+    qtbot.waitUntil(lambda: steps_seen(panel) > 0, timeout=10000)
+    proc = ctl.trainer
+    assert ctl.info.pid == proc.pid != os.getpid() and proc.alive
     ctl.stop()
     finish(qtbot, ctl)
-    assert threads and threading.main_thread() not in threads
+    assert proc.alive  # it stays after the run, holding the weights for a look inside
+    ctl.shutdown()
+    assert not proc.alive and ctl.trainer is None
+
+
+def test_a_crashed_training_process_ends_the_run_with_a_message(qtbot):
+    ctl, panel, _, problems = rig(qtbot, epochs=500)
+    failed = []
+    ctl.failed.connect(lambda node, msg: failed.append(msg))
+    ctl.start()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 0, timeout=10000)
+    os.kill(ctl.trainer.pid, signal.SIGKILL)
+    finish(qtbot, ctl, timeout=5)
+    assert ctl.last_done.reason == "error" and not ctl.document.locked
+    assert failed and "ended unexpectedly" in failed[-1]
+    assert steps_seen(panel) > 0  # what was plotted stays
+    assert ctl.start()  # the next run starts fresh
+    qtbot.waitUntil(lambda: ctl.info is not None and ctl.info.step_offset == 0, timeout=10000)
+    ctl.stop()
+    finish(qtbot, ctl)
 
 
 def test_actions_follow_the_state(qtbot):
@@ -226,7 +257,7 @@ def test_stop_mid_run_takes_effect_within_a_second(qtbot):
     print(f"\nstop took {1000 * (t_done - t0):.0f} ms")
     assert t_done - t0 < 1.0
     assert done.reason == "stopped" and done.steps < ctl.info.total_steps
-    assert not ctl.trainer._thread.is_alive()
+    assert ctl.trainer.done is done
 
 
 def test_stop_while_paused(qtbot):
@@ -319,7 +350,7 @@ def test_histograms_appear_for_a_selected_node(qtbot):
     counts = panel.hist.counts
     assert counts["weights"] == {"fc1/W": 64 * 128, "fc1/b": 128}
     assert counts["grads"] == {"fc1/W": 64 * 128, "fc1/b": 128}
-    batch = ctl.trainer._last_batch["x"].shape[0]
+    batch = ctl.trainer.snapshot(["x"]).result(5).activations["x"].shape[0]  # the last batch
     assert counts["activations"] == {"fc1": batch * 128}
     for kind in ("weights", "grads", "activations"):
         assert panel.hist.plots[kind].plotItem.listDataItems()
@@ -372,7 +403,7 @@ def test_save_reset_and_load_weights(qtbot, tmp_path):
     ctl, panel, scene, _ = rig(qtbot, epochs=1)
     ctl.start()
     finish(qtbot, ctl)
-    trained = ctl.trainer.net.state_dict()
+    trained = ctl.current_weights()
     path = tmp_path / "w.npz"
     ctl.save_weights(path)
     saved = load_weights(path)
@@ -418,7 +449,16 @@ def test_evaluate_gives_accuracy_and_a_confusion_matrix(qtbot):
     ctl.evaluated.connect(reports.append)
     rep = ctl.evaluate()
     assert reports == [rep]
-    assert rep.confusion.sum() == len(ctl.trainer.val_set)
+    # the same report as an in-process trainer gives on the same weights
+    from core.training import Trainer, parse_training
+    local = Trainer(ctl.document.analysis, parse_training(ctl.document.graph.training,
+                                                          device="cpu"),
+                    base_dir=Path(ctl.document.path).parent,
+                    init_weights=ctl.current_weights())
+    want = local.classification_report()
+    assert rep.confusion.sum() == len(local.val_set)
+    np.testing.assert_array_equal(rep.confusion, want.confusion)
+    assert rep.accuracy == want.accuracy
     assert 0.5 < rep.accuracy <= 1.0
     assert "accuracy" in panel.eval_view.summary.text()
     assert panel.eval_view.image.image is not None

@@ -1,17 +1,16 @@
-"""The training controller: runs ``core.training.Trainer`` for the open document on a worker
-thread and turns its events into Qt signals on the UI thread.
+"""The training controller: trains the open document's graph in a child process
+(``core.remote.RemoteTrainer``) and turns its events into Qt signals on the UI thread.
 
-The training thread never touches Qt. It puts every event on a queue (one ``put`` per step,
-the only per-step cost the GUI adds); a QTimer on the UI thread drains the whole queue
+The child trains as ``main.py train`` does and streams its steps in batches; a reader thread
+of ``core.remote`` puts them on a queue, and a QTimer on the UI thread drains the whole queue
 ``DRAIN_HZ`` times a second and emits one batch per tick, so the UI's work follows the clock,
-not the step rate.
+not the step rate. Training and painting never share the GIL (docs/live-training.md).
 """
 from __future__ import annotations
 
 import logging
 import math
 import queue
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -23,14 +22,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.errors import NeuroCanvasError, NonFiniteError, WeightsError
 from core.network import Network
-from core.training import (
-    DoneEvent,
-    EpochEvent,
-    StepEvent,
-    TrainConfig,
-    Trainer,
-    parse_training,
-)
+from core.remote import ReadyEvent, RemoteError, RemoteTrainer
+from core.training import DoneEvent, EpochEvent, StepEvent, parse_training
 from core.weights import load_weights as read_weights_file
 from core.weights import save_weights as write_weights_file
 from gui.training.heat import GradientHeat
@@ -54,12 +47,7 @@ class RunInfo:
     recurrent: bool
     layers: list[str]  # nodes with parameters, in graph order
     kept_weights: str | None  # a note when training continues from earlier weights
-
-
-@dataclass
-class _Started:  # worker -> UI: the trainer is built and running
-    trainer: Trainer
-    info: RunInfo
+    pid: int = 0  # the training process
 
 
 class TrainingController(QObject):
@@ -67,7 +55,9 @@ class TrainingController(QObject):
 
     document: a ``gui.document.Document`` (``analysis``, ``graph.training``, ``path``,
     ``set_locked``). Trained weights persist between runs: Train after a run continues from
-    them (with a fresh optimizer) until ``reset_weights`` or ``load_weights``.
+    them (with a fresh optimizer) until ``reset_weights`` or ``load_weights``. They live in
+    the training process, which stays after a run to answer snapshots and evaluations;
+    ``shutdown`` ends it.
     """
 
     state_changed = Signal(str)  # idle / running / paused / stopping
@@ -90,11 +80,11 @@ class TrainingController(QObject):
         self.problems = None
         self._state = IDLE
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._trainer: Trainer | None = None  # the live run's, or the last run's
-        self._want_pause = False
-        self._want_stop = False
+        self._trainer: RemoteTrainer | None = None  # the live run's, or the last run's
+        # (analysis, step offset, initial weights, note) until the child is ready
+        self._starting: tuple | None = None
         self._loaded: dict | None = None  # weights from a file, for the next run
+        self._loaded_note = "starting from the loaded weights"
         self._info: RunInfo | None = None
         self._steps_done = 0  # over the runs on the current weights
         self._rate_window: deque[tuple[float, int]] = deque()
@@ -133,7 +123,8 @@ class TrainingController(QObject):
             self.state_changed.emit(state)
 
     @property
-    def trainer(self) -> Trainer | None:
+    def trainer(self) -> RemoteTrainer | None:
+        """The training process of the live or the last run (None before any)."""
         return self._trainer
 
     @property
@@ -171,73 +162,53 @@ class TrainingController(QObject):
                        "(see Problems) before training", runtime=False)
             return False
         try:
-            config = parse_training(self.document.graph.training, **self.overrides)
+            # here, so that a bad setting fails at once, before a process starts
+            parse_training(self.document.graph.training, **self.overrides)
         except NeuroCanvasError as e:
             self._fail(e.node, str(e))
             return False
         self._clear_runtime_marks()
-        init, offset, note = self._initial_weights()
-        self._want_pause = self._want_stop = False
-        self._trainer = None
+        try:
+            init, offset, note = self._initial_weights()
+        except (NeuroCanvasError, RemoteError) as e:  # the last run's process is gone
+            log.warning("cannot continue from the trained weights: %s", e)
+            self._close_trainer()
+            self._forget_run()
+            init, offset, note = None, 0, "the trained weights were lost; starting fresh"
+        self._close_trainer()
         self._steps_done = offset
         self._rate_window.clear()
         self._rate = 0.0
         self.stop_requested_at = None
         self.last_done = None
         self.heat.set_graph(analysis.shared_root, analysis.layers)
-        path = getattr(self.document, "path", None)
-        base_dir = Path(path).resolve().parent if path else Path.cwd()
+        base_dir = self._base_dir()
+        self._starting = (analysis, offset, init, note)
         self.document.set_locked(True)
         self._set_state(RUNNING)
-        worker = threading.Thread(target=self._build_and_start, name="neurocanvas-build",
-                                  args=(analysis, config, base_dir, init, offset, note),
-                                  daemon=True)
-        worker.start()
+        # the child loads the dataset and builds the network; commands sent meanwhile wait
+        # in its pipe, so Pause and Stop work from the first moment
+        try:
+            self._trainer = RemoteTrainer(self.document.graph, overrides=self.overrides,
+                                          base_dir=base_dir, init_weights=init, note=note,
+                                          on_event=self._queue.put)
+        except OSError as e:  # no process could be started (out of memory, no interpreter)
+            self._queue.put(DoneEvent("error", 0, RemoteError(
+                f"cannot start the training process: {e}")))
         self._timer.start()
         return True
-
-    def _build_and_start(self, analysis, config: TrainConfig, base_dir: Path, init, offset,
-                         note) -> None:
-        """On a worker thread: load the dataset, build the network, start training."""
-        try:
-            trainer = Trainer(analysis, config, base_dir=base_dir, on_event=self._queue.put,
-                              queue_events=False)
-            if init is not None:
-                note = _merge_weights(trainer.net, init, note)
-            layers = [n for n in analysis.order if analysis.param_count(n) > 0]
-            info = RunInfo(trainer.device, trainer.device_note, trainer.total_steps,
-                           trainer.steps_per_epoch,
-                           math.ceil(trainer.total_steps / max(trainer.steps_per_epoch, 1)),
-                           offset, trainer.classifier is not None, analysis.recurrent, layers,
-                           note)
-            with self._lock:
-                self._trainer = trainer
-                if self._want_stop:
-                    trainer.stop()
-                elif self._want_pause:
-                    trainer.pause()
-                self._queue.put(_Started(trainer, info))
-                trainer.start()
-        except Exception as e:  # noqa: BLE001 - reported on the UI thread as a failed run
-            self._queue.put(DoneEvent("error", 0, e))
 
     def pause(self) -> None:
         if self._state != RUNNING:
             return
-        with self._lock:
-            self._want_pause = True
-            if self._trainer is not None:
-                self._trainer.pause()
+        self._trainer.pause()
         self._set_state(PAUSED)
         self._emit_status(force=True)
 
     def resume(self) -> None:
         if self._state != PAUSED:
             return
-        with self._lock:
-            self._want_pause = False
-            if self._trainer is not None:
-                self._trainer.resume()
+        self._trainer.resume()
         self._rate_window.clear()
         self._set_state(RUNNING)
 
@@ -250,10 +221,7 @@ class TrainingController(QObject):
         if self._state not in (RUNNING, PAUSED):
             return
         self.stop_requested_at = time.monotonic()
-        with self._lock:
-            self._want_stop = True
-            if self._trainer is not None:
-                self._trainer.stop()
+        self._trainer.stop()
         self._set_state(STOPPING)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
@@ -282,11 +250,8 @@ class TrainingController(QObject):
                 steps = []
             if isinstance(ev, EpochEvent):
                 self.epoch_done.emit(ev)
-            elif isinstance(ev, _Started):
-                self._info = ev.info
-                self.run_started.emit(ev.info)
-                if ev.info.device_note:
-                    log.info(ev.info.device_note)
+            elif isinstance(ev, ReadyEvent):
+                self._started(ev)
             elif isinstance(ev, DoneEvent):
                 self._done(ev)
         if steps:
@@ -294,6 +259,20 @@ class TrainingController(QObject):
         self._serve_futures()
         if self._state == IDLE and not self._pending:
             self._timer.stop()
+
+    def _started(self, ready: ReadyEvent) -> None:
+        if self._starting is None:
+            return
+        analysis, offset, _, _ = self._starting
+        self._starting = None
+        layers = [n for n in analysis.order if analysis.param_count(n) > 0]
+        epochs = math.ceil(ready.total_steps / max(ready.steps_per_epoch, 1))
+        self._info = RunInfo(ready.device, ready.device_note, ready.total_steps,
+                             ready.steps_per_epoch, epochs, offset, ready.classifier,
+                             analysis.recurrent, layers, ready.note, ready.pid)
+        self.run_started.emit(self._info)
+        if ready.device_note:
+            log.info(ready.device_note)
 
     def _emit_steps(self, steps: list[StepEvent]) -> None:
         last = steps[-1]
@@ -317,10 +296,13 @@ class TrainingController(QObject):
             self.status_text_changed.emit(self.status_text)
 
     def _done(self, done: DoneEvent) -> None:
-        tr = self._trainer
-        if tr is not None:
-            tr.join(2.0)
-            self._steps_done += tr.step
+        if self._starting is not None:  # it never started (no dataset...): keep the weights
+            _, _, init, note = self._starting
+            self._starting = None
+            self._close_trainer()
+            if init is not None:
+                self._loaded, self._loaded_note = init, note
+        self._steps_done += done.steps
         self.last_done = done
         self.document.set_locked(False)
         self._set_state(IDLE)
@@ -334,8 +316,11 @@ class TrainingController(QObject):
         elif isinstance(err, NeuroCanvasError):
             self._fail(err.node, str(err))
         elif err is not None:
-            log.error("training crashed", exc_info=err)
-            self._fail(None, f"training stopped by an internal error: {err!r}")
+            if isinstance(err, RemoteError) and err.remote_traceback:
+                log.error("training crashed:\n%s", err.remote_traceback)
+            else:
+                log.error("training crashed", exc_info=err)
+            self._fail(None, f"training stopped by an internal error: {err}")
         self._emit_status(force=True)
         self.finished.emit(done)
 
@@ -365,10 +350,12 @@ class TrainingController(QObject):
         self._pending = still
 
     def _call(self, fn, on_done) -> Future | None:
+        """``fn(trainer)`` makes a request of the training process; ``on_done`` gets its
+        result on the UI thread."""
         tr = self._trainer
         if tr is None:
             return None
-        fut = tr.call_between_steps(lambda: fn(tr))
+        fut = fn(tr)
         self._pending.append((fut, on_done))
         if fut.done():
             self._serve_futures()
@@ -395,18 +382,17 @@ class TrainingController(QObject):
         self._serve_futures()
         return report
 
-    def _idle_trainer(self) -> Trainer:
-        """A trainer that is not run, holding the current weights: evaluation before any
-        training, or after weights were loaded."""
-        analysis = self.document.analysis
-        analysis.raise_if_invalid()
-        config = parse_training(self.document.graph.training, **self.overrides)
+    def _idle_trainer(self) -> RemoteTrainer:
+        """A training process that does not train, holding the current weights: evaluation
+        before any training, or after weights were loaded."""
+        self.document.analysis.raise_if_invalid()
+        parse_training(self.document.graph.training, **self.overrides)  # names a bad field
+        return RemoteTrainer(self.document.graph, overrides=self.overrides,
+                             base_dir=self._base_dir(), init_weights=self._loaded, run=False)
+
+    def _base_dir(self) -> Path:
         path = getattr(self.document, "path", None)
-        base_dir = Path(path).resolve().parent if path else Path.cwd()
-        tr = Trainer(analysis, config, base_dir=base_dir, queue_events=False)
-        if self._loaded is not None:
-            tr.net.load_state_dict(self._loaded)
-        return tr
+        return Path(path).resolve().parent if path else Path.cwd()
 
     # ---- weights ---------------------------------------------------------------------------
     def current_weights(self) -> dict:
@@ -414,7 +400,7 @@ class TrainingController(QObject):
         initial ones of the graph's seed."""
         tr = self._trainer
         if tr is not None:
-            return tr.call_between_steps(tr.net.state_dict).result(30.0)
+            return tr.state_dict().result(30.0)
         if self._loaded is not None:
             return dict(self._loaded)
         analysis = self.document.analysis
@@ -438,8 +424,8 @@ class TrainingController(QObject):
         analysis = self.document.analysis
         analysis.raise_if_invalid()
         Network(analysis).load_state_dict(state, file=str(path))  # checks every key and shape
-        self._loaded = state
-        self._trainer = None
+        self._loaded, self._loaded_note = state, "starting from the loaded weights"
+        self._close_trainer()
         self._forget_run()
 
     def reset_weights(self) -> bool:
@@ -448,9 +434,22 @@ class TrainingController(QObject):
         if self._state != IDLE:
             return False
         self._loaded = None
-        self._trainer = None
+        self._close_trainer()
         self._forget_run()
         return True
+
+    def _close_trainer(self) -> None:
+        tr, self._trainer = self._trainer, None
+        if tr is not None:
+            tr.on_event = None  # what it still says belongs to a run that is over
+            tr.close()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop a run and end the training process (closing the window)."""
+        if self._state != IDLE:
+            self.stop()
+            self.wait_idle(timeout)
+        self._close_trainer()
 
     def _forget_run(self) -> None:
         self._steps_done = 0
@@ -465,9 +464,10 @@ class TrainingController(QObject):
         """(weights to start from, step offset, note) for a new run."""
         tr = self._trainer
         if tr is not None:  # continue where the last run ended
-            return tr.net.state_dict(), self._steps_done, "continuing from the trained weights"
+            return (tr.state_dict().result(30.0), self._steps_done,
+                    "continuing from the trained weights")
         if self._loaded is not None:
-            return self._loaded, 0, "starting from the loaded weights"
+            return self._loaded, self._steps_done, self._loaded_note
         return None, 0, None
 
     def _on_graph_reset(self) -> None:
@@ -476,16 +476,3 @@ class TrainingController(QObject):
             self.wait_idle(5.0)
         self.reset_weights()
 
-
-def _merge_weights(net: Network, init: dict, note: str | None) -> str | None:
-    """Load ``init`` into ``net`` where keys and shapes still fit (the graph may have been
-    edited since); the rest keeps its fresh initialisation. Returns the note to show."""
-    state = net.state_dict()
-    fits = {k: v for k, v in init.items() if k in state and state[k].shape == v.shape}
-    state.update(fits)
-    net.load_state_dict(state)
-    if len(fits) < len(state):
-        fresh = len(state) - len(fits)
-        note = (f"{note}; {fresh} array{'s' if fresh != 1 else ''} of edited layers "
-                "start fresh") if note else None
-    return note

@@ -220,6 +220,8 @@ class TrainingPanel(QWidget):
         if node_id is None:
             self.hist.clear()
             return
+        if self.hist.node != node_id:  # the last node's histograms must not pass for these
+            self.hist.clear(f"{node_id}: fetching from the training process…")
         self.hist.node = node_id
         self._snapshot_in_flight = False
         if not self._refresh_snapshot(force=True):

@@ -1,0 +1,362 @@
+"""Training in a child process: the client the GUI drives, and the wire format.
+
+Why a process and not a thread: the GUI paints its plots on the UI thread, and Python runs
+one thread at a time (the GIL). A training loop on a thread of the GUI's process lost a
+quarter of its speed to the painting, and the painting stalled behind the loop. A child
+process (``python -m core.train_worker``) trains exactly as ``main.py train`` does, with a
+core to itself, and streams what happens to the GUI.
+
+Wire format, both ways: frames. A frame is one line of compact JSON (an object) followed,
+when the object has ``"payload": n``, by ``n`` raw bytes. Arrays travel as ``.npz`` archives
+read with ``allow_pickle=False``; nothing is ever pickled.
+
+parent -> child (stdin)
+    ``{"cmd": "open", "graph": <graph file text>, "overrides": {...}, "base_dir": str,
+    "run": bool, "note": str | null}`` first, with the initial weights as an optional
+    payload; then ``pause``, ``resume``, ``stop``, ``quit`` and the requests
+    ``{"cmd": "snapshot" | "report" | "weights", "id": n, ...}``.
+child -> parent (stdout)
+    ``{"ev": "ready", ...}`` once the dataset is loaded and the network built;
+    ``{"ev": "steps", "rows": [[epoch, step, time, loss, global norm, {layer: norm}], ...]}``
+    about 20 times a second (the state-gradient norms of the last row ride along);
+    ``{"ev": "epoch", ...}`` and ``{"ev": "done", "reason", "steps", "error"}`` as they
+    happen; ``{"reply": n, ...}`` for each request, an ``"error"`` or the result.
+
+Closing stdin ends the child, so a GUI that dies leaves no training process behind.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import traceback
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from core import errors
+from core.errors import InvalidGraphError, NeuroCanvasError, NonFiniteError, WeightsError
+from core.npz import npz_bytes, read_npz_bytes
+from core.training import ClassificationReport, DoneEvent, EpochEvent, Snapshot, StepEvent
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RemoteError(RuntimeError):
+    """A bug in the training process, or the process ended without saying why; not
+    something the user caused. ``remote_traceback`` holds the child's traceback, if any."""
+
+    def __init__(self, message: str, remote_traceback: str | None = None):
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+# ---- frames --------------------------------------------------------------------------------
+def encode_frame(header: dict, payload: bytes = b"") -> bytes:
+    if payload:
+        header = {**header, "payload": len(payload)}
+    return json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n" + payload
+
+
+def read_frame(stream: BinaryIO) -> tuple[dict, bytes] | None:
+    """The next frame, or None at the end of the stream (or a truncated frame)."""
+    line = stream.readline()
+    if not line.endswith(b"\n"):
+        return None
+    header = json.loads(line)
+    n = int(header.get("payload", 0))
+    payload = stream.read(n) if n else b""
+    if len(payload) != n:
+        return None
+    return header, payload
+
+
+# ---- errors --------------------------------------------------------------------------------
+def error_to_json(e: BaseException | None) -> dict | None:
+    if e is None:
+        return None
+    if isinstance(e, NeuroCanvasError):
+        d = {"type": type(e).__name__, "message": e.message, "node": e.node, "port": e.port,
+             "param": e.param, "file": e.file, "nodes": list(e.nodes)}
+        if isinstance(e, InvalidGraphError):  # its message is already the rendered first line
+            d.update(type="NeuroCanvasError", node=None, port=None, param=None, file=None)
+        if isinstance(e, NonFiniteError):
+            d["phase"] = e.phase
+        return d
+    return {"type": None, "message": f"{type(e).__name__}: {e}",
+            "traceback": "".join(traceback.format_exception(e))}
+
+
+def error_from_json(d: dict | None) -> Exception | None:
+    if d is None:
+        return None
+    cls = getattr(errors, d.get("type") or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, NeuroCanvasError)):
+        return RemoteError(d.get("message", "unknown error"), d.get("traceback"))
+    if cls is NonFiniteError:
+        return NonFiniteError(d["message"], node=d.get("node"), phase=d.get("phase", "forward"))
+    kw = {k: d.get(k) for k in ("node", "port", "param", "file")}
+    try:
+        return cls(d["message"], nodes=tuple(d.get("nodes") or ()), **kw)
+    except TypeError:  # a subclass with its own constructor
+        return NeuroCanvasError(d["message"], nodes=tuple(d.get("nodes") or ()), **kw)
+
+
+# ---- results -------------------------------------------------------------------------------
+def snapshot_to_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
+    out = {f"p/{k}": v for k, v in snap.params.items()}
+    out.update({f"g/{k}": v for k, v in snap.grads.items()})
+    out.update({f"a/{k}": v for k, v in snap.activations.items()})
+    return out
+
+
+def snapshot_from_arrays(step: int, arrays: dict[str, np.ndarray]) -> Snapshot:
+    parts: dict[str, dict[str, np.ndarray]] = {"p": {}, "g": {}, "a": {}}
+    for key, v in arrays.items():
+        kind, _, name = key.partition("/")
+        parts[kind][name] = v
+    return Snapshot(step, parts["p"], parts["g"], parts["a"])
+
+
+def report_to_json(r: ClassificationReport | None) -> dict | None:
+    if r is None:
+        return None
+    return {"loss": r.loss, "accuracy": r.accuracy, "confusion": r.confusion.tolist()}
+
+
+def report_from_json(d: dict | None) -> ClassificationReport | None:
+    if d is None:
+        return None
+    return ClassificationReport(d["loss"], d["accuracy"], np.asarray(d["confusion"], np.int64))
+
+
+def steps_from_rows(header: dict) -> list[StepEvent]:
+    spe, total = header.get("steps_per_epoch", 0), header.get("total_steps", 0)
+    evs = [StepEvent(r[0], r[1], r[2], r[3], r[5], r[4], spe, total) for r in header["rows"]]
+    if evs and header.get("state_grad_norm"):
+        evs[-1].state_grad_norm = header["state_grad_norm"]
+    return evs
+
+
+@dataclass
+class ReadyEvent:
+    """The child has loaded the dataset and built the network."""
+    device: str  # "cpu" or "gpu"
+    device_note: str | None
+    total_steps: int
+    steps_per_epoch: int
+    classifier: bool
+    note: str | None  # about the initial weights (kept, partly fresh after an edit...)
+    pid: int
+
+
+# ---- the client ----------------------------------------------------------------------------
+_live: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for rt in list(_live):
+        rt.close(timeout=1.0)
+
+
+class RemoteTrainer:
+    """A ``core.training.Trainer`` in a child process.
+
+    graph: the graph to train (its text is sent; unsaved edits included). overrides: training
+    settings that win over the graph's (as ``parse_training`` takes them). base_dir: where a
+    dataset's relative paths start. init_weights: SPEC section 4 arrays to start from; those
+    whose key and shape no longer fit the graph start fresh. run: start training as soon as
+    the network is built (False: hold the weights for evaluation and snapshots only).
+
+    on_event is called on a reader thread with each ``ReadyEvent``, ``StepEvent``,
+    ``EpochEvent`` and ``DoneEvent``, in order. A build that fails (a missing dataset...)
+    ends in a ``DoneEvent`` with reason "error" and the typed error; so does a child that
+    dies, with a ``RemoteError``. Requests (``snapshot``, ``classification_report``,
+    ``state_dict``) return Futures, served between two steps.
+    """
+
+    def __init__(self, graph, *, overrides: dict | None = None, base_dir: str | Path = ".",
+                 init_weights: dict[str, np.ndarray] | None = None, note: str | None = None,
+                 run: bool = True, on_event: Callable[[Any], None] | None = None):
+        from core.fileformat import dumps
+        self.on_event = on_event
+        self.info: ReadyEvent | None = None
+        self.ready = threading.Event()
+        self.done: DoneEvent | None = None
+        self._done = threading.Event()
+        self.step = 0  # optimizer steps done, as last reported
+        self._futures: dict[int, tuple[str, Future]] = {}
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen([sys.executable, "-m", "core.train_worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        _live.add(self)
+        payload = npz_bytes(init_weights) if init_weights else b""
+        self._send({"cmd": "open", "graph": dumps(graph), "overrides": overrides or {},
+                    "base_dir": str(base_dir), "run": run, "note": note}, payload)
+        self._reader = threading.Thread(target=self._read_loop, name="neurocanvas-remote",
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    # ---- commands ----------------------------------------------------------------------
+    def _send(self, header: dict, payload: bytes = b"") -> bool:
+        data = encode_frame(header, payload)
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._proc.stdin.write(data)
+                self._proc.stdin.flush()
+                return True
+            except (OSError, ValueError):  # the child is gone; the reader reports it
+                return False
+
+    def pause(self) -> None:
+        self._send({"cmd": "pause"})
+
+    def resume(self) -> None:
+        self._send({"cmd": "resume"})
+
+    def stop(self) -> None:
+        self._send({"cmd": "stop"})
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end (the process stays, holding the weights)."""
+        return self._done.wait(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End the child process (stopping a run) and wait for it."""
+        if self._proc.poll() is None:
+            self._send({"cmd": "quit"})
+        with self._lock:
+            self._closed = True
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout)
+        _live.discard(self)
+
+    # ---- requests ------------------------------------------------------------------------
+    def _request(self, cmd: str, **kw) -> Future:
+        fut: Future = Future()
+        with self._lock:
+            rid = self._next_id
+            self._next_id += 1
+            self._futures[rid] = (cmd, fut)
+        if not self._send({"cmd": cmd, "id": rid, **kw}):
+            with self._lock:
+                self._futures.pop(rid, None)
+            fut.set_exception(RemoteError("the training process has ended"))
+        return fut
+
+    def snapshot(self, nodes) -> Future:
+        """Future of a ``Snapshot`` of ``nodes`` (see ``Trainer.snapshot``)."""
+        return self._request("snapshot", nodes=list(nodes))
+
+    def classification_report(self) -> Future:
+        """Future of the validation split's ``ClassificationReport`` (or None)."""
+        return self._request("report")
+
+    def state_dict(self) -> Future:
+        """Future of the current weights (SPEC section 4 keys, host arrays)."""
+        return self._request("weights")
+
+    # ---- the reader thread -------------------------------------------------------------------
+    def _emit(self, ev) -> None:
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                frame = read_frame(self._proc.stdout)
+                if frame is None:
+                    break
+                self._handle(*frame)
+        except Exception:  # noqa: BLE001 - a garbled stream ends the run, reported below
+            log.exception("reading from the training process failed")
+        try:
+            rc = self._proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            rc = self._proc.wait()
+        gone = RemoteError(f"the training process ended unexpectedly (exit code {rc})")
+        if self.done is None:
+            self._finish(DoneEvent("error", self.step, gone))
+        with self._lock:
+            self._closed = True
+            pending, self._futures = self._futures, {}
+        for _, fut in pending.values():
+            fut.set_exception(RemoteError("the training process has ended"))
+
+    def _finish(self, done: DoneEvent) -> None:
+        self.done = done
+        self.step = done.steps
+        self._emit(done)
+        self._done.set()
+
+    def _handle(self, h: dict, payload: bytes) -> None:
+        if "reply" in h:
+            with self._lock:
+                kind, fut = self._futures.pop(h["reply"], (None, None))
+            if fut is None:
+                return
+            if h.get("error") is not None:
+                fut.set_exception(error_from_json(h["error"]))
+            elif kind == "snapshot":
+                arrays = read_npz_bytes(payload, WeightsError, "a snapshot") if payload else {}
+                fut.set_result(snapshot_from_arrays(h["step"], arrays))
+            elif kind == "report":
+                fut.set_result(report_from_json(h.get("report")))
+            elif kind == "weights":
+                fut.set_result(read_npz_bytes(payload, WeightsError, "weights")
+                               if payload else {})
+            return
+        ev = h.get("ev")
+        if ev == "steps":
+            evs = steps_from_rows(h)
+            if evs:
+                self.step = evs[-1].step + 1
+            for e in evs:
+                self._emit(e)
+        elif ev == "epoch":
+            self._emit(EpochEvent(h["epoch"], h["train_loss"], h.get("val_loss"),
+                                  h["seconds"], h.get("train_accuracy"),
+                                  h.get("val_accuracy")))
+        elif ev == "ready":
+            self.info = ReadyEvent(h["device"], h.get("device_note"), h["total_steps"],
+                                   h["steps_per_epoch"], h["classifier"], h.get("note"),
+                                   h["pid"])
+            self.ready.set()
+            self._emit(self.info)
+        elif ev == "done":
+            self._finish(DoneEvent(h["reason"], h["steps"], error_from_json(h.get("error"))))

@@ -1,0 +1,234 @@
+"""The training process the GUI starts: ``python -m core.train_worker``.
+
+It reads an ``open`` frame on stdin (the graph, settings, initial weights), builds a
+``core.training.Trainer`` and trains it on a thread of its own, as ``main.py train`` does,
+while this process's main thread answers commands. Steps are sent in batches about 20 times
+a second; the per-step cost is one append under a lock. See ``core.remote`` for the wire
+format. It never imports Qt.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from core.errors import WeightsError
+from core.fileformat import loads
+from core.npz import npz_bytes, read_npz_bytes
+from core.remote import (
+    encode_frame,
+    error_to_json,
+    read_frame,
+    report_to_json,
+    snapshot_to_arrays,
+)
+from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
+from core.validate import analyze
+
+FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
+
+
+def merge_weights(net, init: dict[str, np.ndarray], note: str | None) -> str | None:
+    """Load ``init`` into ``net`` where keys and shapes still fit (the graph may have been
+    edited since); the rest keeps its fresh initialisation. Returns the note to show."""
+    state = net.state_dict()
+    fits = {k: v for k, v in init.items() if k in state and state[k].shape == v.shape}
+    state.update(fits)
+    net.load_state_dict(state)
+    if len(fits) < len(state):
+        fresh = len(state) - len(fits)
+        note = (f"{note}; {fresh} array{'s' if fresh != 1 else ''} of edited layers "
+                "start fresh") if note else None
+    return note
+
+
+class Worker:
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.trainer: Trainer | None = None
+        self.quit = threading.Event()
+        self.built = threading.Event()
+        self._out_lock = threading.Lock()  # one writer at a time; taken before _rows_lock
+        self._rows_lock = threading.Lock()
+        self._rows: list = []
+        self._last_state: dict | None = None
+        self._spe = self._total = 0
+        self._flags = {"pause": False, "stop": False}  # commands that came before the build
+        self._broken = False
+
+    # ---- output ----------------------------------------------------------------------------
+    def _write(self, header: dict, payload: bytes = b"") -> None:
+        """Call with ``_out_lock`` held."""
+        if self._broken:
+            return
+        try:
+            self.out.write(encode_frame(header, payload))
+            self.out.flush()
+        except (OSError, ValueError):  # nobody listens any more: stop and leave
+            self._broken = True
+            self.quit.set()
+
+    def send(self, header: dict, payload: bytes = b"") -> None:
+        with self._out_lock:
+            self._write(header, payload)
+
+    def _flush_rows(self) -> None:
+        """Call with ``_out_lock`` held."""
+        with self._rows_lock:
+            rows, self._rows = self._rows, []
+            state, self._last_state = self._last_state, None
+        if rows:
+            h = {"ev": "steps", "rows": rows, "steps_per_epoch": self._spe,
+                 "total_steps": self._total}
+            if state:
+                h["state_grad_norm"] = state
+            self._write(h)
+
+    def flush(self) -> None:
+        with self._out_lock:
+            self._flush_rows()
+
+    def on_event(self, ev) -> None:
+        """On the training thread, for every event."""
+        if type(ev) is StepEvent:
+            with self._rows_lock:
+                self._rows.append((ev.epoch, ev.step, ev.time, ev.loss, ev.global_grad_norm,
+                                   ev.grad_norm))
+                if ev.state_grad_norm:
+                    self._last_state = ev.state_grad_norm
+            return
+        with self._out_lock:  # steps before the epoch or the end, in order
+            self._flush_rows()
+            if isinstance(ev, EpochEvent):
+                self._write({"ev": "epoch", **ev.to_json()})
+            elif isinstance(ev, DoneEvent):
+                if ev.error is not None and not hasattr(ev.error, "node"):
+                    traceback.print_exception(ev.error, file=sys.stderr)
+                self._write({"ev": "done", "reason": ev.reason, "steps": ev.steps,
+                             "error": error_to_json(ev.error)})
+
+    def _flush_loop(self) -> None:
+        while not self.quit.wait(FLUSH_S):
+            self.flush()
+
+    # ---- building and running --------------------------------------------------------------
+    def build(self, h: dict, payload: bytes) -> None:
+        graph = loads(h["graph"])
+        analysis = analyze(graph)
+        config = parse_training(graph.training, **(h.get("overrides") or {}))
+        tr = Trainer(analysis, config, base_dir=Path(h.get("base_dir") or "."),
+                     on_event=self.on_event, queue_events=False)
+        note = h.get("note")
+        if payload:
+            init = read_npz_bytes(payload, WeightsError, "weights")
+            note = merge_weights(tr.net, init, note)
+        self._spe, self._total = tr.steps_per_epoch, tr.total_steps
+        self.trainer = tr
+        self.send({"ev": "ready", "device": tr.device, "device_note": tr.device_note,
+                   "total_steps": tr.total_steps, "steps_per_epoch": tr.steps_per_epoch,
+                   "classifier": tr.classifier is not None, "note": note,
+                   "pid": os.getpid()})
+
+    def run(self) -> None:
+        threading.Thread(target=self._flush_loop, name="neurocanvas-flush", daemon=True).start()
+        tr = self.trainer
+        with self._out_lock:  # no command slips between the flags and the start
+            if self._flags["pause"]:
+                tr.pause()
+            if self._flags["stop"]:
+                tr.stop()
+            tr.start()
+
+    # ---- commands ------------------------------------------------------------------------
+    def read_commands(self, inp: BinaryIO) -> None:
+        """On a thread: every command until ``quit`` or the end of stdin."""
+        try:
+            while True:
+                frame = read_frame(inp)
+                if frame is None or frame[0].get("cmd") == "quit":
+                    break
+                self.command(frame[0])
+        finally:
+            self.quit.set()
+
+    def command(self, h: dict) -> None:
+        cmd = h.get("cmd")
+        if cmd in ("pause", "resume", "stop"):
+            with self._out_lock:
+                tr = self.trainer if self.built.is_set() else None
+                if tr is None:
+                    if cmd == "resume":
+                        self._flags["pause"] = False
+                    else:
+                        self._flags[cmd] = True
+                    return
+            getattr(tr, cmd)()
+            return
+        rid = h.get("id")
+        self.built.wait()
+        tr = self.trainer
+        if tr is None:
+            return  # the build failed; the parent has the error already
+        if cmd == "snapshot":
+            nodes = h.get("nodes", [])
+            fut = tr.call_between_steps(lambda: tr.snapshot(nodes))
+        elif cmd == "report":
+            fut = tr.call_between_steps(tr.classification_report)
+        elif cmd == "weights":
+            fut = tr.call_between_steps(tr.net.state_dict)
+        else:
+            self.send({"reply": rid, "error": {"type": None,
+                                               "message": f"unknown command {cmd!r}"}})
+            return
+        fut.add_done_callback(lambda f: self._reply(rid, cmd, f))
+
+    def _reply(self, rid, cmd: str, fut) -> None:
+        e = fut.exception()
+        if e is not None:
+            self.send({"reply": rid, "error": error_to_json(e)})
+        elif cmd == "snapshot":
+            snap = fut.result()
+            self.send({"reply": rid, "step": snap.step}, npz_bytes(snapshot_to_arrays(snap)))
+        elif cmd == "report":
+            self.send({"reply": rid, "report": report_to_json(fut.result())})
+        else:
+            self.send({"reply": rid}, npz_bytes(fut.result()))
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the GUI's
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the stream
+    frame = read_frame(inp)
+    if frame is None or frame[0].get("cmd") != "open":
+        return 2
+    header, payload = frame
+    w = Worker(out)
+    threading.Thread(target=w.read_commands, args=(inp,), name="neurocanvas-commands",
+                     daemon=True).start()
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            w.build(header, payload)
+    except Exception as e:  # noqa: BLE001 - the parent gets it as a failed run
+        w.send({"ev": "done", "reason": "error", "steps": 0, "error": error_to_json(e)})
+        return 0
+    finally:
+        w.built.set()
+    if header.get("run", True):
+        w.run()
+    w.quit.wait()
+    tr = w.trainer
+    tr.stop()
+    tr.join(5.0)
+    w.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

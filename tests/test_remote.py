@@ -1,0 +1,235 @@
+"""Training in a child process (core.remote, core.train_worker): the same numbers as an
+in-process Trainer, typed errors across the pipe, commands before the build, and no
+training process outliving its parent's interest."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import DataError, NonFiniteError, ParamError, WeightsError
+from core.fileformat import load_graph
+from core.npz import npz_bytes, read_npz_bytes
+from core.remote import (
+    ROOT,
+    ReadyEvent,
+    RemoteError,
+    RemoteTrainer,
+    encode_frame,
+    error_from_json,
+    error_to_json,
+    read_frame,
+)
+from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
+from core.validate import analyze
+
+MLP = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
+LSTM = ROOT / "resources" / "examples" / "lstm_sine.ncg.json"
+
+
+def remote_run(graph, timeout=60.0, **kw):
+    events: list = []
+    rt = RemoteTrainer(graph, on_event=events.append, **kw)
+    try:
+        assert rt.join(timeout), "the run did not end"
+        return rt, events
+    except BaseException:
+        rt.close()
+        raise
+
+
+def local_run(path: Path, **overrides):
+    g = load_graph(path)
+    events: list = []
+    tr = Trainer(analyze(g), parse_training(g.training, **overrides), base_dir=path.parent,
+                 on_event=events.append, queue_events=False)
+    tr.run()
+    return tr, events
+
+
+@pytest.mark.parametrize("path, overrides", [
+    (MLP, {"epochs": 2, "device": "cpu"}),
+    (LSTM, {"steps": 12, "device": "cpu"}),  # recurrent: state-gradient norms ride along
+])
+def test_a_remote_run_reports_what_an_in_process_run_computes(path, overrides):
+    rt, events = remote_run(load_graph(path), overrides=overrides, base_dir=path.parent)
+    try:
+        tr, local = local_run(path, **overrides)
+        ready = [e for e in events if isinstance(e, ReadyEvent)]
+        assert len(ready) == 1 and events[0] is ready[0]
+        assert ready[0].total_steps == tr.total_steps and ready[0].pid == rt.pid
+        steps = [e for e in events if isinstance(e, StepEvent)]
+        want = [e for e in local if isinstance(e, StepEvent)]
+        assert [e.step for e in steps] == list(range(tr.total_steps))
+        assert [e.loss for e in steps] == [e.loss for e in want]  # bit for bit
+        assert [e.grad_norm for e in steps] == [e.grad_norm for e in want]
+        assert steps[-1].state_grad_norm == want[-1].state_grad_norm
+        if path == LSTM:
+            assert steps[-1].state_grad_norm
+        epochs = [e for e in events if isinstance(e, EpochEvent)]
+        assert [e.to_json()["train_loss"] for e in epochs] == \
+            [e.to_json()["train_loss"] for e in local if isinstance(e, EpochEvent)]
+        assert isinstance(events[-1], DoneEvent) and events[-1].reason == "finished"
+        weights = rt.state_dict().result(10)
+        for k, v in tr.net.state_dict().items():
+            np.testing.assert_array_equal(weights[k], v)
+    finally:
+        rt.close()
+    assert not rt.alive
+
+
+def test_initial_weights_that_still_fit_are_kept_and_the_rest_start_fresh():
+    g = load_graph(MLP)
+    fresh = Trainer(analyze(g), parse_training(g.training, device="cpu")).net.state_dict()
+    init = {k: v + 1.0 for k, v in fresh.items()}
+    init["fc2/W"] = np.zeros((3, 3), np.float32)  # the layer was edited since
+    rt = RemoteTrainer(g, overrides={"device": "cpu"}, base_dir=MLP.parent, run=False,
+                       init_weights=init, note="continuing")
+    try:
+        assert rt.ready.wait(30)
+        assert rt.info.note == "continuing; 1 array of edited layers start fresh"
+        got = rt.state_dict().result(10)
+        np.testing.assert_array_equal(got["fc1/W"], init["fc1/W"])
+        np.testing.assert_array_equal(got["fc2/W"], fresh["fc2/W"])
+        report = rt.classification_report().result(30)  # no run: evaluates what it holds
+        assert report.confusion.shape == (10, 10)
+        snap = rt.snapshot(["fc1"]).result(10)
+        assert snap.step == 0 and set(snap.params) == {"fc1/W", "fc1/b"}
+    finally:
+        rt.close()
+
+
+def test_a_missing_dataset_ends_the_run_with_a_typed_error(tmp_path):
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "nowhere.npz"}
+    path = tmp_path / "g.ncg.json"
+    path.write_text(json.dumps(d))
+    rt, events = remote_run(load_graph(path), base_dir=tmp_path)
+    done = events[-1]
+    assert done.reason == "error" and done.steps == 0
+    assert isinstance(done.error, DataError) and "nowhere.npz" in str(done.error)
+    rt._proc.wait(10)  # the process ends by itself
+    with pytest.raises(RemoteError):
+        rt.state_dict().result(5)
+    rt.close()
+
+
+def test_a_nan_names_the_node_across_the_pipe():
+    g = load_graph(MLP)
+    g.training["optimizer"] = {"type": "sgd", "lr": 1e30}
+    rt, events = remote_run(g, overrides={"epochs": 5, "device": "cpu"}, base_dir=MLP.parent)
+    rt.close()
+    done = events[-1]
+    assert done.reason == "error" and isinstance(done.error, NonFiniteError)
+    assert done.error.node in g.nodes and done.error.phase in ("forward", "backward")
+    assert done.steps < 5 * 23
+
+
+def test_stop_sent_before_the_network_is_built_stops_the_run_at_once():
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent)
+    rt.stop()  # the child is still importing NumPy
+    try:
+        assert rt.join(30)
+        assert rt.done.reason == "stopped" and rt.done.steps == 0
+    finally:
+        rt.close()
+
+
+def test_pause_holds_the_steps_and_requests_are_served_while_paused():
+    events: list = []
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent, on_event=events.append)
+    rt.pause()  # before the build: the run starts paused
+    try:
+        assert rt.ready.wait(30)
+        time.sleep(0.3)
+        assert rt.step == 0
+        snap = rt.snapshot(["fc1"]).result(10)
+        assert snap.step == 0
+        rt.resume()
+        deadline = time.monotonic() + 30
+        while rt.step < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rt.step >= 5
+        rt.stop()
+        assert rt.join(10) and rt.done.reason == "stopped"
+    finally:
+        rt.close()
+
+
+def test_the_child_ends_when_its_parent_stops_listening():
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent)
+    assert rt.ready.wait(30)
+    rt._proc.stdin.close()  # what the death of the GUI does
+    assert rt._proc.wait(10) == 0
+    rt.close()
+
+
+def test_a_killed_child_ends_the_run_with_a_remote_error():
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent)
+    pending = rt.snapshot(["fc1"])
+    assert rt.ready.wait(30)
+    rt._proc.kill()
+    assert rt.join(10)
+    assert rt.done.reason == "error" and isinstance(rt.done.error, RemoteError)
+    assert "ended unexpectedly" in str(rt.done.error)
+    try:  # a request in flight fails rather than hang
+        pending.result(10)
+    except RemoteError:
+        pass
+    rt.close()
+
+
+# ---- the wire format ----------------------------------------------------------------------
+def test_frames_round_trip_and_a_truncated_frame_reads_as_the_end():
+    data = encode_frame({"ev": "x", "v": [1.5, float("inf")]}, b"\x00\x01\n\x02") + \
+        encode_frame({"cmd": "stop"})
+    s = io.BytesIO(data)
+    h, p = read_frame(s)
+    assert h["v"][1] == float("inf") and p == b"\x00\x01\n\x02" and h["payload"] == 4
+    assert read_frame(s) == ({"cmd": "stop"}, b"")
+    assert read_frame(s) is None
+    assert read_frame(io.BytesIO(data[:-3])) is not None  # the first frame is whole
+    assert read_frame(io.BytesIO(encode_frame({"a": 1}, b"12345")[:-1])) is None
+    assert read_frame(io.BytesIO(b'{"a": 1}')) is None  # no end of line
+
+
+def test_typed_errors_round_trip():
+    e = error_from_json(error_to_json(ParamError("too big", node="fc1", param="units")))
+    assert type(e) is ParamError and e.node == "fc1" and e.param == "units"
+    assert str(e) == "node 'fc1' parameter 'units': too big"
+    nf = error_from_json(error_to_json(NonFiniteError("NaN", node="act1", phase="backward")))
+    assert type(nf) is NonFiniteError and nf.node == "act1" and nf.phase == "backward"
+    try:
+        raise KeyError("oops")
+    except KeyError as err:
+        bug = error_from_json(error_to_json(err))
+    assert type(bug) is RemoteError and "KeyError" in str(bug)
+    assert "raise KeyError" in bug.remote_traceback
+
+
+def test_arrays_cross_as_npz_and_object_arrays_are_refused():
+    arrays = {"fc1/W": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    back = read_npz_bytes(npz_bytes(arrays), WeightsError, "weights")
+    np.testing.assert_array_equal(back["fc1/W"], arrays["fc1/W"])
+    buf = io.BytesIO()
+    np.savez(buf, bad=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(WeightsError, match="never unpickled"):
+        read_npz_bytes(buf.getvalue(), WeightsError, "weights")
+    with pytest.raises(WeightsError):
+        read_npz_bytes(b"garbage", WeightsError, "weights")
+
+
+def test_the_worker_refuses_a_stream_that_does_not_open():
+    proc = subprocess.run([sys.executable, "-m", "core.train_worker"], input=b'{"cmd":"x"}\n',
+                          capture_output=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == b""
