@@ -17,10 +17,12 @@ from core.errors import DataError, NonFiniteError, ParamError, WeightsError
 from core.fileformat import load_graph
 from core.npz import npz_bytes, read_npz_bytes
 from core.remote import (
+    BLAS_THREAD_VARS,
     ROOT,
     ReadyEvent,
     RemoteError,
     RemoteTrainer,
+    blas_threads,
     encode_frame,
     error_from_json,
     error_to_json,
@@ -233,3 +235,11 @@ def test_the_worker_refuses_a_stream_that_does_not_open():
     proc = subprocess.run([sys.executable, "-m", "core.train_worker"], input=b'{"cmd":"x"}\n',
                           capture_output=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and proc.stdout == b""
+
+
+def test_the_child_leaves_a_core_to_the_gui_unless_told_otherwise(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert blas_threads({}) == dict.fromkeys(BLAS_THREAD_VARS, "7")
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert blas_threads({"PATH": "/bin"})["OPENBLAS_NUM_THREADS"] == "1"
+    assert blas_threads({"OMP_NUM_THREADS": "4"}) == {}  # the user's choice stands

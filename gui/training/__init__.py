@@ -16,7 +16,8 @@ How the main window wires it (everything but the first two lines is optional)::
 
 ``attach`` makes ``actionTrain`` start (or resume) training, ``actionPause`` checkable
 (checked = paused), ``actionStop`` stop; it enables each according to the controller's state.
-Before closing the window call ``controller.stop(); controller.wait_idle()``.
+Training runs in a child process (``core.remote``); closing the window must call
+``controller.shutdown()``, which stops a run and ends that process.
 
 The pieces, for finer wiring:
 
@@ -24,7 +25,7 @@ The pieces, for finer wiring:
     ``start()`` (resumes when paused; False and ``failed`` when the graph or its settings
     are invalid), ``pause()``, ``resume()``, ``set_paused(bool)``, ``stop()`` (takes effect
     after the current step), ``wait_idle(timeout)``, ``state`` ("idle", "running", "paused",
-    "stopping"), ``reset_weights()``, ``save_weights(path)``, ``load_weights(path)``
+    "stopping"), ``shutdown()``, ``reset_weights()``, ``save_weights(path)``, ``load_weights(path)``
     (``WeightsError`` naming the key or file), ``evaluate()`` ->
     ``core.training.ClassificationReport`` | None, ``request_snapshot(node_id)``,
     ``set_scene(scene)``, ``set_problems(panel)``, ``status_text``, ``steps_per_second``.
