@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from core.errors import WeightsError
+from core.errors import NeuroCanvasError, WeightsError
 from core.fileformat import loads
 from core.npz import npz_bytes, read_npz_bytes
 from core.remote import (
@@ -108,7 +108,7 @@ class Worker:
             if isinstance(ev, EpochEvent):
                 self._write({"ev": "epoch", **ev.to_json()})
             elif isinstance(ev, DoneEvent):
-                if ev.error is not None and not hasattr(ev.error, "node"):
+                if ev.error is not None and not isinstance(ev.error, NeuroCanvasError):
                     traceback.print_exception(ev.error, file=sys.stderr)
                 self._write({"ev": "done", "reason": ev.reason, "steps": ev.steps,
                              "error": error_to_json(ev.error)})

@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import QStatusBar
 
 from core.errors import WeightsError
+from core.remote import RemoteError
 from core.training import StepEvent
 from core.weights import load_weights
 from gui.document import Document, EditLockedError
@@ -199,6 +200,9 @@ def test_a_crashed_training_process_ends_the_run_with_a_message(qtbot):
     assert ctl.last_done.reason == "error" and not ctl.document.locked
     assert failed and "ended unexpectedly" in failed[-1]
     assert steps_seen(panel) > 0  # what was plotted stays
+    for ask in (ctl.evaluate, ctl.current_weights):  # the weights went with it: said, typed
+        with pytest.raises(RemoteError, match="has ended"):
+            ask()
     assert ctl.start()  # the next run starts fresh
     qtbot.waitUntil(lambda: ctl.info is not None and ctl.info.step_offset == 0, timeout=10000)
     ctl.stop()

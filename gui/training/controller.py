@@ -378,7 +378,7 @@ class TrainingController(QObject):
         fut = self._call(lambda tr: tr.classification_report(), self.evaluated.emit)
         if fut is None:
             return None
-        report = fut.result(timeout)  # between two steps: waits one step at most
+        report = _await(fut, timeout)  # between two steps: waits one step at most
         self._serve_futures()
         return report
 
@@ -400,7 +400,7 @@ class TrainingController(QObject):
         initial ones of the graph's seed."""
         tr = self._trainer
         if tr is not None:
-            return tr.state_dict().result(30.0)
+            return _await(tr.state_dict(), 30.0)
         if self._loaded is not None:
             return dict(self._loaded)
         analysis = self.document.analysis
@@ -464,7 +464,7 @@ class TrainingController(QObject):
         """(weights to start from, step offset, note) for a new run."""
         tr = self._trainer
         if tr is not None:  # continue where the last run ended
-            return (tr.state_dict().result(30.0), self._steps_done,
+            return (_await(tr.state_dict(), 30.0), self._steps_done,
                     "continuing from the trained weights")
         if self._loaded is not None:
             return self._loaded, self._steps_done, self._loaded_note
@@ -476,3 +476,12 @@ class TrainingController(QObject):
             self.wait_idle(5.0)
         self.reset_weights()
 
+
+def _await(fut: Future, timeout: float):
+    """The result of a request to the training process; ``RemoteError`` when it has ended
+    or does not answer in time (a step that takes longer than ``timeout``)."""
+    try:
+        return fut.result(timeout)
+    except TimeoutError:
+        raise RemoteError(f"the training process did not answer within {timeout:.0f} s") \
+            from None

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import NeuroCanvasError
+from core.remote import RemoteError
 from core.train_command import _fmt_time
 from gui import theme
 from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
@@ -251,7 +252,7 @@ class TrainingPanel(QWidget):
     def _on_evaluate(self) -> None:
         try:
             self.controller.evaluate()
-        except NeuroCanvasError as e:
+        except (NeuroCanvasError, RemoteError) as e:
             self._error("Evaluate", e)
             return
         self.tabs.setCurrentWidget(self.eval_view)
@@ -262,7 +263,7 @@ class TrainingPanel(QWidget):
         if path:
             try:
                 self.controller.save_weights(path)
-            except NeuroCanvasError as e:
+            except (NeuroCanvasError, RemoteError) as e:
                 self._error("Save weights", e)
 
     def _on_load(self) -> None:
