@@ -300,6 +300,17 @@ def test_a_nan_highlights_the_culprit_and_names_it_in_problems(qtbot, tmp_path):
     finish(qtbot, ctl)
 
 
+def test_a_missing_dataset_fails_the_start_with_the_file_named(qtbot, tmp_path):
+    doc = open_doc(training={"dataset": {"source": "npz", "path": "gone.npz"}}, tmp=tmp_path)
+    ctl, panel, _, problems = rig(qtbot, doc)
+    assert ctl.start()  # the settings are well-formed; the child finds no file
+    assert ctl.building and panel.progress.maximum() == 0  # busy while it loads
+    finish(qtbot, ctl)
+    assert ctl.last_done.reason == "error" and not doc.locked and not ctl.building
+    assert problems.runtime and "gone.npz" in problems.runtime[0][1]
+    assert panel.progress.maximum() == 1 and "could not start" in panel.progress.format()
+
+
 def test_invalid_training_settings_fail_without_locking(qtbot, tmp_path):
     doc = open_doc(training={"batch_size": 0}, tmp=tmp_path)
     ctl, _, _, problems = rig(qtbot, doc)

@@ -132,6 +132,12 @@ class TrainingController(QObject):
         return self._info
 
     @property
+    def building(self) -> bool:
+        """A run was started and its process is still loading the dataset and building the
+        network (no ``run_started`` yet)."""
+        return self._starting is not None
+
+    @property
     def steps_per_second(self) -> float:
         return self._rate
 

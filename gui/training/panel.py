@@ -180,6 +180,11 @@ class TrainingPanel(QWidget):
         self.progress.setFormat(text)
 
     def _on_finished(self, done) -> None:
+        if self.progress.maximum() == 0:  # it ended while starting (no dataset...)
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("could not start: see Problems")
+            return
         self._steps = done.steps
         self._progress_timer.stop()  # the final text replaces any pending update
         what = {"finished": "done", "stopped": "stopped"}.get(done.reason, "failed")
@@ -193,6 +198,9 @@ class TrainingPanel(QWidget):
         self.reset_button.setEnabled(idle)
         if state == RUNNING:
             self._snap_timer.start()
+            if self.controller.building:  # a second or so: say what happens meanwhile
+                self.progress.setRange(0, 0)
+                self.progress.setFormat("loading the data and building the network…")
         elif state == PAUSED:
             self._snap_timer.stop()
             self._refresh_snapshot(force=True)
