@@ -442,6 +442,14 @@ def test_save_reset_and_load_weights(qtbot, tmp_path):
         ctl.load_weights(bad)
 
 
+def test_evaluating_before_training_does_not_pass_for_a_trained_run(qtbot):
+    ctl, _, _, _ = rig(qtbot, epochs=1)
+    assert ctl.evaluate() is not None  # a process that holds the initial weights
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.info.step_offset == 0 and ctl.info.kept_weights is None
+
+
 def test_train_again_continues_from_the_trained_weights(qtbot):
     ctl, panel, _, _ = rig(qtbot, epochs=1)
     ctl.start()

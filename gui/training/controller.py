@@ -469,7 +469,7 @@ class TrainingController(QObject):
     def _initial_weights(self) -> tuple[dict | None, int, str | None]:
         """(weights to start from, step offset, note) for a new run."""
         tr = self._trainer
-        if tr is not None:  # continue where the last run ended
+        if tr is not None and tr.done is not None:  # continue where the last run ended
             return (_await(tr.state_dict(), 30.0), self._steps_done,
                     "continuing from the trained weights")
         if self._loaded is not None:
