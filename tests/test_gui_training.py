@@ -189,7 +189,7 @@ def test_training_runs_in_a_process_of_its_own(qtbot):
     assert not proc.alive and ctl.trainer is None
 
 
-def test_a_crashed_training_process_ends_the_run_with_a_message(qtbot):
+def test_a_crashed_training_process_ends_the_run_with_a_message(qtbot, monkeypatch):
     ctl, panel, _, problems = rig(qtbot, epochs=500)
     failed = []
     ctl.failed.connect(lambda node, msg: failed.append(msg))
@@ -203,6 +203,12 @@ def test_a_crashed_training_process_ends_the_run_with_a_message(qtbot):
     for ask in (ctl.evaluate, ctl.current_weights):  # the weights went with it: said, typed
         with pytest.raises(RemoteError, match="has ended"):
             ask()
+    boxes = []
+    monkeypatch.setattr("gui.training.panel.QMessageBox.warning",
+                        lambda parent, title, text: boxes.append((title, text)))
+    panel.evaluate_button.click()  # the button does not wait: the answer comes as a message
+    qtbot.waitUntil(lambda: bool(boxes), timeout=5000)
+    assert boxes[-1][0] == "Evaluate" and "has ended" in boxes[-1][1]
     assert ctl.start()  # the next run starts fresh
     qtbot.waitUntil(lambda: ctl.info is not None and ctl.info.step_offset == 0, timeout=10000)
     ctl.stop()
@@ -462,6 +468,16 @@ def test_train_again_continues_from_the_trained_weights(qtbot):
     x = panel.loss.steps.data
     assert np.array_equal(x, np.arange(1, 2 * first + 1))  # the curve continues
     assert panel.loss.losses.data[first:].mean() < end_loss * 1.5
+
+
+def test_the_evaluate_button_does_not_wait_for_the_report(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    panel.evaluate_button.setEnabled(True)
+    panel.evaluate_button.click()  # before any training: a process loads the data first
+    assert "Evaluating" in panel.eval_view.summary.text()  # returned before the report came
+    assert panel.tabs.currentWidget() is panel.eval_view
+    qtbot.waitUntil(lambda: "accuracy" in panel.eval_view.summary.text(), timeout=20000)
+    assert panel.eval_view.image.image is not None
 
 
 def test_evaluate_gives_accuracy_and_a_confusion_matrix(qtbot):

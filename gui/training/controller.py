@@ -70,6 +70,7 @@ class TrainingController(QObject):
     snapshot_ready = Signal(str, object)  # node id, core.training.Snapshot
     evaluated = Signal(object)  # ClassificationReport or None
     weights_reset = Signal()  # weights re-initialised or loaded: earlier curves are history
+    request_failed = Signal(str, str)  # what was asked ("Evaluate"), why it failed
 
     def __init__(self, document, parent: QObject | None = None, **overrides):
         super().__init__(parent)
@@ -91,7 +92,7 @@ class TrainingController(QObject):
         self._rate = 0.0
         self._last_status = 0.0
         self._latest_step: StepEvent | None = None
-        self._pending: list[tuple[Future, Any]] = []  # futures served by the training thread
+        self._pending: list[tuple[Future, Any, Any]] = []  # requests and what takes the answer
         self.stop_requested_at: float | None = None
         self.last_done: DoneEvent | None = None
         self._timer = QTimer(self)
@@ -345,24 +346,32 @@ class TrainingController(QObject):
     # ---- looking inside -------------------------------------------------------------------
     def _serve_futures(self) -> None:
         still = []
-        for fut, on_done in self._pending:
-            if fut.done():
-                try:
-                    on_done(fut.result())
-                except Exception:  # noqa: BLE001 - a failed look inside must not stop the UI
-                    log.exception("snapshot or evaluation failed")
-            else:
-                still.append((fut, on_done))
+        for fut, on_done, on_error in self._pending:
+            if not fut.done():
+                still.append((fut, on_done, on_error))
+                continue
+            try:
+                result = fut.result()
+            except Exception as e:  # noqa: BLE001 - a failed request must not stop the UI
+                if on_error is not None:
+                    on_error(e)
+                else:
+                    log.warning("a request to the training process failed: %s", e)
+                continue
+            try:
+                on_done(result)
+            except Exception:  # noqa: BLE001 - a view that fails must not stop the UI
+                log.exception("showing a snapshot or evaluation failed")
         self._pending = still
 
-    def _call(self, fn, on_done) -> Future | None:
+    def _call(self, fn, on_done, on_error=None) -> Future | None:
         """``fn(trainer)`` makes a request of the training process; ``on_done`` gets its
-        result on the UI thread."""
+        result on the UI thread, ``on_error`` (if given) its exception."""
         tr = self._trainer
         if tr is None:
             return None
         fut = fn(tr)
-        self._pending.append((fut, on_done))
+        self._pending.append((fut, on_done, on_error))
         if fut.done():
             self._serve_futures()
         elif not self._timer.isActive():
@@ -374,6 +383,22 @@ class TrainingController(QObject):
         ``snapshot_ready`` brings them. False when there is nothing trained to look at."""
         return self._call(lambda tr: tr.snapshot([node_id]),
                           lambda snap: self.snapshot_ready.emit(node_id, snap)) is not None
+
+    def request_evaluation(self) -> bool:
+        """Evaluate without waiting (the Evaluate button): ``evaluated`` brings the report,
+        ``request_failed`` an error. A first evaluation before any training starts a
+        process that loads the data, which takes a moment."""
+        def failed(e: Exception) -> None:
+            self.request_failed.emit("Evaluate", str(e))
+
+        try:
+            if self._trainer is None:
+                self._trainer = self._idle_trainer()
+        except NeuroCanvasError as e:
+            failed(e)
+            return False
+        return self._call(lambda tr: tr.classification_report(), self.evaluated.emit,
+                          failed) is not None
 
     def evaluate(self, timeout: float = 30.0):
         """Loss, accuracy and confusion matrix on the validation split

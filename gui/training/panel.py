@@ -126,6 +126,7 @@ class TrainingPanel(QWidget):
         c.status_text_changed.connect(self.status.setText)
         c.snapshot_ready.connect(self._on_snapshot)
         c.evaluated.connect(self.eval_view.show_report)
+        c.request_failed.connect(lambda what, why: QMessageBox.warning(self, what, why))
         c.weights_reset.connect(self.clear)
         locked = getattr(c.document, "locked_changed", None)
         if locked is not None:
@@ -258,12 +259,11 @@ class TrainingPanel(QWidget):
         QMessageBox.warning(self, title, str(e))
 
     def _on_evaluate(self) -> None:
-        try:
-            self.controller.evaluate()
-        except (NeuroCanvasError, RemoteError) as e:
-            self._error("Evaluate", e)
-            return
-        self.tabs.setCurrentWidget(self.eval_view)
+        """Ask for an evaluation; the report (or the error) comes when the training process
+        has computed it, and the UI does not wait for it."""
+        if self.controller.request_evaluation():
+            self.eval_view.summary.setText("Evaluating on the validation split…")
+            self.tabs.setCurrentWidget(self.eval_view)
 
     def _on_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save weights", "weights.npz",
