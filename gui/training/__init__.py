@@ -27,12 +27,13 @@ The pieces, for finer wiring:
     after the current step), ``wait_idle(timeout)``, ``state`` ("idle", "running", "paused",
     "stopping"), ``shutdown()``, ``reset_weights()``, ``save_weights(path)``, ``load_weights(path)``
     (``WeightsError`` naming the key or file), ``evaluate()`` ->
-    ``core.training.ClassificationReport`` | None, ``request_snapshot(node_id)``,
+    ``core.training.ClassificationReport`` | None (waits), ``request_evaluation()`` (does not
+    wait: ``evaluated`` or ``request_failed``), ``request_snapshot(node_id)``,
     ``set_scene(scene)``, ``set_problems(panel)``, ``status_text``, ``steps_per_second``.
     Signals: ``state_changed(str)``, ``run_started(RunInfo)``, ``steps_batch(list[StepEvent])``
     (10-20 Hz), ``epoch_done(EpochEvent)``, ``finished(DoneEvent)``, ``failed(node|None,
     message)``, ``status_text_changed(str)``, ``snapshot_ready(node, Snapshot)``,
-    ``evaluated(report)``, ``weights_reset()``.
+    ``evaluated(report)``, ``weights_reset()``, ``request_failed(what, why)``.
 
 ``TrainingPanel(controller)``
     holds ``lossPlot``, ``gradNormPlot`` (with a checkable layer list ``gradLayers`` and,
