@@ -30,6 +30,7 @@ import atexit
 import json
 import logging
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -213,7 +214,11 @@ class RemoteTrainer:
         self._futures: dict[int, tuple[str, Future]] = {}
         self._next_id = 0
         self._lock = threading.Lock()
-        self._closed = False
+        self._closed = False  # no more commands: closed, or the child is gone
+        self._closing = False  # close() was called
+        # frames for the child, written by a thread of their own: the caller (the UI
+        # thread) never waits on the pipe, not even for the initial weights
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env.update(blas_threads(env))
@@ -223,8 +228,11 @@ class RemoteTrainer:
         payload = npz_bytes(init_weights) if init_weights else b""
         self._send({"cmd": "open", "graph": dumps(graph), "overrides": overrides or {},
                     "base_dir": str(base_dir), "run": run, "note": note}, payload)
+        self._writer = threading.Thread(target=self._write_loop, name="neurocanvas-remote-w",
+                                        daemon=True)
         self._reader = threading.Thread(target=self._read_loop, name="neurocanvas-remote",
                                         daemon=True)
+        self._writer.start()
         self._reader.start()
 
     @property
@@ -237,16 +245,26 @@ class RemoteTrainer:
 
     # ---- commands ----------------------------------------------------------------------
     def _send(self, header: dict, payload: bytes = b"") -> bool:
-        data = encode_frame(header, payload)
+        """Queue a frame for the child; False when it can take no more."""
         with self._lock:
             if self._closed:
                 return False
-            try:
-                self._proc.stdin.write(data)
-                self._proc.stdin.flush()
-                return True
-            except (OSError, ValueError):  # the child is gone; the reader reports it
-                return False
+            self._outbox.put(encode_frame(header, payload))
+            return True
+
+    def _write_loop(self) -> None:
+        stdin = self._proc.stdin
+        try:
+            while (data := self._outbox.get()) is not None:
+                stdin.write(data)
+                stdin.flush()
+        except (OSError, ValueError):  # the child is gone; the reader reports it
+            with self._lock:
+                self._closed = True
+        try:
+            stdin.close()  # the end of the commands: the child finishes and exits
+        except OSError:
+            pass
 
     def pause(self) -> None:
         self._send({"cmd": "pause"})
@@ -263,19 +281,18 @@ class RemoteTrainer:
 
     def close(self, timeout: float = 2.0) -> None:
         """End the child process (stopping a run) and wait for it."""
-        if self._proc.poll() is None:
-            self._send({"cmd": "quit"})
         with self._lock:
+            self._closing = True
+            if not self._closed:
+                self._outbox.put(encode_frame({"cmd": "quit"}))
             self._closed = True
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
+            self._outbox.put(None)
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        self._writer.join(timeout)
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout)
         _live.discard(self)
@@ -283,14 +300,14 @@ class RemoteTrainer:
     # ---- requests ------------------------------------------------------------------------
     def _request(self, cmd: str, **kw) -> Future:
         fut: Future = Future()
-        with self._lock:
+        with self._lock:  # registered and sent together, or refused: never both or neither
+            if self._closed:
+                fut.set_exception(RemoteError("the training process has ended"))
+                return fut
             rid = self._next_id
             self._next_id += 1
             self._futures[rid] = (cmd, fut)
-        if not self._send({"cmd": cmd, "id": rid, **kw}):
-            with self._lock:
-                self._futures.pop(rid, None)
-            fut.set_exception(RemoteError("the training process has ended"))
+            self._outbox.put(encode_frame({"cmd": cmd, "id": rid, **kw}))
         return fut
 
     def snapshot(self, nodes) -> Future:
@@ -324,11 +341,15 @@ class RemoteTrainer:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             rc = self._proc.wait()
-        gone = RemoteError(f"the training process ended unexpectedly (exit code {rc})")
         if self.done is None:
-            self._finish(DoneEvent("error", self.step, gone))
+            if self._closing:  # closed before its run ended: the run was stopped
+                self._finish(DoneEvent("stopped", self.step))
+            else:
+                self._finish(DoneEvent("error", self.step, RemoteError(
+                    f"the training process ended unexpectedly (exit code {rc})")))
         with self._lock:
             self._closed = True
+            self._outbox.put(None)  # the writer ends too
             pending, self._futures = self._futures, {}
         for _, fut in pending.values():
             fut.set_exception(RemoteError("the training process has ended"))

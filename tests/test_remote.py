@@ -105,6 +105,9 @@ def test_initial_weights_that_still_fit_are_kept_and_the_rest_start_fresh():
         assert snap.step == 0 and set(snap.params) == {"fc1/W", "fc1/b"}
     finally:
         rt.close()
+    assert rt.done.reason == "stopped" and rt.done.error is None  # closed, not crashed
+    with pytest.raises(RemoteError, match="has ended"):
+        rt.state_dict().result(1)  # refused at once, not left waiting
 
 
 def test_a_missing_dataset_ends_the_run_with_a_typed_error(tmp_path):
