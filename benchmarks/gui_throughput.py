@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -73,14 +72,14 @@ def gui_rate(graph: Path, steps: int, device: str, window: bool = False
     hb.start()
     loop = QEventLoop()  # as the application runs: blocked in Qt's event loop between events
     ctl.finished.connect(lambda _done: loop.quit())
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0 = time.process_time()  # this process's CPU, all its threads
     t0 = time.monotonic()
     ctl.start()
     loop.exec()
     t1 = time.monotonic()
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    c1 = time.process_time()
     hb.stop()
-    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (t1 - t0)
+    cpu = (c1 - c0) / (t1 - t0)
     during = [b for b in beats if b >= t0]
     gap = max(b - a for a, b in zip([t0] + during, during + [t1], strict=True))
     ctl.shutdown()

@@ -12,7 +12,7 @@ from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_train
 from core.weights import load_weights, save_weights
 
 
-def _fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     s = int(seconds + 0.5)
@@ -40,7 +40,7 @@ class ProgressBar:
         filled = int(self.width * done / max(self.total, 1))
         bar = "#" * filled + "-" * (self.width - filled)
         self.stream.write(f"\r[{bar}] epoch {ev.epoch + 1}/{self.epochs} step {done}/{self.total}"
-                          f"  loss {ev.loss:.4f}  {rate:.1f} steps/s  left {_fmt_time(left)} ")
+                          f"  loss {ev.loss:.4f}  {rate:.1f} steps/s  left {fmt_time(left)} ")
         self.stream.flush()
 
     def line(self, text: str) -> None:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import NeuroCanvasError
 from core.remote import RemoteError
-from core.train_command import _fmt_time
+from core.train_command import fmt_time
 from gui import theme
 from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
 from gui.training.evaluation import EvaluationView
@@ -177,7 +177,7 @@ class TrainingPanel(QWidget):
         else:
             rate = self.controller.steps_per_second
             if rate > 0:
-                text += f" · {_fmt_time((total - self._steps) / rate)} left"
+                text += f" · {fmt_time((total - self._steps) / rate)} left"
         self.progress.setFormat(text)
 
     def _on_finished(self, done) -> None:
@@ -189,7 +189,7 @@ class TrainingPanel(QWidget):
         self._steps = done.steps
         self._progress_timer.stop()  # the final text replaces any pending update
         what = {"finished": "done", "stopped": "stopped"}.get(done.reason, "failed")
-        self._update_progress(f"{what} in {_fmt_time(time.monotonic() - self._t_start)}")
+        self._update_progress(f"{what} in {fmt_time(time.monotonic() - self._t_start)}")
         if self.node is not None:
             self._refresh_snapshot(force=True)
 
