@@ -160,8 +160,8 @@ class Worker:
     def command(self, h: dict) -> None:
         cmd = h.get("cmd")
         if cmd in ("pause", "resume", "stop"):
-            with self._out_lock:
-                tr = self.trainer if self.built.is_set() else None
+            with self._out_lock:  # run() applies the flags under it, then starts
+                tr = self.trainer  # set once built; pause and stop work before the start
                 if tr is None:
                     if cmd == "resume":
                         self._flags["pause"] = False

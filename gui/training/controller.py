@@ -179,7 +179,6 @@ class TrainingController(QObject):
             init, offset, note = self._initial_weights()
         except (NeuroCanvasError, RemoteError) as e:  # the last run's process is gone
             log.warning("cannot continue from the trained weights: %s", e)
-            self._close_trainer()
             self._forget_run()
             init, offset, note = None, 0, "the trained weights were lost; starting fresh"
         self._close_trainer()

@@ -126,7 +126,7 @@ class TrainingPanel(QWidget):
         c.status_text_changed.connect(self.status.setText)
         c.snapshot_ready.connect(self._on_snapshot)
         c.evaluated.connect(self.eval_view.show_report)
-        c.request_failed.connect(lambda what, why: QMessageBox.warning(self, what, why))
+        c.request_failed.connect(self._error)
         c.weights_reset.connect(self.clear)
         locked = getattr(c.document, "locked_changed", None)
         if locked is not None:
@@ -255,8 +255,9 @@ class TrainingPanel(QWidget):
             self.hist.show_snapshot(node, snap)
 
     # ---- buttons --------------------------------------------------------------------------
-    def _error(self, title: str, e: Exception) -> None:
-        QMessageBox.warning(self, title, str(e))
+    def _error(self, title: str, why) -> None:
+        """A message box: ``why`` is an exception or its text."""
+        QMessageBox.warning(self, title, str(why))
 
     def _on_evaluate(self) -> None:
         """Ask for an evaluation; the report (or the error) comes when the training process
