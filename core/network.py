@@ -198,7 +198,7 @@ class Network:
             region_ids = {s.node_id for s in plan.region}
             keep_all = region_ids & (set(plan.losses) | set(plan.outputs)
                                      | {s.sources[0] for s in plan.post
-                                        if s.layer.type_name == "TimeCollect"})
+                                        if s.layer.collects_steps})
             seqs = {s.node_id: self._feed(s, batch) for s in plan.region if s.feed is not None}
             for t in range(plan.T):
                 for step in plan.region:
@@ -218,7 +218,7 @@ class Network:
                 values.pop(f, None)
 
         for step in plan.post:
-            if step.layer.type_name == "TimeCollect":
+            if step.layer.collects_steps:
                 src_keys = [(step.sources[0], t) for t in range(plan.T)]
             else:
                 src_keys = step.sources

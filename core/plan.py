@@ -66,7 +66,7 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
     timed = analysis.timed & needed
     after: set[str] = set()
     for nid in order:
-        if analysis.layers[nid].type_name == "TimeCollect":
+        if analysis.layers[nid].collects_steps:
             after |= {nid} | nx.descendants(analysis.instant, nid)
 
     pre: list[Step] = []
@@ -81,7 +81,7 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         ports = layer.input_ports(layer.params)
         edges = [analysis.inputs[nid][p] for p in ports]
         feed = None
-        if layer.type_name in ("Input", "Target"):
+        if layer.data_role is not None:
             feed = layer.params["field"]
             fields[nid] = feed
         step = Step(nid, layer, [e.src for e in edges], [e.delay for e in edges], feed,

@@ -23,11 +23,11 @@ import numpy as np
 
 from core import datasets, optim
 from core.errors import NonFiniteError, ParamError
+from core.layers.losses import Decision
 from core.network import Network
 from core.validate import Analysis
 from kernels import backend
 
-CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "BinaryCrossEntropyLoss", "HingeLoss")
 TRAINING_KEYS = {"dataset", "validation_split", "optimizer", "regularization", "clip",
                  "batch_size", "epochs", "shuffle", "seed", "device", "steps"}
 
@@ -205,6 +205,41 @@ class ClassificationReport:
     confusion: np.ndarray  # [C, C] int64; C = 2 for a binary loss
 
 
+# ---- accuracy ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Classifier:
+    """The loss whose predictions training reports accuracy for, and the nodes it reads."""
+    decision: Decision
+    pred: str  # node feeding the loss's pred
+    target: str  # node feeding its target
+    loss: str
+
+
+def predicted_classes(pred, target, decision: Decision):
+    """(guess, truth): the predicted and the true class of every decision in a batch, as
+    flat integer arrays of the arrays' module. A binary loss decides once per output of
+    each sample; a multi-class one once per position of a ``[..., C]`` prediction."""
+    xp = backend.array_module(pred)
+    n = int(pred.shape[0])
+    if decision.binary:
+        guess = pred.reshape(n, -1) > 0
+        truth = target.reshape(n, -1) > decision.target_cut
+        return guess.reshape(-1).astype(xp.int64), truth.reshape(-1).astype(xp.int64)
+    guess = xp.argmax(pred, axis=-1).reshape(-1)
+    if target.ndim == pred.ndim:  # class probabilities
+        target = xp.argmax(target, axis=-1)
+    return guess, target.reshape(-1).astype(xp.int64)
+
+
+def correct_count(pred, target, decision: Decision) -> tuple[float, int]:
+    """(correct, samples) of a batch: the samples classified right, a sample with several
+    decisions counting the fraction of them that is right. Accuracy is their ratio."""
+    guess, truth = predicted_classes(pred, target, decision)
+    n = int(pred.shape[0])
+    hits = float(backend.array_module(guess).sum(guess == truth))
+    return hits / max(guess.size // max(n, 1), 1), n
+
+
 # ---- one step ------------------------------------------------------------------------------
 def training_step(net: Network, optimizer, batch, config: TrainConfig):
     """Forward, backward, penalties, clipping and the update; (loss, norms, global, result).
@@ -284,7 +319,7 @@ class Trainer:
         fields: dict[str, list] = {}
         for nid in analysis.order:
             layer = analysis.layers[nid]
-            if layer.type_name in ("Input", "Target"):
+            if layer.data_role is not None:
                 fields.setdefault(layer.params["field"], []).append(
                     (nid, tuple(layer.params["shape"]), layer.params["dtype"]))
         data = datasets.check_fields(data, fields)
@@ -292,7 +327,7 @@ class Trainer:
 
         self.classifier = self._classification_head()
         # the pred and target values stay available to measure accuracy
-        outputs = list(self.classifier[1:3]) if self.classifier else []
+        outputs = [self.classifier.pred, self.classifier.target] if self.classifier else []
         self.net = Network(analysis, device=self.device, dtype=dtype, seed=config.seed,
                            outputs=outputs)
         if init_weights is not None:
@@ -306,13 +341,16 @@ class Trainer:
         self.epoch = 0
         self.last_error: Exception | None = None
 
-    def _classification_head(self) -> tuple[str, str, str, str] | None:
-        """(loss type, pred node, target node, loss node) of the first classification loss."""
+    def _classification_head(self) -> Classifier | None:
+        """The first loss that classifies: how it decides, and the nodes it reads."""
         for nid in self.analysis.losses():
             layer = self.analysis.layers[nid]
-            if layer.type_name in CLASSIFICATION_LOSSES:
-                ins = self.analysis.inputs[nid]
-                return layer.type_name, ins["pred"].src, ins["target"].src, nid
+            ins = self.analysis.inputs[nid]
+            if "pred" not in ins:
+                continue
+            decision = layer.decision(self.analysis.shapes[ins["pred"].src])
+            if decision is not None:
+                return Classifier(decision, ins["pred"].src, ins["target"].src, nid)
         return None
 
     # ---- control from any thread -------------------------------------------------------------
@@ -409,28 +447,20 @@ class Trainer:
         data = self.val_set if data is None else data
         if self.classifier is None or data is None or len(data) == 0:
             return None
-        kind, pred_node, target_node, _ = self.classifier
-        per_sample = int(np.prod(self.analysis.shapes[pred_node]))
-        binary = kind == "BinaryCrossEntropyLoss" or (kind == "HingeLoss" and per_sample == 1)
+        head = self.classifier
         total, count, guesses, truths = 0.0, 0, [], []
         for batch in data.batches(self.config.batch_size, False, None):
             res = self.net.forward(batch, train=False)
-            pred = backend.to_host(res.values[pred_node])
-            target = backend.to_host(res.values[target_node])
-            n = pred.shape[0]
+            n = len(next(iter(batch.values())))
             total += float(res.loss) * n
             count += n
-            if binary:
-                cut = 0.5 if kind == "BinaryCrossEntropyLoss" else 0
-                guesses.append((pred.reshape(n, -1)[:, 0] > 0).astype(np.int64))
-                truths.append((target.reshape(n, -1)[:, 0] > cut).astype(np.int64))
-                continue
-            guesses.append(np.argmax(pred.reshape(n, -1), axis=1))
-            if target.ndim == pred.ndim:  # probabilities
-                target = np.argmax(target.reshape(n, -1), axis=1)
-            truths.append(target.reshape(n).astype(np.int64))
+            guess, truth = predicted_classes(res.values[head.pred], res.values[head.target],
+                                             head.decision)
+            guesses.append(backend.to_host(guess))
+            truths.append(backend.to_host(truth))
         guess, truth = np.concatenate(guesses), np.concatenate(truths)
-        classes = 2 if binary else per_sample
+        pred_shape = self.analysis.shapes[head.pred]
+        classes = 2 if head.decision.binary else int(pred_shape[-1])
         confusion = np.zeros((classes, classes), dtype=np.int64)
         np.add.at(confusion, (truth, guess), 1)
         return ClassificationReport(total / count, float(np.mean(guess == truth)), confusion)
@@ -444,18 +474,8 @@ class Trainer:
 
     def _accuracy(self, values: dict) -> tuple[float, int]:
         """(correct, count) of a batch, from the forward pass's pred and target values."""
-        kind, pred_node, target_node, _ = self.classifier
-        pred, target = values[pred_node], values[target_node]
-        xp = backend.array_module(pred)
-        n = int(pred.shape[0])
-        if kind == "BinaryCrossEntropyLoss" or (kind == "HingeLoss" and pred.size == n):
-            p = pred.reshape(n, -1) > 0
-            t = target.reshape(n, -1) > (0.5 if kind == "BinaryCrossEntropyLoss" else 0)
-            return float(xp.mean(p == t)) * n, n
-        guess = xp.argmax(pred.reshape(n, -1), axis=1)
-        if target.ndim == pred.ndim:  # probabilities
-            target = xp.argmax(target.reshape(n, -1), axis=1)
-        return float(xp.sum(guess == target.reshape(n))), n
+        head = self.classifier
+        return correct_count(values[head.pred], values[head.target], head.decision)
 
     def evaluate(self, data) -> tuple[float | None, float | None]:
         """(mean loss, accuracy) over ``data`` in evaluation mode (None for no data)."""

@@ -243,8 +243,7 @@ def analyze(graph: Graph) -> Analysis:
 
 def _infer_shapes(a: Analysis) -> None:
     graph = a.graph
-    seq_inputs = [n for n in a.order if n in a.layers and graph.nodes[n].type == "Input"
-                  and a.layers[n].params.get("sequence")]
+    seq_inputs = [n for n in a.order if n in a.layers and a.layers[n].presents_steps()]
     steps = {a.layers[n].params["shape"][0] for n in seq_inputs if a.layers[n].params["shape"]}
     if len(steps) > 1:
         for n in seq_inputs:
@@ -258,7 +257,7 @@ def _infer_shapes(a: Analysis) -> None:
                                          param="shape"))
 
     for layer in a.layers.values():
-        if layer.type_name == "TimeCollect":
+        if layer.collects_steps:
             layer.steps = a.steps
     shapes: dict[str, Shape | None] = {n: None for n in graph.nodes}
     timed: set[str] = set()
@@ -272,17 +271,15 @@ def _infer_shapes(a: Analysis) -> None:
             if layer is None:
                 continue
             ins: dict[str, Shape | None] = {}
-            is_timed = graph.nodes[nid].type == "Input" and layer.params.get("sequence")
+            is_timed = layer.presents_steps()
             for port, e in a.inputs[nid].items():
                 ins[port] = shapes.get(e.src)
                 if e.src in timed or e.delay:
                     is_timed = True
-            if graph.nodes[nid].type == "TimeCollect":
+            if layer.collects_steps:
                 is_timed = False
             try:
                 out = layer.infer(ins)
-                if graph.nodes[nid].type == "Input" and layer.params.get("sequence"):
-                    out = out[1:] if out else out
                 errors.pop(nid, None)
             except GraphProblem as p:
                 errors[nid] = p
@@ -298,7 +295,7 @@ def _infer_shapes(a: Analysis) -> None:
         if not changed:
             break
     for nid, layer in a.layers.items():
-        src = a.inputs[nid].get("in") if layer.type_name == "TimeCollect" else None
+        src = a.inputs[nid].get("in") if layer.collects_steps else None
         if src is not None and src.src not in timed and not src.delay and nid not in errors:
             errors[nid] = ShapeError("the input of a TimeCollect must run once per time step "
                                      "(downstream of a sequence Input or a delay edge)",

@@ -365,24 +365,10 @@ class Document(QObject):
         self.path_changed.emit(path)
 
 
-# First values of required parameters for a node fresh from the palette, so it is valid as
-# soon as it is wired; the user edits them in the inspector.
-NEW_NODE_PARAMS: dict[str, dict[str, Any]] = {
-    "Input": {"shape": [16]},
-    "Target": {"shape": []},
-    "Dense": {"units": 64},
-    "Conv2D": {"filters": 16, "kernel_size": 3},
-    "Embedding": {"num_embeddings": 100, "dim": 16},
-    "RNN": {"units": 64},
-    "LSTM": {"units": 64},
-    "GRU": {"units": 64},
-    "Reshape": {"shape": [-1]},
-}
-
-
 def default_params(type_name: str) -> dict[str, Any]:
-    """The parameters a new node of this type starts with."""
-    return copy.deepcopy(NEW_NODE_PARAMS.get(type_name, {}))
+    """The parameters a new node of this type starts with (its ``starter_params``)."""
+    cls = catalogue.get(type_name)
+    return copy.deepcopy(cls.starter_params) if cls is not None else {}
 
 
 def _stem(nid: str) -> str:

@@ -849,8 +849,10 @@ class TrainingEditor(QWidget):
         if ds.get("source") != "npz":
             return
         graph = self.document.graph
+        roles = {nid: getattr(catalogue.get(n.type), "data_role", None)
+                 for nid, n in graph.nodes.items()}
         readers = [(nid, n.type, n.params.get("field")) for nid, n in graph.nodes.items()
-                   if n.type in ("Input", "Target")]
+                   if roles[nid] is not None]
         arrays: dict = {}
         if ds.get("path") and self._resolve(ds["path"]).is_file():
             try:
@@ -865,7 +867,7 @@ class TrainingEditor(QWidget):
         if readers:
             _add_row(self.mapping_form, _muted(QLabel("Field each data node reads:", self)))
         for nid, type_name, field in readers:
-            default = "x" if type_name == "Input" else "y"
+            default = catalogue.get(type_name).params_spec["field"].default
             current = field or default
             combo = QComboBox(self)
             combo.setObjectName(f"fieldOf_{nid}")

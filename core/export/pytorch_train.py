@@ -13,7 +13,7 @@ from core import datasets, optim
 from core.errors import ParamError
 from core.export.pytorch import ModelWriter
 from core.export.source import INDENT, call, docstring, literal, quoted, wrapped_literal
-from core.training import CLASSIFICATION_LOSSES, TrainConfig
+from core.training import TrainConfig
 
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad",
                     "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
@@ -138,20 +138,15 @@ class TrainingWriter:
         self.imports: set[str] = {"argparse", "os", "dist", "ddp"}
         self.fields = model.inputs + model.targets
         head = model.losses[0]
-        self.accuracy = None  # (kind, target field) when the first loss classifies
+        # (decision, target field) when the first loss classifies, as NeuroCanvas's accuracy
+        self.accuracy = None
         layer = model.a.layers[head]
         target_src = model.a.inputs[head]["target"].src if "target" in model.a.inputs[head] \
             else None
-        if layer.type_name in CLASSIFICATION_LOSSES and target_src in (
-                n for f in model.targets for n in f.nodes):
-            pred_shape = model.a.shapes[model.output]
-            binary = layer.type_name == "BinaryCrossEntropyLoss" or (
-                layer.type_name == "HingeLoss" and tuple(pred_shape) in ((), (1,)))
-            probs = tuple(model.a.shapes[target_src]) == tuple(pred_shape)
+        decision = layer.decision(model.a.shapes[model.output])
+        if decision is not None and target_src in (n for f in model.targets for n in f.nodes):
             field = next(f for f in model.targets if target_src in f.nodes)
-            kind = ("bce" if layer.type_name == "BinaryCrossEntropyLoss" else "hinge") \
-                if binary else ("probs" if probs else "index")
-            self.accuracy = (kind, field)
+            self.accuracy = (decision, field)
 
     # ---- pieces ----------------------------------------------------------------------------
     def model_call(self, assigned: str, model: str, indent: str) -> list[str]:
@@ -311,21 +306,22 @@ class TrainingWriter:
     def correct_lines(self) -> list[str]:
         if self.accuracy is None:
             return []
-        kind, _ = self.accuracy
+        decision, _ = self.accuracy
         ind = INDENT
         lines = ["", "", "def correct(output: torch.Tensor, target: torch.Tensor) -> float:"]
         lines += docstring(["How many predictions of a batch are right, counted as NeuroCanvas "
-                            "counts its accuracy."], ind)
+                            "counts its accuracy (a sample with several outputs counts the "
+                            "fraction of them that is right)."], ind)
         lines.append(f"{ind}n = len(output)")
-        if kind in ("bce", "hinge"):
-            threshold = "0.5" if kind == "bce" else "0"
+        if decision.binary:
             return lines + [f"{ind}right = (output.reshape(n, -1) > 0) == "
-                            f"(target.reshape(n, -1) > {threshold})",
-                            f"{ind}return right.double().mean().item() * n"]
-        if kind == "probs":
-            lines.append(f"{ind}target = target.reshape(n, -1).argmax(dim=1)")
-        return lines + [f"{ind}guess = output.reshape(n, -1).argmax(dim=1)",
-                        f"{ind}return (guess == target.reshape(n)).sum().item()"]
+                            f"(target.reshape(n, -1) > {decision.target_cut!r})",
+                            f"{ind}return right.sum().item() / right.shape[1]"]
+        lines.append(f"{ind}guess = output.argmax(dim=-1).reshape(n, -1)")
+        lines.append(f"{ind}if target.dim() == output.dim():  # class probabilities")
+        lines.append(f"{ind}{ind}target = target.argmax(dim=-1)")
+        return lines + [f"{ind}right = guess == target.reshape(n, -1)",
+                        f"{ind}return right.sum().item() / right.shape[1]"]
 
     def evaluate_lines(self) -> list[str]:
         if not self.c.validation_split:

@@ -62,6 +62,15 @@ class Layer:
     is_loss: ClassVar[bool] = False
     # Activation functions that follow a layer decide its init (He for these, Glorot else).
     relu_family: ClassVar[bool] = False
+    # "input" or "target" for a node the network feeds from a dataset field
+    # (``params["field"]``, ``params["shape"]``, ``params["dtype"]``); None for the others.
+    data_role: ClassVar[str | None] = None
+    # True for the node that closes a recurrent region: it receives its input's value at
+    # every time step and gives one whole-sequence value (TimeCollect).
+    collects_steps: ClassVar[bool] = False
+    # Parameters a node fresh from the palette starts with, so that it is valid as soon as
+    # it is wired (values for the required parameters; the user edits them).
+    starter_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, node_id: str, params: dict[str, Any]):
         self.id = node_id
@@ -92,6 +101,11 @@ class Layer:
         return ("in",)
 
     output_ports: ClassVar[tuple[str, ...]] = ("out",)
+
+    def presents_steps(self) -> bool:
+        """True for a data node that presents a sequence one time step at a time (an Input
+        with ``sequence``): its output shape is one step's, and what it feeds runs per step."""
+        return False
 
     # ---- shapes ------------------------------------------------------------------------
     def infer(self, in_shapes: dict[str, Shape | None]) -> Shape | None:

@@ -31,6 +31,7 @@ def fmt_hw(hw: tuple[int, int]) -> str:
 @register
 class Conv2D(Layer):
     type_name = "Conv2D"
+    starter_params = {"filters": 16, "kernel_size": 3}
     category = "Convolution"
     doc = ("2-D convolution (cross-correlation, as PyTorch) of [C, H, W] images: "
            "W [filters, C, kh, kw], output [filters, H', W']. 'same' padding keeps "

@@ -10,6 +10,7 @@ from core.params import Bool, Int
 @register
 class Dense(Layer):
     type_name = "Dense"
+    starter_params = {"units": 64}
     category = "Core"
     doc = "Fully connected layer on the last axis: y = x·W + b, W of shape [in, units]."
     params_spec = {

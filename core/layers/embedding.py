@@ -18,6 +18,7 @@ class Embedding(Layer):
     """
 
     type_name = "Embedding"
+    starter_params = {"num_embeddings": 100, "dim": 16}
     category = "Core"
     doc = ("Looks up a learned vector for each integer index: input [...] of indices from "
            "0 to num_embeddings - 1, output [..., dim]; W [num_embeddings, dim], "

@@ -11,6 +11,8 @@ DTYPES = ("float32", "float64", "int64", "int32")
 class Input(Layer):
     type_name = "Input"
     category = "Data"
+    data_role = "input"
+    starter_params = {"shape": [16]}
     doc = ("A model input: one field of the dataset, of the given per-sample shape. "
            "With 'sequence' the shape is [T, ...] and one step [...] is presented at a time.")
     params_spec = {
@@ -24,14 +26,20 @@ class Input(Layer):
     def input_ports(cls, params):
         return ()
 
+    def presents_steps(self) -> bool:
+        return bool(self.params.get("sequence"))
+
     def infer(self, in_shapes):
-        return tuple(self.params["shape"])
+        shape = tuple(self.params["shape"])
+        return shape[1:] if self.presents_steps() else shape  # one step of [T, ...]
 
 
 @register
 class Target(Layer):
     type_name = "Target"
     category = "Data"
+    data_role = "target"
+    starter_params = {"shape": []}
     doc = ("The training target: one field of the dataset (class indices as int64, or "
            "values/probabilities as float32). Feeds the 'target' port of a loss.")
     params_spec = {

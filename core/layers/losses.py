@@ -7,8 +7,12 @@ keep the dtype of the input they belong to; an integer target gets None.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from core.errors import DataError
-from core.layers.base import Layer, fmt_shape, register
+from core.layers.base import Layer, Shape, fmt_shape, register
 from core.params import Float
 
 
@@ -25,6 +29,17 @@ def _grad_scale(ctx, gout, dtype, count: int):
     return ctx.xp.asarray(gout, dtype=dtype) / max(1, count)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """How a classification loss reads its prediction as a class, for accuracy and the
+    confusion matrix. ``binary``: one output per sample, class 1 where pred > 0, and the
+    target is class 1 where it is > ``target_cut``. Otherwise the class is the argmax of
+    pred over its last axis, and the target is a class index, or probabilities of pred's
+    shape (their argmax)."""
+    binary: bool
+    target_cut: float = 0.0
+
+
 class Loss(Layer):
     category = "Losses"
     is_loss = True
@@ -32,6 +47,11 @@ class Loss(Layer):
     @classmethod
     def input_ports(cls, params):
         return ("pred", "target")
+
+    def decision(self, pred_shape: Shape) -> Decision | None:
+        """How a prediction of per-sample ``pred_shape`` reads as a class; None for a loss
+        that does not classify (regression, metric learning)."""
+        return None
 
     def class_indices(self, xp, target, num_classes: int):
         """``target`` as integer class indices, or DataError naming this node and port.
@@ -84,6 +104,9 @@ class CrossEntropyLoss(Loss):
     doc = ("Softmax cross-entropy of logits pred [C] (class axis last; [..., C] averages "
            "over every position). Target: class indices of shape pred[:-1], or class "
            "probabilities of the shape of pred (as torch.nn.CrossEntropyLoss).")
+
+    def decision(self, pred_shape):
+        return Decision(binary=False)
 
     def infer(self, in_shapes):
         p, t = in_shapes.get("pred"), in_shapes.get("target")
@@ -141,6 +164,9 @@ class BinaryCrossEntropyLoss(Loss):
            "over every element (as torch.nn.BCEWithLogitsLoss). A scalar target [] also "
            "fits a one-output pred [1].")
 
+    def decision(self, pred_shape):
+        return Decision(binary=True, target_cut=0.5)  # 0/1 targets
+
     def infer(self, in_shapes):
         p, t = in_shapes.get("pred"), in_shapes.get("target")
         if p is not None and t is not None and p != t and not (
@@ -180,6 +206,11 @@ class HingeLoss(Loss):
     params_spec = {
         "margin": Float(default=1.0, min=0.0, doc="margin the correct score must win by"),
     }
+
+    def decision(self, pred_shape):
+        # one output: binary, labels 0/1 or -1/+1; C outputs: multi-class
+        one = int(np.prod(pred_shape)) == 1
+        return Decision(binary=True, target_cut=0.0) if one else Decision(binary=False)
 
     def infer(self, in_shapes):
         p, t = in_shapes.get("pred"), in_shapes.get("target")

@@ -214,6 +214,7 @@ class RNN(_Recurrent):
     """
 
     type_name = "RNN"
+    starter_params = {"units": 64}
     doc = ("Simple recurrent layer: h_t = act(x_t·W_ih + b_ih + h_{t-1}·W_hh + b_hh), "
            "input [T, F], output [H] (last step) or [T, H] with return_sequences. "
            "Init as PyTorch: uniform(-1/sqrt(H), 1/sqrt(H)).")
@@ -291,6 +292,7 @@ class LSTM(_Recurrent):
     """
 
     type_name = "LSTM"
+    starter_params = {"units": 64}
     doc = ("Long short-term memory, gates i, f, g, o (as PyTorch): input [T, F], output [H] "
            "(last step) or [T, H] with return_sequences. Init as PyTorch: "
            "uniform(-1/sqrt(H), 1/sqrt(H)).")
@@ -401,6 +403,7 @@ class GRU(_Recurrent):
     """
 
     type_name = "GRU"
+    starter_params = {"units": 64}
     doc = ("Gated recurrent unit, gates r, z, n (as PyTorch): input [T, F], output [H] "
            "(last step) or [T, H] with return_sequences. Init as PyTorch: "
            "uniform(-1/sqrt(H), 1/sqrt(H)).")

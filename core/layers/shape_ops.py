@@ -31,6 +31,7 @@ class Flatten(Layer):
 @register
 class Reshape(Layer):
     type_name = "Reshape"
+    starter_params = {"shape": [-1]}
     category = "Core"
     doc = ("The same elements in a new per-sample shape, row-major (as torch.reshape); "
            "one entry may be -1 to infer it, e.g. [784] -> [1, 28, 28] or [-1, 7].")

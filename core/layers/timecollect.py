@@ -10,6 +10,7 @@ from core.params import Choice
 class TimeCollect(Layer):
     type_name = "TimeCollect"
     category = "Recurrent"
+    collects_steps = True
     doc = ("Ends the part of a recurrent graph that runs once per time step: 'last' keeps the "
            "last step's value, 'mean' averages the steps, 'all' stacks them to [T, ...].")
     params_spec = {"mode": Choice(default="last", choices=("last", "mean", "all"),
