@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from core.device import array_module
 from core.errors import DataError, NeuroCanvasError, WeightsError
 from core.layers.base import Context, fmt_shape
 from core.plan import Plan, Step, compile_plan
@@ -39,7 +40,7 @@ def node_rng(seed: int, node_id: str) -> np.random.Generator:
 class Network:
     """An executable network built from an ``Analysis`` of a valid graph.
 
-    device: 'cpu' or 'gpu' (resolved, see ``kernels.backend.resolve_device``).
+    device: 'cpu' or 'gpu' (resolved, see ``core.device.resolve_device``).
     dtype: floating dtype of parameters and activations (float32; float64 for checks).
     outputs: node ids whose values ``forward`` returns besides the losses.
     """
@@ -48,7 +49,7 @@ class Network:
                  seed: int = 0, outputs: Iterable[str] = (), with_losses: bool = True):
         self.analysis = analysis
         self.device = device
-        self.xp = backend.get_xp(device)
+        self.xp = array_module(device)
         self.dtype = np.dtype(dtype)
         self.plan: Plan = compile_plan(analysis, list(outputs), with_losses=with_losses)
         self.layers = {s.node_id: s.layer for s in self.plan.steps}

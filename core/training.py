@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core import datasets, optim
+from core.device import resolve_device
 from core.errors import NonFiniteError, ParamError
 from core.layers.losses import Decision
 from core.network import Network
@@ -303,7 +304,7 @@ class Trainer:
         self.on_event = on_event
         self.queue_events = queue_events
         self.events: queue.Queue = queue.Queue()
-        self.device, self.device_note = backend.resolve_device(config.device)
+        self.device, self.device_note = resolve_device(config.device)
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import DeviceError
-
 try:  # CuPy is optional: the NumPy path always works.
     import cupy as _cupy  # noqa: F401  (the only import of cupy in the project)
 except Exception:  # ImportError, or a CUDA library that fails to load
@@ -31,27 +29,19 @@ def gpu_available() -> bool:
     return _gpu_checked
 
 
-def resolve_device(device: str) -> tuple[str, str | None]:
-    """('cpu' | 'gpu', note). ``auto`` picks the GPU when usable, else the CPU with a note."""
-    if device not in ("auto", "cpu", "gpu"):
-        raise DeviceError(f"unknown device {device!r}; expected auto, cpu or gpu",
-                          param="device")
-    if device == "cpu":
-        return "cpu", None
+def gpu_missing_reason() -> str | None:
+    """Why the GPU cannot be used ("CuPy is not installed", ...), or None when it can."""
     if gpu_available():
-        return "gpu", None
-    if device == "gpu":
-        why = "CuPy is not installed" if _cupy is None else "CuPy sees no usable GPU"
-        raise DeviceError(f"device 'gpu' asked for, but {why} (install the 'gpu' extra, "
-                          "or use --device cpu)", param="device")
-    return "cpu", "no usable GPU found; training on the CPU with NumPy"
+        return None
+    return "CuPy is not installed" if _cupy is None else "CuPy sees no usable GPU"
 
 
 def get_xp(device: str = "cpu"):
-    """The array module for a resolved device name ('cpu' or 'gpu')."""
+    """The array module for a resolved device name ('cpu' or 'gpu'). Asking for the GPU
+    where there is none is a bug of the caller (``core.device`` checks first)."""
     if device == "gpu":
         if not gpu_available():
-            raise DeviceError("no usable GPU", param="device")
+            raise RuntimeError(f"no usable GPU: {gpu_missing_reason()}")
         return _cupy
     return np
 
