@@ -22,8 +22,8 @@ DEFAULT = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
 
 
 def cli_rate(graph: Path, steps: int, device: str) -> float:
-    from core.cli import load_valid
     from core.training import StepEvent, Trainer, parse_training
+    from core.validate import load_valid
 
     a = load_valid(str(graph))
     cfg = parse_training(a.graph.training, steps=steps, device=device)

@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from benchmarks.workloads import Workload, all_workloads, torch_model
-from core.fileformat import atomic_write, graph_from_dict
+from core.fileformat import graph_from_dict
+from core.files import atomic_write
 from core.network import Network
 from core.optim import make_optimizer
 from core.training import parse_training, training_step

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.elements import Edge, Node, check_id, parse_ref
 from core.errors import GraphFileError
-from core.graph import Edge, Graph, Node, check_id, parse_ref
+from core.files import atomic_write
+from core.graph import FORMAT, VERSION, Graph
 
-FORMAT = "neurocanvas.graph"
-VERSION = 1
+__all__ = ["FORMAT", "VERSION", "graph_from_dict", "loads", "load_graph", "dumps", "save_graph",
+           "atomic_write"]
 NODE_KEYS = {"id", "type", "params", "pos"}
 EDGE_KEYS = {"from", "to", "delay"}
 
@@ -129,25 +130,6 @@ def load_graph(path: str | os.PathLike) -> Graph:
 
 def dumps(graph: Graph) -> str:
     return json.dumps(graph.to_dict(), indent=2, ensure_ascii=False) + "\n"
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so a crash never leaves a half-written file."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_graph(graph: Graph, path: str | os.PathLike) -> None:

@@ -8,90 +8,21 @@ model"). Ids are chosen by the user or by ``unique_id`` and never change unless 
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from core.connections import check_connection
+from core.elements import Edge, Node, check_id, fresh_id, parse_ref
 from core.errors import GraphEditError
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The file format this model is written as (docs/format.md section 2); core.fileformat
+# reads it and refuses a newer version.
+FORMAT = "neurocanvas.graph"
+VERSION = 1
 
-
-def check_id(node_id: Any) -> str | None:
-    """None when ``node_id`` is a valid id, else what is wrong with it."""
-    if not isinstance(node_id, str) or not ID_RE.match(node_id):
-        return (f"invalid id {node_id!r}: expected 1 to 64 letters, digits, '_' or '-'")
-    return None
-
-
-@dataclass
-class Node:
-    id: str
-    type: str
-    params: dict[str, Any] = field(default_factory=dict)
-    pos: tuple[float, float] = (0.0, 0.0)
-    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
-
-    def to_dict(self) -> dict:
-        d = {"id": self.id, "type": self.type, "params": copy.deepcopy(self.params),
-             "pos": [self.pos[0], self.pos[1]]}
-        for k, v in self.extra.items():
-            d.setdefault(k, copy.deepcopy(v))
-        return d
-
-
-@dataclass
-class Edge:
-    src: str
-    dst: str
-    src_port: str | None = None  # None: the node's only output port ("out")
-    dst_port: str | None = None  # None: the node's only input port
-    delay: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def src_ref(self) -> str:
-        return self.src if self.src_port is None else f"{self.src}:{self.src_port}"
-
-    @property
-    def dst_ref(self) -> str:
-        return self.dst if self.dst_port is None else f"{self.dst}:{self.dst_port}"
-
-    def to_dict(self) -> dict:
-        d: dict[str, Any] = {"from": self.src_ref, "to": self.dst_ref}
-        if self.delay:
-            d["delay"] = self.delay
-        for k, v in self.extra.items():
-            d.setdefault(k, copy.deepcopy(v))
-        return d
-
-    def key(self) -> tuple:
-        return (self.src, self.src_port, self.dst, self.dst_port, self.delay)
-
-    def __str__(self) -> str:
-        delay = f" (delay {self.delay})" if self.delay else ""
-        return f"{self.src_ref} -> {self.dst_ref}{delay}"
-
-
-def fresh_id(prefix: str, taken: Iterable[str]) -> str:
-    """``prefix<n>`` with n past every id of that form in ``taken``."""
-    base = re.sub(r"[^A-Za-z0-9_-]", "", prefix.lower())[:56] or "node"
-    n = 0
-    for nid in taken:
-        m = re.fullmatch(re.escape(base) + r"(\d+)", nid)
-        if m:
-            n = max(n, int(m.group(1)))
-    return f"{base}{n + 1}"
-
-
-def parse_ref(ref: str) -> tuple[str, str | None]:
-    """'node' -> ('node', None); 'node:port' -> ('node', 'port')."""
-    if ":" in ref:
-        node, port = ref.split(":", 1)
-        return node, port
-    return ref, None
-
+__all__ = ["FORMAT", "VERSION", "Graph", "GraphEvent", "Node", "Edge", "check_id", "fresh_id",
+           "parse_ref"]
 
 @dataclass
 class GraphEvent:
@@ -190,10 +121,9 @@ class Graph:
                 dst_port: str | None = None, delay: int = 0) -> Edge:
         """Connect an output port to an input port; refuses what can never be right.
 
-        Port names are checked against the node types by ``core.validate.check_connection``
-        (kept there, with the catalogue, so the model itself needs no layer imports).
+        Port names are checked against the node types, and a cycle with no delay edge is
+        refused, by ``core.connections.check_connection``.
         """
-        from core.validate import check_connection
         check_connection(self, src, dst, src_port=src_port, dst_port=dst_port, delay=delay)
         return self.add_edge(Edge(src, dst, src_port, dst_port, delay))
 
@@ -274,7 +204,7 @@ class Graph:
 
     # ---- whole-graph -------------------------------------------------------------------
     def to_dict(self) -> dict:
-        from core.fileformat import FORMAT, VERSION
+        """The graph as its file stores it (docs/format.md section 2)."""
         d: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": self.name,
                              "nodes": [n.to_dict() for n in self.nodes.values()],
                              "edges": [e.to_dict() for e in self.edges]}
@@ -291,5 +221,10 @@ class Graph:
         self._emit(GraphEvent("reset"))
 
     def copy(self) -> Graph:
-        from core.fileformat import graph_from_dict
-        return graph_from_dict(self.to_dict())
+        """A deep copy with no listeners: a probe to try an edit on."""
+        g = Graph(self.name)
+        g.nodes = copy.deepcopy(self.nodes)
+        g.edges = copy.deepcopy(self.edges)
+        g.training = copy.deepcopy(self.training)
+        g.extra = copy.deepcopy(self.extra)
+        return g

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import networkx as nx
 
+from core.connections import instant_graph
 from core.graph import Graph
-from core.validate import instant_graph
 
 COLUMN_GAP = 260.0  # horizontal distance between layers (scene units)
 ROW_GAP = 150.0  # vertical distance between nodes of one layer

@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from core import catalogue
+from core.connections import instant_graph, resolve_ports
 from core.errors import (
     CycleError,
     EdgeError,
-    GraphEditError,
     GraphProblem,
     InvalidGraphError,
     ShapeError,
     SharedWithError,
     UnknownTypeError,
 )
+from core.fileformat import load_graph
 from core.graph import Edge, Graph
 from core.layers.base import Layer, Shape, fmt_shape
 from core.params import resolve_params
@@ -73,39 +74,12 @@ class Analysis:
         return [n for n in self.order if n in self.layers and self.layers[n].is_loss]
 
 
-def resolve_ports(layer_cls: type[Layer] | None, params: dict, edge: Edge, end: str
-                  ) -> tuple[str | None, GraphProblem | None]:
-    """The port an edge end names, or a problem. ``end`` is 'src' or 'dst'."""
-    node = edge.src if end == "src" else edge.dst
-    port = edge.src_port if end == "src" else edge.dst_port
-    if layer_cls is None:
-        return port, None
-    ports = layer_cls.output_ports if end == "src" else layer_cls.input_ports(params)
-    kind = "output" if end == "src" else "input"
-    if port is None:
-        if len(ports) == 1:
-            return ports[0], None
-        if not ports:
-            return None, EdgeError(f"edge {edge}: a {layer_cls.type_name} node has no {kind} "
-                                   "port", node=node)
-        return None, EdgeError(f"edge {edge}: this {layer_cls.type_name} has several {kind} "
-                               f"ports ({', '.join(ports)}); name one, e.g. '{node}:{ports[0]}'",
-                               node=node)
-    if port not in ports:
-        have = ", ".join(ports) if ports else "none"
-        return None, EdgeError(f"edge {edge}: no {kind} port '{port}' "
-                               f"(a {layer_cls.type_name} has: {have})", node=node, port=port)
-    return port, None
-
-
-def instant_graph(nodes, edges) -> nx.DiGraph:
-    """The nodes joined by the edges that carry a value within one time step: every
-    ``(src, dst, delay)`` of ``edges`` with no delay. Execution order and the cycle checks
-    work on it; a cycle here is one with no delay edge on it."""
-    g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from((u, v) for u, v, delay in edges if not delay)
-    return g
+def load_valid(path: str) -> Analysis:
+    """Load and validate a graph file, raising on any problem (all listed on the error):
+    ``GraphFileError`` for a file that is not a graph, ``InvalidGraphError`` else."""
+    a = analyze(load_graph(path))
+    a.raise_if_invalid(file=path)
+    return a
 
 
 def _cycle_problems(instant: nx.DiGraph) -> list[GraphProblem]:
@@ -320,38 +294,3 @@ def _infer_shapes(a: Analysis) -> None:
             a.problems.append(SharedWithError(
                 f"cannot share parameters with '{root}': their shapes differ ({diff})",
                 node=nid, param="shared_with"))
-
-
-def check_connection(graph: Graph, src: str, dst: str, *, src_port: str | None = None,
-                     dst_port: str | None = None, delay: int = 0) -> None:
-    """Raise a typed error saying why this edge cannot be added; return None when it can."""
-    for nid in (src, dst):
-        if nid not in graph.nodes:
-            raise GraphEditError(f"no node with id '{nid}'")
-    e = Edge(src, dst, src_port, dst_port, delay)
-    src_node, dst_node = graph.nodes[src], graph.nodes[dst]
-    src_cls, dst_cls = catalogue.get(src_node.type), catalogue.get(dst_node.type)
-
-    def raw_params(node):
-        cls = catalogue.get(node.type)
-        return resolve_params(cls.all_params_spec(), node.params, node.id)[0] if cls else {}
-
-    _, p = resolve_ports(src_cls, raw_params(src_node), e, "src")
-    if p:
-        raise p
-    dp, p = resolve_ports(dst_cls, raw_params(dst_node), e, "dst")
-    if p:
-        raise p
-    for other in graph.in_edges(dst):
-        op, _ = resolve_ports(dst_cls, raw_params(dst_node), other, "dst")
-        if op == dp:
-            raise EdgeError(f"input port is already fed by {other.src_ref}; disconnect it first",
-                            node=dst, port=dp)
-    if delay == 0:
-        instant = instant_graph(graph.nodes, ((x.src, x.dst, x.delay) for x in graph.edges))
-        if src == dst or nx.has_path(instant, dst, src):
-            path = [src] if src == dst else nx.shortest_path(instant, dst, src)
-            names = " -> ".join(path + [dst])
-            raise CycleError(f"this edge would close a cycle with no delay edge ({names}); "
-                             "make it a delay edge to build a recurrent network",
-                             node=dst, nodes=tuple(path))

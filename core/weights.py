@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from core.errors import WeightsError
-from core.fileformat import atomic_write
+from core.files import atomic_write
 from core.npz import npz_bytes, read_npz
 
 

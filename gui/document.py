@@ -15,12 +15,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from core import catalogue
+from core.connections import check_connection, resolve_ports
 from core.errors import EdgeError, GraphEditError, GraphFileError, NeuroCanvasError
-from core.fileformat import FORMAT, VERSION, atomic_write, dumps, graph_from_dict, load_graph
+from core.fileformat import FORMAT, VERSION, dumps, graph_from_dict, load_graph
+from core.files import atomic_write
 from core.graph import Edge, Graph, GraphEvent, Node, check_id, fresh_id
 from core.layout import layered_layout
 from core.params import resolve_params
-from core.validate import Analysis, analyze, check_connection, resolve_ports
+from core.validate import Analysis, analyze
 from gui import commands as cmd
 
 CLIPBOARD_MIME = "application/x-neurocanvas-graph"

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from core.fileformat import atomic_write
+from core.files import atomic_write
 from gui import theme
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
-from core.fileformat import atomic_write
+from core.files import atomic_write
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "examples"
 MAX_RECENT = 10

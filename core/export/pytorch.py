@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from core.export import torch_layers
 from core.export.errors import ExportError
 from core.export.source import INDENT, LINE, Namer, call, docstring, literal, quoted, statement
-from core.layers.base import Layer, fmt_shape
-from core.layers.conv import resolve_padding
+from core.export.torch_layers import Expr
+from core.layers.base import fmt_shape
 from core.network import default_output
 from core.plan import Plan, Step, compile_plan
 from core.validate import Analysis
@@ -42,30 +43,7 @@ MODULE_ATTRIBUTES = (
     "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
     "zero_grad", "reset_parameters", "weights")
 
-# Our parameter and buffer names -> (PyTorch name, stored transposed?) per node type.
-_RECURRENT = {"W_ih": ("weight_ih_l0", True), "W_hh": ("weight_hh_l0", True),
-              "b_ih": ("bias_ih_l0", False), "b_hh": ("bias_hh_l0", False)}
-TORCH_PARAMS = {
-    "Dense": {"W": ("weight", True), "b": ("bias", False)},
-    "Conv2D": {"W": ("weight", False), "b": ("bias", False)},
-    "BatchNorm": {"gamma": ("weight", False), "beta": ("bias", False),
-                  "running_mean": ("running_mean", False), "running_var": ("running_var", False)},
-    "Embedding": {"W": ("weight", False)},
-    "RNN": _RECURRENT, "LSTM": _RECURRENT, "GRU": _RECURRENT,
-}
-LOSS_FUNCTIONS = {"MSELoss", "CrossEntropyLoss", "BinaryCrossEntropyLoss", "HingeLoss",
-                  "TripletLoss"}
 INT_DTYPES = ("int64", "int32")
-
-
-@dataclass
-class Expr:
-    """What a node computes, so that a long statement can be wrapped: ``head(args)tail``,
-    ``args`` joined by ``op`` (``" + "``), or ``args[0]`` alone when ``head`` is None."""
-    head: str | None
-    args: list[str]
-    tail: str = ""
-    op: str = ""
 
 
 @dataclass
@@ -111,8 +89,7 @@ class ModelWriter:
         for s in self.plan.region:
             if s.feed is not None:
                 self.seq_vars[s.node_id] = names(f"{self._field_of(s.node_id).arg}_t")
-        self.collected = {s.sources[0] for s in self.plan.post
-                          if s.layer.type_name == "TimeCollect"}
+        self.collected = {s.sources[0] for s in self.plan.post if s.layer.collects_steps}
         self.step_lists: dict[str, str] = {}  # region node -> list of its per-step values
         for s in self.plan.region:
             nid = s.node_id
@@ -133,17 +110,17 @@ class ModelWriter:
     def _fields(self, names: Namer) -> None:
         """Input fields (positional, file order), then the Target fields (keywords)."""
         by_name: dict[str, Field] = {}
-        for kind, out in (("Input", self.inputs), ("Target", self.targets)):
-            for nid, node in self.graph.nodes.items():
-                if nid not in self.steps or node.type != kind:
+        for role, out in (("input", self.inputs), ("target", self.targets)):
+            for nid in self.graph.nodes:
+                if nid not in self.steps or self.a.layers[nid].data_role != role:
                     continue
                 p = self.a.layers[nid].params
-                fld = by_name.get(p["field"]) if kind == "Input" else None
+                fld = by_name.get(p["field"]) if role == "input" else None
                 if fld is None:
                     fld = Field(p["field"], names(p["field"], prefix="field"),
                                 tuple(p["shape"]), p["dtype"])
                     out.append(fld)
-                    if kind == "Input":
+                    if role == "input":
                         by_name[p["field"]] = fld
                 fld.nodes.append(nid)
 
@@ -193,56 +170,11 @@ class ModelWriter:
     # ---- __init__ --------------------------------------------------------------------------
     def _module(self, nid: str) -> str | None:
         """The constructor of node ``nid``'s module, or None for what forward writes inline."""
-        layer = self.a.layers[nid]
-        t, p = layer.type_name, layer.params
-        ins = layer.in_shapes
-        if t == "Dense":
-            bias = "" if p["bias"] else ", bias=False"
-            return f"nn.Linear({ins['in'][-1]}, {p['units']}{bias})"
-        if t == "Conv2D":
-            c, h, w = ins["in"]
-            args = [str(c), str(p["filters"]), f"kernel_size={_pair(p['kernel_size'])}"]
-            if tuple(p["stride"]) != (1, 1):
-                args.append(f"stride={_pair(p['stride'])}")
-            (top, bottom), (left, right) = resolve_padding(p["padding"], (h, w),
-                                                           p["kernel_size"], p["stride"])
-            if top == bottom and left == right and (top, left) != (0, 0):
-                args.append(f"padding={_pair((top, left))}")
-            if not p["bias"]:
-                args.append("bias=False")
-            return f"nn.Conv2d({', '.join(args)})"
-        if t in ("MaxPool2D", "AvgPool2D"):
-            pool = tuple(p["pool_size"])
-            args = [_pair(pool)]
-            if p["stride"] is not None and tuple(p["stride"]) != pool:
-                args.append(f"stride={_pair(p['stride'])}")
-            if tuple(p["padding"]) != (0, 0):
-                args.append(f"padding={_pair(p['padding'])}")
-            return f"nn.{t[:-2]}2d({', '.join(args)})"
-        if t == "Dropout":
-            return f"nn.Dropout(p={p['rate']!r})"
-        if t == "BatchNorm":
-            dim = "1d" if len(ins["in"]) == 1 else "2d"
-            args = [str(ins["in"][0])]
-            if p["eps"] != 1e-5:
-                args.append(f"eps={p['eps']!r}")
-            if p["momentum"] != 0.1:
-                args.append(f"momentum={p['momentum']!r}")
-            return f"nn.BatchNorm{dim}({', '.join(args)})"
-        if t in ("ReLU", "Sigmoid", "Tanh"):
-            return f"nn.{t}()"
-        if t == "LeakyReLU":
-            return f"nn.LeakyReLU(negative_slope={p['negative_slope']!r})"
-        if t == "ELU":
-            return f"nn.ELU(alpha={p['alpha']!r})"
-        if t == "Softmax":
-            return f"nn.Softmax(dim={_array_axis(p['axis'])})"
-        if t == "Embedding":
-            return f"nn.Embedding({p['num_embeddings']}, {p['dim']})"
-        if t in ("RNN", "LSTM", "GRU"):
-            extra = ", nonlinearity=\"relu\"" if p.get("activation") == "relu" else ""
-            return f"nn.{t}({ins['in'][-1]}, {p['units']}, batch_first=True{extra})"
-        return None
+        return torch_layers.module_source(self.a.layers[nid])
+
+    def attr_of(self, nid: str) -> str | None:
+        """The attribute of the module node ``nid`` uses (its owner's, when shared)."""
+        return self.attr.get(self.owner[nid])
 
     def init_lines(self) -> list[str]:
         ind = INDENT * 2
@@ -266,7 +198,7 @@ class ModelWriter:
         out = []
         for owner, attr in self.attr.items():
             layer = self.a.layers[owner]
-            if layer.type_name in ("Dense", "Conv2D"):
+            if torch_layers.entry(layer).reinit:
                 he = any(self.a.layers[e.dst].relu_family
                          for e in self.graph.out_edges(owner) if e.dst in self.a.layers)
                 out.append((attr, he, bool(layer.params["bias"])))
@@ -300,7 +232,7 @@ class ModelWriter:
         out = []
         for owner, attr in self.attr.items():
             layer = self.a.layers[owner]
-            names = TORCH_PARAMS.get(layer.type_name, {})
+            names = torch_layers.torch_names(layer)
             for key in list(layer.param_shapes()) + list(layer.buffer_shapes()):
                 torch_name, transposed = names[key]
                 out.append((f"{owner}/{key}", f"{attr}.{torch_name}", transposed))
@@ -340,72 +272,7 @@ class ModelWriter:
 
     def expr(self, step: Step, ins: list[str]) -> Expr:
         """The expression computing ``step`` from its input values ``ins``."""
-        layer: Layer = step.layer
-        t, p = layer.type_name, layer.params
-        attr = self.attr.get(self.owner[step.node_id])
-        if t == "Conv2D":
-            c, h, w = layer.in_shapes["in"]
-            (top, bottom), (left, right) = resolve_padding(p["padding"], (h, w),
-                                                           p["kernel_size"], p["stride"])
-            if top != bottom or left != right:  # asymmetric 'same' padding: pad first
-                self.uses_f = True
-                return Expr(f"self.{attr}", [f"F.pad({ins[0]}, ({left}, {right}, {top}, "
-                                             f"{bottom}))"])
-        if t == "Embedding":
-            idx = ins[0] if self.is_int(step.sources[0]) else f"{ins[0]}.long()"
-            return Expr(f"self.{attr}", [idx])
-        if t in ("RNN", "LSTM", "GRU"):
-            tail = "[0]" if p["return_sequences"] else "[0][:, -1]"
-            return Expr(f"self.{attr}", [ins[0]], tail)
-        if attr is not None:
-            return Expr(f"self.{attr}", [ins[0]])
-        if t == "GlobalAvgPool2D":
-            return Expr(None, [f"{ins[0]}.mean(dim=(2, 3))"])
-        if t == "Flatten":
-            flat = "flatten(1)" if layer.in_shapes["in"] else "reshape(-1, 1)"
-            return Expr(None, [f"{ins[0]}.{flat}"])
-        if t == "Reshape":
-            return Expr(f"{ins[0]}.reshape",
-                        [f"{ins[0]}.shape[0]"] + [str(d) for d in self.shape(step.node_id)])
-        if t == "Identity":
-            return Expr(None, [ins[0]])
-        if t == "Add":
-            return Expr(None, ins, op=" + ")
-        if t == "Multiply":
-            return Expr(None, ins, op=" * ")
-        if t == "Concat":
-            return Expr("torch.cat", [f"[{', '.join(ins)}]", f"dim={_array_axis(p['axis'])}"])
-        if t in LOSS_FUNCTIONS:
-            return self._loss(step, ins)
-        raise AssertionError(f"no export for node type {t}")  # every type is handled above
-
-    def _loss(self, step: Step, ins: list[str]) -> Expr:
-        t, p = step.layer.type_name, step.layer.params
-        self.uses_f = True
-        if t == "TripletLoss":
-            return Expr("F.triplet_margin_loss", ins + [f"margin={p['margin']!r}"])
-        pred, target = ins
-        psrc, tsrc = step.sources
-        pshape, tshape = self.shape(psrc), self.shape(tsrc)
-        as_float = target if not self.is_int(tsrc) else f"{target}.to({pred}.dtype)"
-        as_long = target if self.is_int(tsrc) else f"{target}.long()"
-        if t == "MSELoss":
-            return Expr("F.mse_loss", [pred, as_float])
-        if t == "BinaryCrossEntropyLoss":
-            tgt = as_float if pshape == tshape else f"{as_float}.reshape({pred}.shape)"
-            return Expr("F.binary_cross_entropy_with_logits", [pred, tgt])
-        if t == "HingeLoss":
-            if pshape in ((), (1,)):
-                self.uses_hinge = True
-                return Expr("binary_hinge_loss", [pred, target, repr(p["margin"])])
-            return Expr("F.multi_margin_loss", [pred, as_long, f"margin={p['margin']!r}"])
-        # CrossEntropyLoss: class indices, or probabilities of pred's shape; positions of a
-        # [..., C] prediction are flattened into the batch (the class axis is last)
-        probs = tshape == pshape
-        if len(pshape) == 1:
-            return Expr("F.cross_entropy", [pred, as_float if probs else as_long])
-        tgt = f"{as_float}.flatten(0, -2)" if probs else f"{as_long}.flatten()"
-        return Expr("F.cross_entropy", [f"{pred}.flatten(0, -2)", tgt])
+        return torch_layers.expression(self, step, ins)
 
     def assign(self, var: str, e: Expr, indent: str, comment: str) -> list[str]:
         if e.op:
@@ -429,12 +296,6 @@ class ModelWriter:
         timed = step.timed
         ins = [self.value(src, d, timed) for src, d in zip(step.sources, step.delays,
                                                              strict=True)]
-        if step.layer.type_name == "TimeCollect":
-            steps = self.step_lists[step.sources[0]]
-            mode = step.layer.params["mode"]
-            code = {"last": f"{steps}[-1]", "all": f"torch.stack({steps}, dim=1)",
-                    "mean": f"torch.stack({steps}, dim=1).mean(dim=1)"}[mode]
-            return statement(f"{self.var[nid]} = {code}", indent, self.comment(nid))
         lines = self.assign(self.var[nid], self.expr(step, ins), indent, self.comment(nid))
         if nid in self.step_lists:
             lines.append(f"{indent}{self.step_lists[nid]}.append({self.var[nid]})")
@@ -586,16 +447,6 @@ def _list_return(items: list[str], indent: str) -> list[str]:
     if len(one) <= LINE:
         return [one]
     return [f"{indent}return ["] + [f"{indent}{INDENT}{i}," for i in items] + [f"{indent}]"]
-
-
-def _pair(v) -> str:
-    v = tuple(v)
-    return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
-
-
-def _array_axis(axis: int) -> int:
-    """A per-sample axis as an axis of the batched tensor."""
-    return axis + 1 if axis >= 0 else axis
 
 
 def _batch_shape(shape, sequence: bool = False) -> str:

@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QGraphicsPathItem
 
+from core.connections import check_connection
 from core.errors import NeuroCanvasError
-from core.validate import check_connection
 from gui import theme
 from gui.canvas.edge_item import edge_path
 from gui.canvas.node_item import NodeItem

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import NeuroCanvasError
 from core.remote import RemoteError
-from core.train_command import fmt_time
+from core.timefmt import fmt_time
 from gui import theme
 from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
 from gui.training.evaluation import EvaluationView

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.fileformat import atomic_write
+from core.files import atomic_write
 from core.training import EpochEvent, StepEvent
 from gui.training.heat import layer_grad_norms
 

@@ -1,56 +1,20 @@
-"""``main.py train``: train a graph from the command line (SPEC sections 5 and 6)."""
+"""``train GRAPH``: train a graph with its training settings, on a terminal with a progress
+bar, and optionally write the metrics log and the weights (docs/format.md sections 4-6)."""
 from __future__ import annotations
 
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
+from core.cli.progress import ProgressBar
 from core.errors import NeuroCanvasError, WeightsError
 from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
+from core.validate import load_valid
 from core.weights import load_weights, save_weights
 
 
-def fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(seconds + 0.5)
-    if s >= 3600:
-        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{s // 60}:{s % 60:02d}"
-
-
-class ProgressBar:
-    """One self-rewriting terminal line: epoch, step, loss, steps per second, time left."""
-
-    def __init__(self, stream, total_steps: int, epochs: int, width: int = 24):
-        self.stream, self.total, self.epochs, self.width = stream, total_steps, epochs, width
-        self.t0 = time.monotonic()
-        self.last_draw = 0.0
-
-    def update(self, ev: StepEvent, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_draw < 0.1 and ev.step + 1 < self.total:
-            return  # redraw at most 10 times a second
-        self.last_draw = now
-        done = ev.step + 1
-        rate = done / max(now - self.t0, 1e-9)
-        left = (self.total - done) / rate if rate > 0 else float("inf")
-        filled = int(self.width * done / max(self.total, 1))
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] epoch {ev.epoch + 1}/{self.epochs} step {done}/{self.total}"
-                          f"  loss {ev.loss:.4f}  {rate:.1f} steps/s  left {fmt_time(left)} ")
-        self.stream.flush()
-
-    def line(self, text: str) -> None:
-        self.stream.write("\r" + text.ljust(self.width + 70) + "\n")
-        self.stream.flush()
-
-
 def cmd_train(args) -> int:
-    from core.cli import load_valid
-
     a = load_valid(args.graph)
     cfg = parse_training(a.graph.training, epochs=args.epochs, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, device=args.device)
@@ -131,6 +95,3 @@ def add_parser(sub) -> None:
     t.add_argument("--save-weights", metavar="W.npz", help="write the trained weights here")
     t.add_argument("--log", metavar="M.jsonl", help="write metrics as JSON Lines")
     t.set_defaults(func=cmd_train)
-
-
-__all__ = ["cmd_train", "add_parser", "ProgressBar"]

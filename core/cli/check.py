@@ -1,0 +1,47 @@
+"""``check GRAPH``: validate a graph; print each node's output shape and parameter count."""
+from __future__ import annotations
+
+import sys
+
+from core.errors import InvalidGraphError
+from core.fileformat import load_graph
+from core.layers.base import fmt_shape
+from core.validate import analyze
+
+
+def cmd_check(args) -> int:
+    graph = load_graph(args.graph)
+    a = analyze(graph)
+    rows = [("node", "type", "output shape", "params")]
+    total = 0
+    for nid, node in graph.nodes.items():
+        count = a.param_count(nid)
+        total += count
+        shared = a.shared_root.get(nid)
+        shape = fmt_shape(a.shapes.get(nid)) if a.shapes.get(nid) is not None else "?"
+        if nid in a.timed:
+            shape += " per step"
+        rows.append((nid, node.type, shape, f"shared with {shared}" if shared else f"{count:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    out = sys.stdout
+    for i, r in enumerate(rows):
+        cells = [c.ljust(w) if j < 3 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(r, widths, strict=True))]
+        out.write("  ".join(cells).rstrip() + "\n")
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    out.write(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters\n")
+    if a.problems:
+        out.write(f"{len(a.problems)} problem{'s' if len(a.problems) > 1 else ''}:\n")
+        for p in a.problems:
+            out.write(f"  {type(p).__name__}: {p}\n")
+        raise InvalidGraphError(a.problems, file=args.graph)
+    out.write("OK\n")
+    return 0
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("check", help="validate a graph; print each node's output shape and "
+                       "parameter count")
+    c.add_argument("graph", metavar="GRAPH")
+    c.set_defaults(func=cmd_check)

@@ -1,0 +1,68 @@
+"""``predict GRAPH``: a graph's output in evaluation mode, on input arrays from a file."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from core.cli.common import UsageError, graph_seed
+from core.errors import DataError, NeuroCanvasError
+from core.files import atomic_write
+from core.network import Network, default_output
+from core.npz import read_npz
+from core.validate import load_valid
+from core.weights import load_weights
+
+
+def cmd_predict(args) -> int:
+    a = load_valid(args.graph)
+    node = args.node or default_output(a)
+    if node not in a.graph.nodes:
+        raise UsageError(f"--node '{node}': no such node in {args.graph}")
+    if a.layers[node].is_loss:
+        raise UsageError(f"--node '{node}' is a loss; pick the node whose output you want")
+    net = Network(a, outputs=[node], with_losses=False, seed=graph_seed(a))
+    net.load_state_dict(load_weights(args.weights), file=args.weights)
+    data = read_npz(args.input, DataError, "a NumPy .npz file")
+    needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
+    for fld, nid in needed.items():
+        kind = a.graph.nodes[nid].type
+        if fld not in data:
+            raise DataError(f"no array '{fld}' for {kind} node '{nid}' (the file has: "
+                            f"{', '.join(sorted(data)) or 'nothing'})", file=args.input)
+        if data[fld].ndim == 0:
+            raise DataError(f"array '{fld}' for {kind} node '{nid}' is a single value; "
+                            "expected samples along a first axis", file=args.input)
+    counts = {len(data[f]) for f in needed}
+    if len(counts) > 1:
+        raise DataError("arrays have different numbers of samples "
+                        f"({', '.join(f'{f}: {len(data[f])}' for f in needed)})", file=args.input)
+    try:
+        y = net.predict({f: data[f] for f in needed}, node)
+    except DataError as e:
+        raise DataError(e.message, node=e.node, file=args.input) from None
+    if args.output:
+        buf = io.BytesIO()
+        np.save(buf, y)
+        try:
+            atomic_write(args.output, buf.getvalue())
+        except OSError as e:
+            raise NeuroCanvasError(f"cannot write the output: {e.strerror}",
+                                   file=args.output) from None
+        print(f"wrote {args.output}: output of '{node}', shape {list(y.shape)}")
+    else:
+        with np.printoptions(precision=5, suppress=True, threshold=2000):
+            print(y)
+    return 0
+
+
+def add_parser(sub) -> None:
+    pr = sub.add_parser("predict", help="run a graph in evaluation mode on input arrays")
+    pr.add_argument("graph", metavar="GRAPH")
+    pr.add_argument("--weights", required=True, metavar="W.npz")
+    pr.add_argument("--input", required=True, metavar="X.npz",
+                    help="one array per Input field, first axis = samples")
+    pr.add_argument("--node", metavar="ID", help="node whose output to write (default: the "
+                    "node feeding the first loss's pred)")
+    pr.add_argument("--output", metavar="Y.npy", help="write the output here (else print it)")
+    pr.set_defaults(func=cmd_predict)
