@@ -1,4 +1,4 @@
-"""GUI training throughput against the command line, on the same graph (issue 6).
+"""GUI training throughput against the command line, on the same graph (docs/live-training.md).
 
     QT_QPA_PLATFORM=offscreen python -m benchmarks.gui_throughput [GRAPH] [--steps N] [--window]
 

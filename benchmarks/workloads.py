@@ -5,21 +5,27 @@ parameters, train on the same batch with the same optimizer.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from core import catalogue
+from core.export import export_graph
+from core.export.torch_layers import to_torch
+from core.fileformat import graph_from_dict
+
 
 @dataclass
 class Workload:
     name: str
     description: str
-    graph: dict  # a graph file as a dict (SPEC section 2)
+    graph: dict  # a graph file as a dict (docs/format.md section 2)
     batch: int
     make_batch: Any  # (rng, batch) -> dict field -> array
-    # (graph, our weights) -> the torch model; None: ``torch_model`` (a chain of layers)
+    # (graph, our weights) -> the torch model; None: ``torch_model`` (the exported Model)
     torch_factory: Callable[[dict, dict[str, np.ndarray]], Any] | None = None
     quick: bool = True  # part of ``bench --quick``
 
@@ -96,8 +102,8 @@ def _sequence_batch(rng, b):
 
 
 def _torch_recurrent(cls: str, weights: dict[str, np.ndarray], head: tuple[np.ndarray, ...]):
-    """torch.nn.<cls>(batch_first) on the last step, then Linear; weights in SPEC layout
-    (``W_ih [F, nG·H]`` ...) are copied in transposed, the gate orders being the same."""
+    """torch.nn.<cls>(batch_first) on the last step, then Linear, with our weights (the gate
+    orders are the same; the layouts map through ``core.export.torch_layers``)."""
     import torch
 
     class LastStep(torch.nn.Module):
@@ -111,13 +117,10 @@ def _torch_recurrent(cls: str, weights: dict[str, np.ndarray], head: tuple[np.nd
             return self.fc(out[:, -1])
 
     m = LastStep()
-    with torch.no_grad():
-        m.rnn.weight_ih_l0.copy_(torch.from_numpy(weights["W_ih"].T.copy()))
-        m.rnn.weight_hh_l0.copy_(torch.from_numpy(weights["W_hh"].T.copy()))
-        m.rnn.bias_ih_l0.copy_(torch.from_numpy(weights["b_ih"]))
-        m.rnn.bias_hh_l0.copy_(torch.from_numpy(weights["b_hh"]))
-        m.fc.weight.copy_(torch.from_numpy(head[0].T.copy()))
-        m.fc.bias.copy_(torch.from_numpy(head[1]))
+    rnn = to_torch(catalogue.get(cls), weights)
+    fc = to_torch(catalogue.get("Dense"), {"W": head[0], "b": head[1]})
+    m.rnn.load_state_dict({k: torch.from_numpy(v) for k, v in rnn.items()})
+    m.fc.load_state_dict({k: torch.from_numpy(v) for k, v in fc.items()})
     return m
 
 
@@ -169,30 +172,14 @@ def all_workloads(quick: bool = False) -> list[Workload]:
 
 
 def torch_model(graph: dict, state: dict[str, np.ndarray]):
-    """An equivalent torch.nn.Sequential for a chain graph, with our weights copied in."""
-    import torch
-
-    layers = []
-    for node in graph["nodes"]:
-        t, p, nid = node["type"], node["params"], node["id"]
-        if t == "Dense":
-            W = state[f"{nid}/W"]
-            lin = torch.nn.Linear(W.shape[0], W.shape[1])
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(W.T.copy()))
-                lin.bias.copy_(torch.from_numpy(state[f"{nid}/b"]))
-            layers.append(lin)
-        elif t == "Conv2D":
-            W = state[f"{nid}/W"]
-            conv = torch.nn.Conv2d(W.shape[1], W.shape[0], W.shape[2:], padding="same")
-            with torch.no_grad():
-                conv.weight.copy_(torch.from_numpy(W))
-                conv.bias.copy_(torch.from_numpy(state[f"{nid}/b"]))
-            layers.append(conv)
-        elif t == "ReLU":
-            layers.append(torch.nn.ReLU())
-        elif t == "MaxPool2D":
-            layers.append(torch.nn.MaxPool2d(p.get("pool_size", 2)))
-        elif t == "Flatten":
-            layers.append(torch.nn.Flatten())
-    return torch.nn.Sequential(*layers)
+    """The graph's exported PyTorch ``Model`` (``main.py export --to pytorch``), with our
+    weights loaded through the exported ``load_weights``."""
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    namespace: dict[str, Any] = {"__name__": "neurocanvas_bench_model"}
+    exec(compile(export_graph(graph_from_dict(graph), "pytorch"), "<exported>", "exec"),  # noqa: S102
+         namespace)
+    model = namespace["Model"]()
+    buf.seek(0)
+    namespace["load_weights"](model, buf)
+    return model

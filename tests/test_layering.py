@@ -12,6 +12,7 @@ those under ``if TYPE_CHECKING:``, which never run.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -123,3 +124,52 @@ def test_a_cycle_and_a_wrong_direction_would_be_found():
     g = nx.DiGraph((n, d) for n, deps in table.items() for d in deps if _top(n) == "core")
     assert [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
     assert any(_top(d) == "core" for d in table["kernels.k"])
+
+
+def _type_names() -> set[str]:
+    from core import catalogue
+    return set(catalogue.types())
+
+
+def _names_in(node: ast.AST, types: set[str]) -> set[str]:
+    """The node type names a comparison operand spells out: "Dense", or ("Input", "Target")."""
+    if isinstance(node, ast.Constant) and node.value in types:
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*(_names_in(e, types) for e in node.elts)) if node.elts else set()
+    return set()
+
+
+def type_name_tests(name: str, types: set[str]) -> list[str]:
+    """Where module ``name`` compares something with a node type name, or keys a table by
+    one: knowledge of a type that belongs to its Layer class."""
+    path = MODULES[name]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            spelled = set().union(*(_names_in(x, types) for x in [node.left, *node.comparators]))
+        elif isinstance(node, ast.Dict):
+            spelled = set().union(*(_names_in(k, types) for k in node.keys if k is not None))
+        else:
+            continue
+        if spelled:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {', '.join(sorted(spelled))}")
+    return found
+
+
+def test_no_node_type_is_told_apart_by_its_name_outside_its_layer():
+    types = _type_names()
+    outside = [n for n in MODULES if _top(n) in ("core", "gui", "kernels")
+               and not n.startswith("core.layers")]
+    found = [f for n in sorted(outside) for f in type_name_tests(n, types)]
+    assert not found, ("compare a class attribute or call a Layer method instead: "
+                       + "; ".join(found))
+
+
+def test_a_type_name_test_would_be_found(tmp_path, monkeypatch):
+    src = 'def f(layer):\n    return layer.type_name in ("Input", "Target")\n'
+    (tmp_path / "probe.py").write_text(src)
+    monkeypatch.setitem(MODULES, "probe", tmp_path / "probe.py")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert type_name_tests("probe", _type_names()) == ["probe.py:2 Input, Target"]
