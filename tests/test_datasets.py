@@ -8,9 +8,11 @@ from core.datasets import (
     Dataset,
     builtin_options,
     check_fields,
+    csv_header,
     known_builtins,
     load_dataset,
     load_training_data,
+    npz_arrays,
     validation_split_of,
 )
 from core.errors import DataError, ParamError
@@ -328,6 +330,21 @@ def test_not_an_npz_file(tmp_path):
         load_dataset({"source": "npz", "path": "s.npz"}, base_dir=tmp_path)
 
 
+def test_npz_arrays_reads_the_headers_as_the_loader_reads_the_arrays(tmp_path):
+    np.savez(tmp_path / "d.npz", images=np.zeros((6, 1, 2, 2), np.float32), labels=np.arange(6))
+    ds = load_dataset({"source": "npz", "path": "d.npz"}, base_dir=tmp_path)
+    assert npz_arrays(tmp_path / "d.npz") == {k: ((len(ds), *s), d)
+                                               for k, (s, d) in ds.field_shapes().items()}
+    np.savez(tmp_path / "evil.npz", x=np.array([{}, 1], dtype=object))
+    (tmp_path / "a.npz").write_text("hello")
+    for name in ("evil.npz", "a.npz", "nope.npz"):  # the loader's refusals, word for word
+        with pytest.raises(DataError) as ours:
+            load_dataset({"source": "npz", "path": name}, base_dir=tmp_path)
+        with pytest.raises(DataError) as headers:
+            npz_arrays(tmp_path / name)
+        assert headers.value.message == ours.value.message and headers.value.file
+
+
 def test_npz_unknown_option():
     with pytest.raises(ParamError) as e:
         load_dataset({"source": "npz", "path": "d.npz", "target_column": "y"})
@@ -391,6 +408,21 @@ def test_csv_delimiter_option(tmp_path):
     ds = load_dataset({"source": "csv", "path": "t.tsv", "target_column": "y",
                        "delimiter": "\t"}, base_dir=tmp_path)
     np.testing.assert_array_equal(ds["x"], [[1, 2]])
+
+
+def test_csv_header_reads_the_first_row_as_the_loader_does(tmp_path):
+    (tmp_path / "t.csv").write_text("\ufeff\n a ;label\n1;0\n", encoding="utf-8")
+    assert csv_header(tmp_path / "t.csv", ";") == ["a", "label"]
+    (tmp_path / "blank.csv").write_text("\n \n")
+    assert csv_header(tmp_path / "blank.csv") == []
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe,1\n")
+    with pytest.raises(DataError, match="UTF-8"):
+        csv_header(tmp_path / "bin.csv")
+    with pytest.raises(DataError, match="no such file"):
+        csv_header(tmp_path / "nope.csv")
+    with pytest.raises(ParamError) as e:
+        csv_header(tmp_path / "t.csv", ";;")
+    assert e.value.param == "dataset.delimiter"
 
 
 # --------------------------------------------------------------------------- validation split

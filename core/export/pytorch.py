@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from core import datasets
 from core.export import torch_layers
 from core.export.errors import ExportError
 from core.export.source import INDENT, LINE, Namer, call, docstring, literal, quoted, statement
@@ -27,7 +28,9 @@ MODULE_NAMES = (
     "WEIGHTS", "FIELDS", "DATA_FILE", "TARGET_COLUMN", "SEED", "BATCH_SIZE", "EPOCHS", "STEPS",
     "VALIDATION_SPLIT", "WEIGHTS_FILE", "Model", "load_weights", "save_weights", "load_data",
     "prepare", "split", "batch_of", "make_optimizer", "train_step", "evaluate", "correct",
-    "binary_hinge_loss", "main")
+    "binary_hinge_loss", "main",
+    # the built-in dataset generator a script embeds (core.datasets.builtin)
+    *(b.make.__name__ for b in datasets.BUILTINS.values()))
 FORWARD_LOCALS = ("self", "batch", "device", "t")
 MODULE_ATTRIBUTES = (
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",

@@ -7,6 +7,7 @@ the clipping when it has them, the validation pass when it splits one off.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from core import datasets, optim
@@ -17,60 +18,6 @@ from core.training import TrainConfig
 
 TORCH_OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad",
                     "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
-
-# The generators of core.datasets, written out with their options as local variables: the
-# same NumPy calls in the same order give the same arrays (a test checks every one).
-BUILTIN_CODE = {
-    "spirals": """\
-y = np.arange(n) % 2
-theta = np.sqrt(rng.random(n)) * turns * 2 * np.pi
-r = theta / (turns * 2 * np.pi)
-angle = theta + np.pi * y
-x = np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
-x = x + noise * rng.standard_normal(x.shape)
-order = rng.permutation(n)
-return {"x": x.astype(np.float32)[order], "y": y.astype(np.int64)[order]}""",
-    "xor": """\
-corner = np.arange(n) % 4
-a, b = corner // 2, corner % 2
-x = np.stack([a, b], axis=1).astype(np.float64) + noise * rng.standard_normal((n, 2))
-order = rng.permutation(n)
-return {"x": x.astype(np.float32)[order], "y": (a ^ b).astype(np.int64)[order]}""",
-    "sine": """\
-phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
-t = phase + 0.2 * np.arange(steps + 1)[None, :]
-clean = np.sin(t)
-x = clean[:, :steps] + noise * rng.standard_normal((n, steps))
-return {"x": x[:, :, None].astype(np.float32), "y": clean[:, steps:].astype(np.float32)}""",
-    "sequences": """\
-y = np.arange(n) % classes
-cycles = (y + 1)[:, None]
-phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
-amp = rng.uniform(0.5, 1.5, size=(n, 1))
-t = np.arange(steps)[None, :] / steps
-x = amp * np.sin(2 * np.pi * cycles * t + phase) + noise * rng.standard_normal((n, steps))
-order = rng.permutation(n)
-return {"x": x[:, :, None].astype(np.float32)[order], "y": y.astype(np.int64)[order]}""",
-    "recall": """\
-x = np.zeros((n, steps, 2), dtype=np.float32)
-x[:, :, 0] = rng.uniform(-1.0, 1.0, size=(n, steps))
-marked = rng.integers(0, steps, size=n)
-rows = np.arange(n)
-x[rows, marked, 1] = 1.0
-return {"x": x, "y": x[rows, marked, 0][:, None].copy()}""",
-    "moons": """\
-from sklearn.datasets import make_moons  # scikit-learn: needed for this dataset only
-
-seed = int(rng.integers(2**31 - 1))
-x, y = make_moons(n_samples=n, noise=noise or None, random_state=seed)
-return {"x": x.astype(np.float32), "y": y.astype(np.int64)}""",
-    "digits": """\
-from sklearn.datasets import load_digits  # scikit-learn ships them: needed for digits only
-
-digits = load_digits()
-x = np.asarray(digits.data, dtype=np.float32) / np.float32(16.0)
-return {"x": x, "y": np.asarray(digits.target, dtype=np.int64)}""",
-}
 
 CSV_CODE = """\
 with open(DATA_FILE, newline="", encoding="utf-8-sig") as f:
@@ -175,57 +122,45 @@ class TrainingWriter:
     def data_lines(self) -> list[str]:
         ds = self.c.dataset
         source = ds.get("source")
+        if source not in ("npz", "csv"):
+            return self._builtin(ds)
+        self.imports.add("Path")
         lines: list[str] = []
-        if source in ("npz", "csv"):
-            self.imports.add("Path")
-            path = Path(ds["path"]).expanduser()
-            if self.data_dir is not None and not path.is_absolute():
-                path = Path(self.data_dir) / path
-            if path.is_absolute():
-                lines += wrapped_literal(str(path), "", "DATA_FILE = Path(", ")")
-            else:
-                lines += wrapped_literal(str(path), "",
-                                         "DATA_FILE = Path(__file__).resolve().parent / ")
-            if source == "csv":
-                lines += wrapped_literal(ds.get("target_column"), "", "TARGET_COLUMN = ")
-            lines += ["", ""]
-        lines.append("def load_data() -> dict[str, np.ndarray]:")
+        path = Path(ds["path"]).expanduser()
+        if self.data_dir is not None and not path.is_absolute():
+            path = Path(self.data_dir) / path
+        if path.is_absolute():
+            lines += wrapped_literal(str(path), "", "DATA_FILE = Path(", ")")
+        else:
+            lines += wrapped_literal(str(path), "",
+                                     "DATA_FILE = Path(__file__).resolve().parent / ")
+        if source == "csv":
+            lines += wrapped_literal(ds.get("target_column"), "", "TARGET_COLUMN = ")
+        lines += ["", "", "def load_data() -> dict[str, np.ndarray]:"]
         if source == "npz":
             lines += docstring(["The dataset file: one array per field."], INDENT)
-            lines += [f"{INDENT}with np.load(DATA_FILE, allow_pickle=False) as archive:",
-                      f"{INDENT * 2}return {{key: archive[key] for key in archive.files}}"]
-        elif source == "csv":
-            self.imports.add("csv")
-            target = ds.get("target_column")
-            lines += docstring([f"The csv file: column {quoted(target)} is the target y, "
-                                "the other columns the features x."], INDENT)
-            lines += block(CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))),
-                           INDENT)
-        else:
-            lines += self._builtin(ds)
-        return lines
+            return lines + [f"{INDENT}with np.load(DATA_FILE, allow_pickle=False) as archive:",
+                            f"{INDENT * 2}return {{key: archive[key] for key in archive.files}}"]
+        self.imports.add("csv")
+        target = ds.get("target_column")
+        lines += docstring([f"The csv file: column {quoted(target)} is the target y, "
+                            "the other columns the features x."], INDENT)
+        return lines + block(CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))),
+                             INDENT)
 
     def _builtin(self, ds: dict) -> list[str]:
-        name = ds["name"]
-        opts = {}
-        for key, spec in datasets.builtin_options(name).items():
-            opts[key] = spec.coerce(ds[key]) if key in ds else spec.default
-        seed = opts.pop("seed")
+        """The built-in's generator, copied from core.datasets.builtin (it is written to need
+        only np), then ``load_data`` calling it with the graph's options and seed."""
+        name, opts, seed = datasets.builtin_settings(ds)
         seed = self.c.seed if seed is None else seed
-        described = ", ".join(f"{k}={v!r}" for k, v in opts.items())
-        lines = docstring([f"The built-in dataset {quoted(name)}"
-                           + (f" ({described})" if described else "")
-                           + f", generated with seed {seed} exactly as NeuroCanvas does."],
-                          INDENT)
-        if name == "digits":
-            code = BUILTIN_CODE["digits"]
-            if opts["image"]:
-                code = code.replace('{"x": x,', '{"x": x.reshape(-1, 1, 8, 8),')
-            return lines + block(code, INDENT)
-        lines.append(f"{INDENT}rng = np.random.default_rng({seed})")
-        for key, value in opts.items():
-            lines.append(f"{INDENT}{key} = {value!r}")
-        return lines + block(BUILTIN_CODE[name], INDENT)
+        make = datasets.BUILTINS[name].make
+        lines = inspect.getsource(make).rstrip().splitlines()
+        lines += ["", "", "def load_data() -> dict[str, np.ndarray]:"]
+        lines += docstring([f"The built-in dataset {quoted(name)}, seed {seed}: the arrays "
+                            "NeuroCanvas makes."], INDENT)
+        args = [f"np.random.default_rng({seed})"]
+        args += [f"{key}={literal(value)}" for key, value in opts.items()]
+        return lines + call(f"return {make.__name__}", args, INDENT)
 
     def prepare_lines(self) -> list[str]:
         lines = ["# Every field the model reads: per-sample shape and dtype (integers as int64,",

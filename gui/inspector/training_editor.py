@@ -1,459 +1,51 @@
-"""The inspector: edits the selected node, or the graph's training settings when none is.
+"""The inspector's page for the graph's name and training settings (docs/format.md section 2,
+"Training section"): dataset (source, built-in and its options, or a file with what it
+holds), optimizer, loop, regularization and clipping.
 
-Every finished edit is one document call (``set_param``, ``rename``, ``set_label``,
-``set_training``, ``set_name``), so one undo step; invalid input is shown under its field and
-changes nothing. The inspector follows the model: it listens to the graph's change events (a
-value changed by undo, a rename, a removed node) and to ``analysis_changed`` (shapes,
-parameter counts, problems), and only ever *shows* values while doing so, so a refresh never
-pushes a command. Widgets are rebuilt only when the node type, dataset source, built-in
-dataset or optimizer type changes, never per keystroke. While the document is locked
-(training runs), everything is read-only.
+Every finished edit is one ``set_training`` (or ``set_name``) call, so one undo step; a
+setting ``parse_training`` rejects is shown under its field and changes nothing. Widgets are
+rebuilt only when the dataset source, built-in dataset or optimizer type changes.
 """
 from __future__ import annotations
 
 import copy
-import csv
-import html
 import os
-import zipfile
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from core import catalogue, datasets, optim
-from core.errors import GraphEditError, NeuroCanvasError, ParamError
-from core.graph import GraphEvent
+from core.errors import NeuroCanvasError, ParamError
 from core.params import Bool, Choice, Float, Int, ParamSpec
 from core.training import parse_training
-from gui import icons, theme
-from gui.param_fields import NodeRefField, ParamField, make_field
-
-# ---- small helpers ---------------------------------------------------------------------------
-
-
-def _muted(label: QLabel) -> QLabel:
-    label.setForegroundRole(QPalette.PlaceholderText)
-    return label
-
-
-def _error_label(parent: QWidget | None = None) -> QLabel:
-    label = QLabel(parent)
-    label.setObjectName("fieldMessage")
-    label.setWordWrap(True)
-    label.setTextFormat(Qt.PlainText)
-    label.setVisible(False)
-    return label
+from gui.inspector.widgets import (
+    _add_row,
+    _clear_form,
+    _error_label,
+    _fmt_shape,
+    _form,
+    _muted,
+    _row_label,
+    _set_error,
+)
+from gui.param_fields import ParamField, make_field
 
 
-def _set_error(label: QLabel, text: str | None) -> None:
-    """Show ``text`` in the theme's error colour, or hide the label."""
-    if text:
-        pal = label.palette()
-        pal.setColor(QPalette.WindowText, theme.current().color("error"))
-        label.setPalette(pal)
-    label.setText(text or "")
-    label.setVisible(bool(text))
-
-
-def _form() -> QFormLayout:
-    form = QFormLayout()
-    form.setContentsMargins(8, 6, 8, 8)
-    form.setHorizontalSpacing(10)
-    form.setVerticalSpacing(6)
-    form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-    form.setRowWrapPolicy(QFormLayout.DontWrapRows)
-    form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
-    return form
-
-
-def _add_row(form: QFormLayout, *args) -> None:
-    """``form.addRow(*args)``, the widgets shown at once: a widget added to a visible
-    parent otherwise appears only after a queued show."""
-    form.addRow(*args)
-    for w in args:
-        if isinstance(w, QWidget):
-            w.show()
-
-
-def _clear_form(form: QFormLayout) -> None:
-    while form.rowCount():
-        form.removeRow(0)
-
-
-def _row_label(name: str, doc: str = "") -> QLabel:
-    label = QLabel(name)
-    if doc:
-        label.setToolTip(doc)
-    return label
-
-
-def _fmt_shape(shape) -> str:
-    if shape is None:
-        return "unknown"
-    return "[" + ", ".join(str(s) for s in shape) + "]"
-
-
-def _strip_node_prefix(message: str, node_id: str) -> str:
-    prefix = f"node '{node_id}'"
-    if message.startswith(prefix):
-        rest = message[len(prefix):]
-        return rest[2:] if rest.startswith(": ") else rest.lstrip()
-    return message
-
-
-class Inspector(QWidget):
-    """The property editor (objectName ``inspector``). ``show_node(None)`` shows the
-    graph's training settings."""
-
-    def __init__(self, document, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("inspector")
-        self.document = document
-        self._node_id: str | None = None
-
-        self.banner = QLabel(self)
-        self.banner.setObjectName("inspectorBanner")
-        self.banner.setWordWrap(True)
-        self.banner.setVisible(False)
-        self.banner.setMargin(6)
-        self.banner.setAutoFillBackground(True)
-
-        self.node_page = NodeEditor(document, self)
-        self.training_page = TrainingEditor(document, self)
-        self.stack = QStackedWidget(self)
-        self.stack.addWidget(self.node_page)
-        self.stack.addWidget(self.training_page)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setWidget(self.stack)
-        self.scroll = scroll
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.banner)
-        layout.addWidget(scroll, 1)
-
-        graph = document.graph
-        graph.subscribe(self._on_graph_event)
-        self.destroyed.connect(lambda *_: graph.unsubscribe(self._on_graph_event))
-        document.analysis_changed.connect(self._on_analysis)
-        document.locked_changed.connect(self._on_locked)
-        document.graph_reset.connect(self._on_reset)
-        self.show_node(None)
-        self._on_locked(document.locked)
-
-    # ---- public ------------------------------------------------------------------------
-    def show_node(self, node_id: str | None) -> None:
-        """Edit this node, or (None, or a node that is not there) the training settings."""
-        if node_id is not None and node_id not in self.document.graph.nodes:
-            node_id = None
-        self._node_id = node_id
-        if node_id is None:
-            self.stack.setCurrentWidget(self.training_page)
-            self.training_page.refresh()
-        else:
-            self.stack.setCurrentWidget(self.node_page)
-            self.node_page.load(node_id)
-
-    def current_node(self) -> str | None:
-        return self._node_id
-
-    def field(self, name: str) -> ParamField:
-        """The field of parameter ``name`` of the node shown (tests)."""
-        return self.node_page.fields[name]
-
-    def training_field(self, key: str) -> ParamField:
-        """The field of a training setting, by dotted key: ``batch_size``, ``optimizer.lr``,
-        ``regularization.l2``, ``dataset.noise``, ``clip.amount`` ... (tests)."""
-        return self.training_page.fields[key]
-
-    def apply_theme(self) -> None:
-        """Called by the main window after a theme switch: icons and message colours."""
-        for page in (self.node_page, self.training_page):
-            for field in page.fields.values():
-                field.reset_button.setIcon(icons.reset_icon())
-        self.node_page._built_for = None  # the header icon is painted per theme
-        self.show_node(self._node_id)
-        self._on_locked(self.document.locked)
-
-    # ---- following the model ---------------------------------------------------------
-    def _on_graph_event(self, ev: GraphEvent) -> None:
-        try:
-            self._follow(ev)
-        except RuntimeError:  # the widgets are being destroyed
-            self.document.graph.unsubscribe(self._on_graph_event)
-
-    def _follow(self, ev: GraphEvent) -> None:
-        nid = self._node_id
-        if ev.kind == "node_renamed" and nid is not None and ev.old == nid:
-            self._node_id = ev.new
-            self.node_page.renamed(ev.new)
-        elif ev.kind == "node_removed" and nid is not None and ev.node_id == nid:
-            self.show_node(None)
-        elif ev.kind == "param_changed" and nid is not None and ev.node_id == nid:
-            self.node_page.refresh_param(ev.name)
-        elif ev.kind == "node_extra_changed" and nid is not None and ev.node_id == nid:
-            self.node_page.refresh_header()
-        elif ev.kind in ("training_changed", "name_changed") and nid is None:
-            self.training_page.refresh()
-
-    def _on_reset(self) -> None:
-        self.show_node(self._node_id)
-
-    def _on_analysis(self, analysis) -> None:
-        if self._node_id is not None and self._node_id in self.document.graph.nodes:
-            self.node_page.show_analysis(analysis)
-        elif self._node_id is None:
-            self.training_page.refresh_nodes()
-
-    def _on_locked(self, locked: bool) -> None:
-        self.stack.setEnabled(not locked)
-        if locked:
-            pal = self.banner.palette()
-            pal.setColor(QPalette.Window, theme.current().color("highlight"))
-            pal.setColor(QPalette.WindowText, theme.current().color("base"))
-            self.banner.setPalette(pal)
-            self.banner.setText("Training is running: the graph is read-only until it stops.")
-        self.banner.setVisible(locked)
-
-
-# ---------------------------------------------------------------------------------------------
-class NodeEditor(QWidget):
-    """The page for one node: id, label, type, shape, weights, problems, parameters."""
-
-    def __init__(self, document, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.document = document
-        self.node_id: str | None = None
-        self._built_for: tuple[str, str] | None = None  # (node id, type) the fields fit
-        self.fields: dict[str, ParamField] = {}
-
-        self.icon = QLabel(self)
-        self.icon.setFixedSize(24, 24)
-        self.title = QLabel(self)
-        title_font = QFont(self.font())
-        title_font.setBold(True)
-        title_font.setPointSizeF(title_font.pointSizeF() * 1.15)
-        self.title.setFont(title_font)
-        self.category = _muted(QLabel(self))
-        head = QHBoxLayout()
-        head.setSpacing(8)
-        head.addWidget(self.icon, 0, Qt.AlignTop)
-        names = QVBoxLayout()
-        names.setSpacing(0)
-        names.addWidget(self.title)
-        names.addWidget(self.category)
-        head.addLayout(names, 1)
-        self.doc = _muted(QLabel(self))
-        self.doc.setWordWrap(True)
-
-        self.id_edit = QLineEdit(self)
-        self.id_edit.setObjectName("nodeIdEdit")
-        self.id_edit.setToolTip("The node's id: unique; letters, digits, '_' and '-'")
-        self.id_edit.editingFinished.connect(self._commit_id)
-        self.id_message = _error_label(self)
-        id_box = QWidget(self)
-        id_lay = QVBoxLayout(id_box)
-        id_lay.setContentsMargins(0, 0, 0, 0)
-        id_lay.setSpacing(2)
-        id_lay.addWidget(self.id_edit)
-        id_lay.addWidget(self.id_message)
-        self.label_edit = QLineEdit(self)
-        self.label_edit.setObjectName("nodeLabelEdit")
-        self.label_edit.setPlaceholderText("optional title shown on the canvas")
-        self.label_edit.editingFinished.connect(self._commit_label)
-        self.shape_label = QLabel(self)
-        self.shape_label.setObjectName("outputShape")
-        self.shape_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.count_label = QLabel(self)
-        self.count_label.setObjectName("paramCount")
-        self.count_label.setWordWrap(True)
-
-        about = QGroupBox("Node", self)
-        about_form = _form()
-        about.setLayout(about_form)
-        about_form.addRow("Id", id_box)
-        about_form.addRow("Label", self.label_edit)
-        about_form.addRow("Output", self.shape_label)
-        about_form.addRow("Weights", self.count_label)
-
-        self.problems = _error_label(self)
-        self.problems.setObjectName("nodeProblems")
-        self.problems.setTextFormat(Qt.RichText)
-
-        self.params_box = QGroupBox("Parameters", self)
-        self.params_form = _form()
-        self.params_box.setLayout(self.params_form)
-        self.no_params = _muted(QLabel("This node type has no parameters.", self))
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.setSpacing(8)
-        layout.addLayout(head)
-        layout.addWidget(self.doc)
-        layout.addWidget(self.problems)
-        layout.addWidget(about)
-        layout.addWidget(self.params_box)
-        layout.addWidget(self.no_params)
-        layout.addStretch(1)
-
-    # ---- loading -----------------------------------------------------------------------
-    def load(self, node_id: str) -> None:
-        # A field still being typed in is finished now, for the node it was typed for:
-        # its focus-out must not land on the next node.
-        focused = QApplication.focusWidget()
-        if focused is not None and self.isAncestorOf(focused) and node_id != self.node_id:
-            focused.clearFocus()
-        node = self.document.graph.nodes[node_id]
-        self.node_id = node_id
-        if self._built_for != (node_id, node.type):
-            self._build(node.type)
-            self._built_for = (node_id, node.type)
-        _set_error(self.id_message, None)
-        self.refresh_header()
-        for name in self.fields:
-            self.refresh_param(name)
-        self.show_analysis(self.document.analysis)
-
-    def _build(self, type_name: str) -> None:
-        _clear_form(self.params_form)
-        self.fields = {}
-        cls = catalogue.get(type_name)
-        category = cls.category if cls else ""
-        self.icon.setPixmap(icons.category_icon(category, 24).pixmap(24, 24))
-        self.title.setText(type_name)
-        self.category.setText(f"{category} node" if cls else "unknown node type")
-        self.doc.setText(cls.doc if cls else "This type is not in the catalogue; its "
-                         "parameters are kept as they are.")
-        specs = cls.all_params_spec() if cls else {}
-        for name, spec in specs.items():
-            field = make_field(spec, self)
-            field.setObjectName(f"param_{name}")
-            field.committed.connect(partial(self._commit_param, name))
-            self.fields[name] = field
-            _add_row(self.params_form, _row_label(name, spec.doc), field)
-        self.params_box.setVisible(bool(specs))
-        self.no_params.setVisible(not specs)
-
-    def renamed(self, new_id: str) -> None:
-        self.node_id = new_id
-        if self._built_for is not None:
-            self._built_for = (new_id, self._built_for[1])
-        self.refresh_header()
-
-    def refresh_header(self) -> None:
-        node = self.document.graph.nodes.get(self.node_id)
-        if node is None:
-            return
-        with QSignalBlocker(self.id_edit):
-            self.id_edit.setText(node.id)
-        with QSignalBlocker(self.label_edit):
-            self.label_edit.setText(node.extra.get("label") or "")
-        _set_error(self.id_message, None)
-
-    def refresh_param(self, name: str | None) -> None:
-        node = self.document.graph.nodes.get(self.node_id)
-        field = self.fields.get(name)
-        if node is not None and field is not None:
-            field.set_value(copy.deepcopy(node.params.get(name)))
-
-    def show_analysis(self, analysis) -> None:
-        nid = self.node_id
-        if nid not in self.document.graph.nodes:
-            return
-        node = self.document.graph.nodes[nid]
-        self.shape_label.setText(_fmt_shape(analysis.shapes.get(nid)))
-        self.count_label.setText(self._weights_text(analysis, nid))
-        problems = analysis.problems_of(nid)
-        by_param: dict[str, str] = {}
-        for p in problems:
-            if p.param in self.fields and p.node == nid:
-                by_param.setdefault(p.param, p.message)
-        for name, field in self.fields.items():
-            field.set_problem(by_param.get(name))
-        if problems:
-            items = "".join(f"<li>{html.escape(_strip_node_prefix(str(p), nid))}</li>"
-                            for p in problems)
-            _set_error(self.problems, f"<b>Problems</b><ul style='margin:0'>{items}</ul>")
-        else:
-            _set_error(self.problems, None)
-        for field in self.fields.values():
-            if isinstance(field, NodeRefField):
-                field.set_candidates([n for n, other in self.document.graph.nodes.items()
-                                      if n != nid and other.type == node.type])
-
-    @staticmethod
-    def _weights_text(analysis, nid: str) -> str:
-        root = analysis.shared_root.get(nid, nid)
-        if root != nid:
-            return f"shared with {root}"
-        layer = analysis.layers.get(nid)
-        count = analysis.param_count(nid)
-        if layer is None or not layer.param_names:
-            return "none"
-        if analysis.shapes.get(nid) is None:
-            return "unknown until the input shape is known"
-        try:
-            shapes = layer.param_shapes()
-        except (KeyError, IndexError, TypeError, ValueError):
-            shapes = {}
-        detail = ", ".join(f"{k} {_fmt_shape(s)}" for k, s in shapes.items())
-        return f"{count:,}" + (f"  ({detail})" if detail else "")
-
-    # ---- edits -------------------------------------------------------------------------
-    def _commit_param(self, name: str, raw: Any) -> None:
-        if self.node_id is None:
-            return
-        try:
-            self.document.set_param(self.node_id, name, raw)
-        except NeuroCanvasError as e:
-            self.fields[name].show_input_error(e.message)
-
-    def _commit_id(self) -> None:
-        new = self.id_edit.text().strip()
-        if self.node_id is None or new == self.node_id:
-            _set_error(self.id_message, None)
-            return
-        try:
-            self.document.rename(self.node_id, new)
-        except GraphEditError as e:
-            _set_error(self.id_message, e.message)
-        except NeuroCanvasError as e:
-            _set_error(self.id_message, e.message)
-
-    def _commit_label(self) -> None:
-        if self.node_id is None:
-            return
-        try:
-            self.document.set_label(self.node_id, self.label_edit.text().strip() or None)
-        except NeuroCanvasError as e:
-            _set_error(self.id_message, e.message)
-
-
-# ---------------------------------------------------------------------------------------------
 class _Text(ParamSpec):
     """A non-empty string (a file path, a column name)."""
 
@@ -527,7 +119,8 @@ def _with(d: dict, key: str, value: Any) -> dict:
 
 
 class TrainingEditor(QWidget):
-    """The graph's name and training settings (SPEC section 2, "Training section")."""
+    """The graph's name and training settings (docs/format.md section 2, "Training
+    section")."""
 
     def __init__(self, document, parent: QWidget | None = None):
         super().__init__(parent)
@@ -809,15 +402,15 @@ class TrainingEditor(QWidget):
             return ""
         if source == "npz":
             try:
-                arrays = npz_arrays(p)
-            except (OSError, ValueError, zipfile.BadZipFile) as e:
-                return f"Cannot read the archive: {e}"
+                arrays = datasets.npz_arrays(p)
+            except NeuroCanvasError as e:  # the file is shown above: the message alone
+                return f"Cannot read the archive: {e.message}"
             return "Arrays: " + ", ".join(f"{k} {_fmt_shape(s)} {d}"
                                           for k, (s, d) in arrays.items())
         try:
-            header = csv_header(p, (_get(self.training, "dataset.delimiter") or ","))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            return f"Cannot read the file: {e}"
+            header = datasets.csv_header(p, (_get(self.training, "dataset.delimiter") or ","))
+        except NeuroCanvasError as e:
+            return f"Cannot read the file: {e.message}"
         return ("Columns: " + ", ".join(header) + ". Inputs read x (every column but the "
                 "target), targets read y (the target column).")
 
@@ -856,8 +449,8 @@ class TrainingEditor(QWidget):
         arrays: dict = {}
         if ds.get("path") and self._resolve(ds["path"]).is_file():
             try:
-                arrays = npz_arrays(self._resolve(ds["path"]))
-            except (OSError, ValueError, zipfile.BadZipFile):
+                arrays = datasets.npz_arrays(self._resolve(ds["path"]))
+            except NeuroCanvasError:  # _file_info says why
                 arrays = {}
         key = (tuple(readers), tuple(arrays))
         if key == self._mapping_key:
@@ -1003,33 +596,3 @@ class TrainingEditor(QWidget):
         if mode is None or raw is None:
             return
         self.commit(f"clip.{mode}", raw)
-
-
-# ---- reading data files for the settings page (headers only; nothing is unpickled) --------
-def npz_arrays(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
-    """``{name: (shape, dtype)}`` of the arrays of an .npz archive, from their headers."""
-    out = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            out[info.filename[:-4]] = (tuple(shape), str(dtype))
-    return out
-
-
-def csv_header(path: str | os.PathLike, delimiter: str = ",") -> list[str]:
-    """The column names of a csv file (its first non-blank row)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for row in csv.reader(f, delimiter=delimiter):
-            if any(c.strip() for c in row):
-                return [c.strip() for c in row]
-    return []
-
-
-__all__ = ["Inspector", "NodeEditor", "TrainingEditor", "TRAINING_SPECS"]

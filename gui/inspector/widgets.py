@@ -1,0 +1,71 @@
+"""Small form and label helpers the inspector's pages share: muted and error labels,
+form layouts and their rows, shape text."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
+
+from gui import theme
+
+
+def _muted(label: QLabel) -> QLabel:
+    label.setForegroundRole(QPalette.PlaceholderText)
+    return label
+
+
+def _error_label(parent: QWidget | None = None) -> QLabel:
+    label = QLabel(parent)
+    label.setObjectName("fieldMessage")
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.PlainText)
+    label.setVisible(False)
+    return label
+
+
+def _set_error(label: QLabel, text: str | None) -> None:
+    """Show ``text`` in the theme's error colour, or hide the label."""
+    if text:
+        pal = label.palette()
+        pal.setColor(QPalette.WindowText, theme.current().color("error"))
+        label.setPalette(pal)
+    label.setText(text or "")
+    label.setVisible(bool(text))
+
+
+def _form() -> QFormLayout:
+    form = QFormLayout()
+    form.setContentsMargins(8, 6, 8, 8)
+    form.setHorizontalSpacing(10)
+    form.setVerticalSpacing(6)
+    form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+    form.setRowWrapPolicy(QFormLayout.DontWrapRows)
+    form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+    return form
+
+
+def _add_row(form: QFormLayout, *args) -> None:
+    """``form.addRow(*args)``, the widgets shown at once: a widget added to a visible
+    parent otherwise appears only after a queued show."""
+    form.addRow(*args)
+    for w in args:
+        if isinstance(w, QWidget):
+            w.show()
+
+
+def _clear_form(form: QFormLayout) -> None:
+    while form.rowCount():
+        form.removeRow(0)
+
+
+def _row_label(name: str, doc: str = "") -> QLabel:
+    label = QLabel(name)
+    if doc:
+        label.setToolTip(doc)
+    return label
+
+
+def _fmt_shape(shape) -> str:
+    if shape is None:
+        return "unknown"
+    return "[" + ", ".join(str(s) for s in shape) + "]"
