@@ -279,8 +279,10 @@ class Network:
                 pending.update({(nid, t): share for t in range(plan.T)})
             else:
                 pending[nid] = xp.asarray(1.0, dtype=self.dtype)
+        # the recurrent states: region nodes read back over a delay edge (a static value
+        # over a delay edge is the same at every step, so it has no state to follow)
         states = {s for step in plan.region for s, d in zip(step.sources, step.delays,
-                                                            strict=True) if d}
+                                                            strict=True) if d and s in region_ids}
         state_norms: dict[str, list] = {s: [None] * plan.T for s in states}
         tape = result.tape
         while tape:

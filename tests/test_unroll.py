@@ -177,3 +177,27 @@ def test_drawn_elman_cell_equals_builtin_rnn_outputs_and_gradients():
     # and the state gradient per step is the same quantity for both
     np.testing.assert_allclose(drawn.state_gradient_norms()["h"],
                                builtin.state_gradient_norms()["rnn"], rtol=1e-9)
+
+
+def test_a_static_value_over_a_delay_edge_trains_and_its_gradient_is_right():
+    # a Dense on a static Input read by the region over a delay edge: zeros at t = 0, then
+    # the same value at every step; backward once failed on it (it has no state to follow)
+    nodes = [node("x", "Input", shape=[T, F], sequence=True), node("c", "Input", shape=[F],
+                                                                    field="c"),
+             node("wc", "Dense", units=F), node("add", "Add"), node("tc", "TimeCollect"),
+             node("y", "Target", shape=[F], dtype="float32"), node("loss", "MSELoss")]
+    edges = [edge("x", "add:in0"), edge("wc", "add:in1", delay=1), edge("c", "wc"),
+             edge("add", "tc"), edge("tc", "loss:pred"), edge("y", "loss:target")]
+    a = analyze(build(graph_dict(nodes, edges)))
+    assert a.ok, [str(p) for p in a.problems]
+    net = Network(a, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.standard_normal((2, T, F)), "c": rng.standard_normal((2, F)),
+             "y": rng.standard_normal((2, F))}
+    res = net.loss_and_grads(batch)
+    # the last step sees x_T-1 + c·W + b, so d(loss)/db = mean over the batch of 2·(pred - y)/F
+    pred = batch["x"][:, -1] + batch["c"] @ net.params["wc/W"] + net.params["wc/b"]
+    np.testing.assert_allclose(float(res.loss), np.mean((pred - batch["y"]) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(net.gradients()["wc/b"],
+                               (2 * (pred - batch["y"]) / pred.size).sum(axis=0), rtol=1e-10)
+    assert "wc" not in net.state_grad_norms
