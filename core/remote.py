@@ -22,6 +22,11 @@ child -> parent (stdout)
     ``{"ev": "epoch", ...}`` and ``{"ev": "done", "reason", "steps", "error"}`` as they
     happen; ``{"reply": n, ...}`` for each request, an ``"error"`` or the result.
 
+Each frame's object is the ``to_json`` of its event (``StepEvent.batch_to_json`` for
+steps) plus ``"ev"``, read back by the class's ``from_json``: the schema of an event is
+written once, in ``core.training.events`` (``ReadyEvent`` here). Errors cross as
+``error_to_json`` objects.
+
 Closing stdin ends the child, so a GUI that dies leaves no training process behind.
 """
 from __future__ import annotations
@@ -47,7 +52,13 @@ import numpy as np
 from core import errors
 from core.errors import InvalidGraphError, NeuroCanvasError, NonFiniteError, WeightsError
 from core.npz import npz_bytes, read_npz_bytes
-from core.training import ClassificationReport, DoneEvent, EpochEvent, Snapshot, StepEvent
+from core.training.events import (
+    ClassificationReport,
+    DoneEvent,
+    EpochEvent,
+    Snapshot,
+    StepEvent,
+)
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,50 +124,14 @@ def error_from_json(d: dict | None) -> Exception | None:
         return NeuroCanvasError(d["message"], nodes=tuple(d.get("nodes") or ()), **kw)
 
 
-# ---- results -------------------------------------------------------------------------------
-def snapshot_to_arrays(snap: Snapshot) -> dict[str, np.ndarray]:
-    out = {f"p/{k}": v for k, v in snap.params.items()}
-    out.update({f"g/{k}": v for k, v in snap.grads.items()})
-    out.update({f"a/{k}": v for k, v in snap.activations.items()})
-    return out
-
-
-def snapshot_from_arrays(step: int, arrays: dict[str, np.ndarray]) -> Snapshot:
-    parts: dict[str, dict[str, np.ndarray]] = {"p": {}, "g": {}, "a": {}}
-    for key, v in arrays.items():
-        kind, _, name = key.partition("/")
-        parts[kind][name] = v
-    return Snapshot(step, parts["p"], parts["g"], parts["a"])
-
-
-def report_to_json(r: ClassificationReport | None) -> dict | None:
-    if r is None:
-        return None
-    return {"loss": r.loss, "accuracy": r.accuracy, "confusion": r.confusion.tolist()}
-
-
-def report_from_json(d: dict | None) -> ClassificationReport | None:
-    if d is None:
-        return None
-    return ClassificationReport(d["loss"], d["accuracy"], np.asarray(d["confusion"], np.int64))
-
-
-def steps_from_rows(header: dict) -> list[StepEvent]:
-    spe, total = header.get("steps_per_epoch", 0), header.get("total_steps", 0)
-    evs = [StepEvent(r[0], r[1], r[2], r[3], r[5], r[4], spe, total) for r in header["rows"]]
-    if evs and header.get("state_grad_norm"):
-        evs[-1].state_grad_norm = header["state_grad_norm"]
-    return evs
-
-
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def blas_threads(env: dict[str, str]) -> dict[str, str]:
     """Thread counts for the child's BLAS: one core fewer than the machine has, left to the
     GUI that paints while it trains: BLAS threads wait for each other spinning, and one
-    whose core the GUI takes holds up the rest (on 2 cores, cnn_digits in the editor ran
-    at 0.84 of ``main.py train`` with 2 BLAS threads). Variables the user set are kept."""
+    whose core the GUI takes holds up the rest (docs/live-training.md has the figures).
+    Variables the user set are kept."""
     if any(v in env for v in BLAS_THREAD_VARS):
         return {}
     n = str(max(1, (os.cpu_count() or 1) - 1))
@@ -173,6 +148,18 @@ class ReadyEvent:
     classifier: bool
     note: str | None  # about the initial weights (kept, partly fresh after an edit...)
     pid: int
+
+    def to_json(self) -> dict:
+        """The ``ready`` frame's object (less its ``"ev"``)."""
+        return {"device": self.device, "device_note": self.device_note,
+                "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                "classifier": self.classifier, "note": self.note, "pid": self.pid}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ReadyEvent:
+        """The event of a ``to_json`` object."""
+        return cls(d["device"], d.get("device_note"), d["total_steps"], d["steps_per_epoch"],
+                   d["classifier"], d.get("note"), d["pid"])
 
 
 # ---- the client ----------------------------------------------------------------------------
@@ -370,29 +357,26 @@ class RemoteTrainer:
                 fut.set_exception(error_from_json(h["error"]))
             elif kind == "snapshot":
                 arrays = read_npz_bytes(payload, WeightsError, "a snapshot") if payload else {}
-                fut.set_result(snapshot_from_arrays(h["step"], arrays))
+                fut.set_result(Snapshot.from_arrays(h["step"], arrays))
             elif kind == "report":
-                fut.set_result(report_from_json(h.get("report")))
+                report = h.get("report")
+                fut.set_result(ClassificationReport.from_json(report) if report else None)
             elif kind == "weights":
                 fut.set_result(read_npz_bytes(payload, WeightsError, "weights")
                                if payload else {})
             return
         ev = h.get("ev")
         if ev == "steps":
-            evs = steps_from_rows(h)
+            evs = StepEvent.batch_from_json(h)
             if evs:
                 self.step = evs[-1].step + 1
             for e in evs:
                 self._emit(e)
         elif ev == "epoch":
-            self._emit(EpochEvent(h["epoch"], h["train_loss"], h.get("val_loss"),
-                                  h["seconds"], h.get("train_accuracy"),
-                                  h.get("val_accuracy")))
+            self._emit(EpochEvent.from_json(h))
         elif ev == "ready":
-            self.info = ReadyEvent(h["device"], h.get("device_note"), h["total_steps"],
-                                   h["steps_per_epoch"], h["classifier"], h.get("note"),
-                                   h["pid"])
+            self.info = ReadyEvent.from_json(h)
             self.ready.set()
             self._emit(self.info)
         elif ev == "done":
-            self._finish(DoneEvent(h["reason"], h["steps"], error_from_json(h.get("error"))))
+            self._finish(DoneEvent.from_json(h, error_from_json))

@@ -21,14 +21,10 @@ import numpy as np
 from core.errors import NeuroCanvasError, WeightsError
 from core.fileformat import loads
 from core.npz import npz_bytes, read_npz_bytes
-from core.remote import (
-    encode_frame,
-    error_to_json,
-    read_frame,
-    report_to_json,
-    snapshot_to_arrays,
-)
-from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
+from core.remote import ReadyEvent, encode_frame, error_to_json, read_frame
+from core.training.config import parse_training
+from core.training.events import DoneEvent, EpochEvent, StepEvent
+from core.training.trainer import Trainer
 from core.validate import analyze
 
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
@@ -54,11 +50,9 @@ class Worker:
         self.trainer: Trainer | None = None
         self.quit = threading.Event()
         self.built = threading.Event()
-        self._out_lock = threading.Lock()  # one writer at a time; taken before _rows_lock
-        self._rows_lock = threading.Lock()
-        self._rows: list = []
-        self._last_state: dict | None = None
-        self._spe = self._total = 0
+        self._out_lock = threading.Lock()  # one writer at a time; taken before _steps_lock
+        self._steps_lock = threading.Lock()
+        self._steps: list[StepEvent] = []  # not yet sent
         self._flags = {"pause": False, "stop": False}  # commands that came before the build
         self._broken = False
 
@@ -78,40 +72,31 @@ class Worker:
         with self._out_lock:
             self._write(header, payload)
 
-    def _flush_rows(self) -> None:
+    def _flush_steps(self) -> None:
         """Call with ``_out_lock`` held."""
-        with self._rows_lock:
-            rows, self._rows = self._rows, []
-            state, self._last_state = self._last_state, None
-        if rows:
-            h = {"ev": "steps", "rows": rows, "steps_per_epoch": self._spe,
-                 "total_steps": self._total}
-            if state:
-                h["state_grad_norm"] = state
-            self._write(h)
+        with self._steps_lock:
+            steps, self._steps = self._steps, []
+        if steps:
+            self._write({"ev": "steps", **StepEvent.batch_to_json(steps)})
 
     def flush(self) -> None:
         with self._out_lock:
-            self._flush_rows()
+            self._flush_steps()
 
     def on_event(self, ev) -> None:
         """On the training thread, for every event."""
         if type(ev) is StepEvent:
-            with self._rows_lock:
-                self._rows.append((ev.epoch, ev.step, ev.time, ev.loss, ev.global_grad_norm,
-                                   ev.grad_norm))
-                if ev.state_grad_norm:
-                    self._last_state = ev.state_grad_norm
+            with self._steps_lock:  # the whole per-step cost; _flush_loop sends them
+                self._steps.append(ev)
             return
         with self._out_lock:  # steps before the epoch or the end, in order
-            self._flush_rows()
+            self._flush_steps()
             if isinstance(ev, EpochEvent):
                 self._write({"ev": "epoch", **ev.to_json()})
             elif isinstance(ev, DoneEvent):
                 if ev.error is not None and not isinstance(ev.error, NeuroCanvasError):
                     traceback.print_exception(ev.error, file=sys.stderr)
-                self._write({"ev": "done", "reason": ev.reason, "steps": ev.steps,
-                             "error": error_to_json(ev.error)})
+                self._write({"ev": "done", **ev.to_json(error_to_json)})
 
     def _flush_loop(self) -> None:
         while not self.quit.wait(FLUSH_S):
@@ -128,12 +113,10 @@ class Worker:
         if payload:
             init = read_npz_bytes(payload, WeightsError, "weights")
             note = merge_weights(tr.net, init, note)
-        self._spe, self._total = tr.steps_per_epoch, tr.total_steps
         self.trainer = tr
-        self.send({"ev": "ready", "device": tr.device, "device_note": tr.device_note,
-                   "total_steps": tr.total_steps, "steps_per_epoch": tr.steps_per_epoch,
-                   "classifier": tr.classifier is not None, "note": note,
-                   "pid": os.getpid()})
+        ready = ReadyEvent(tr.device, tr.device_note, tr.total_steps, tr.steps_per_epoch,
+                           tr.classifier is not None, note, os.getpid())
+        self.send({"ev": "ready", **ready.to_json()})
 
     def run(self) -> None:
         threading.Thread(target=self._flush_loop, name="neurocanvas-flush", daemon=True).start()
@@ -194,9 +177,10 @@ class Worker:
             self.send({"reply": rid, "error": error_to_json(e)})
         elif cmd == "snapshot":
             snap = fut.result()
-            self.send({"reply": rid, "step": snap.step}, npz_bytes(snapshot_to_arrays(snap)))
+            self.send({"reply": rid, "step": snap.step}, npz_bytes(snap.to_arrays()))
         elif cmd == "report":
-            self.send({"reply": rid, "report": report_to_json(fut.result())})
+            report = fut.result()
+            self.send({"reply": rid, "report": report.to_json() if report else None})
         else:
             self.send({"reply": rid}, npz_bytes(fut.result()))
 
@@ -216,7 +200,7 @@ def main() -> int:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             w.build(header, payload)
     except Exception as e:  # noqa: BLE001 - the parent gets it as a failed run
-        w.send({"ev": "done", "reason": "error", "steps": 0, "error": error_to_json(e)})
+        w.send({"ev": "done", **DoneEvent("error", 0, e).to_json(error_to_json)})
         return 0
     finally:
         w.built.set()

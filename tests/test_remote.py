@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from core.errors import DataError, NonFiniteError, ParamError, WeightsError
 from core.fileformat import load_graph
@@ -28,7 +32,15 @@ from core.remote import (
     error_to_json,
     read_frame,
 )
-from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
+from core.training import (
+    ClassificationReport,
+    DoneEvent,
+    EpochEvent,
+    Snapshot,
+    StepEvent,
+    Trainer,
+    parse_training,
+)
 from core.validate import analyze
 
 MLP = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
@@ -47,11 +59,17 @@ def remote_run(graph, timeout=60.0, **kw):
 
 
 def local_run(path: Path, **overrides):
+    """An in-process run with as many BLAS threads as a RemoteTrainer's child gets: a
+    matrix product split over another number of threads sums in another order, and the
+    figures then differ in their last bits."""
     g = load_graph(path)
     events: list = []
     tr = Trainer(analyze(g), parse_training(g.training, **overrides), base_dir=path.parent,
                  on_event=events.append, queue_events=False)
-    tr.run()
+    child = blas_threads(dict(os.environ)).get("OPENBLAS_NUM_THREADS")
+    # no entry: the child inherits this process's BLAS variables, so its thread count too
+    with threadpool_limits(int(child) if child else None, user_api="blas"):
+        tr.run()
     return tr, events
 
 
@@ -178,20 +196,22 @@ def test_the_child_ends_when_its_parent_stops_listening():
     rt.close()
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
 def test_a_killed_child_ends_the_run_with_a_remote_error():
     rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
                        base_dir=MLP.parent)
-    pending = rt.snapshot(["fc1"])
-    assert rt.ready.wait(30)
-    rt._proc.kill()
-    assert rt.join(10)
-    assert rt.done.reason == "error" and isinstance(rt.done.error, RemoteError)
-    assert "ended unexpectedly" in str(rt.done.error)
-    try:  # a request in flight fails rather than hang
-        pending.result(10)
-    except RemoteError:
-        pass
-    rt.close()
+    try:
+        assert rt.ready.wait(30)
+        os.kill(rt.pid, signal.SIGSTOP)  # frozen: the request below cannot be answered
+        pending = rt.snapshot(["fc1"])
+        rt._proc.kill()
+        assert rt.join(10)
+        assert rt.done.reason == "error" and isinstance(rt.done.error, RemoteError)
+        assert "ended unexpectedly" in str(rt.done.error)
+        with pytest.raises(RemoteError, match="has ended"):  # in flight: fails, not hangs
+            pending.result(10)
+    finally:
+        rt.close()
 
 
 # ---- the wire format ----------------------------------------------------------------------
@@ -220,6 +240,37 @@ def test_typed_errors_round_trip():
         bug = error_from_json(error_to_json(err))
     assert type(bug) is RemoteError and "KeyError" in str(bug)
     assert "raise KeyError" in bug.remote_traceback
+
+
+def wire(d: dict) -> dict:
+    return json.loads(json.dumps(d))
+
+
+def test_every_event_reads_back_what_it_writes():
+    step = StepEvent(1, 7, 0.123456789, 0.5, {"fc1/W": 0.25}, 0.3, 23, 46, {"h": [0.1, 0.2]})
+    assert StepEvent.from_json(wire(step.to_json())) == \
+        replace(step, time=0.123457, steps_per_epoch=0, total_steps=0)  # as logged
+    plain = StepEvent(1, 8, 0.2, 0.4, {"fc1/W": 0.2}, 0.2, 23, 46)
+    # in a batch, the state-gradient norms of the latest step that has them ride on the last
+    assert StepEvent.batch_from_json(wire(StepEvent.batch_to_json([step, plain]))) == \
+        [replace(step, state_grad_norm={}), replace(plain, state_grad_norm={"h": [0.1, 0.2]})]
+    epoch = EpochEvent(2, 0.5, None, 1.25, 0.75)
+    assert EpochEvent.from_json(wire(epoch.to_json())) == epoch
+    done = DoneEvent.from_json(wire(DoneEvent("error", 3, ParamError("bad", node="fc1"))
+                                    .to_json(error_to_json)), error_from_json)
+    assert (done.reason, done.steps, type(done.error), done.error.node) == \
+        ("error", 3, ParamError, "fc1")
+    ready = ReadyEvent("cpu", None, 46, 23, True, "continuing", 123)
+    assert ReadyEvent.from_json(wire(ready.to_json())) == ready
+    report = ClassificationReport(0.5, 0.75, np.array([[3, 1], [0, 4]], np.int64))
+    back = ClassificationReport.from_json(wire(report.to_json()))
+    assert (back.loss, back.accuracy) == (0.5, 0.75) and back.confusion.dtype == np.int64
+    np.testing.assert_array_equal(back.confusion, report.confusion)
+    snap = Snapshot(5, {"fc1/W": np.ones((2, 3))}, {"fc1/W": np.zeros((2, 3))},
+                    {"fc1": np.ones((4, 3))})
+    back = Snapshot.from_arrays(5, snap.to_arrays())
+    assert back.step == 5 and {k: set(v) for k, v in vars(back).items() if k != "step"} == \
+        {"params": {"fc1/W"}, "grads": {"fc1/W"}, "activations": {"fc1"}}
 
 
 def test_arrays_cross_as_npz_and_object_arrays_are_refused():

@@ -1,4 +1,4 @@
-"""The training loop (core/training.py): settings, learning, events, control from another
+"""The training loop (core/training/): settings, learning, events, control from another
 thread, batching, reproducibility, non-finite values, regularization and clipping."""
 from __future__ import annotations
 
@@ -145,6 +145,9 @@ def test_parse_training_overrides_win_and_none_is_no_override():
     ({"batch_size": 1.5}, "training.batch_size"),
     ({"batch_size": "64"}, "training.batch_size"),
     ({"batch_size": True}, "training.batch_size"),
+    ({"epochs": None}, "training.epochs"),  # null where the setting has a default
+    ({"batch_size": None}, "training.batch_size"),
+    ({"seed": None}, "training.seed"),
     ({"epochs": 0}, "training.epochs"),
     ({"epochs": float("nan")}, "training.epochs"),
     ({"steps": 0}, "training.steps"),

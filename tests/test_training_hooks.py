@@ -1,4 +1,4 @@
-"""The hooks the live-training view uses to look inside a running Trainer (core/training.py):
+"""The hooks the live-training view uses to look inside a running Trainer (core.training):
 calls served between two steps, snapshots of a node, and the classification report."""
 from __future__ import annotations
 

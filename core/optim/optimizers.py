@@ -1,28 +1,8 @@
-"""Optimizers, weight regularization and gradient clipping for the training loop.
+"""The optimizers: ``Optimizer`` and its subclasses, and ``make_optimizer``, which builds
+the one a ``training.optimizer`` object describes (its hyperparameters: ``hyperparams.py``).
 
 Every optimizer follows the update rule of the PyTorch optimizer of the same name
-(``torch.optim`` 2.x, single-tensor path) and has its defaults:
-
-==========  =====================================  ==========================================
-type        PyTorch                                defaults
-==========  =====================================  ==========================================
-sgd         ``SGD``                                lr 1e-3, momentum 0, dampening 0
-momentum    ``SGD(momentum=0.9)``                  lr 1e-3, momentum **0.9**, dampening 0
-nesterov    ``SGD(momentum=0.9, nesterov=True)``   lr 1e-3, momentum **0.9**
-adagrad     ``Adagrad``                            lr 1e-2, lr_decay 0, eps 1e-10,
-                                                   initial_accumulator_value 0
-rmsprop     ``RMSprop``                            lr 1e-2, alpha 0.99, eps 1e-8, momentum 0,
-                                                   centered false
-adam        ``Adam``                               lr 1e-3, betas [0.9, 0.999], eps 1e-8,
-                                                   amsgrad false
-adamw       ``AdamW``                              as adam, weight_decay **1e-2**
-==========  =====================================  ==========================================
-
-``weight_decay`` defaults to 0 except for adamw and is, as in PyTorch, an L2 term added to
-the gradient (coupled) for every type but adamw, where it shrinks the weights directly
-(decoupled). PyTorch's SGD has momentum 0 by default, which would make the ``momentum`` and
-``nesterov`` types plain SGD (and ``nesterov`` invalid), so those two default to 0.9.
-Nesterov is a flag of momentum SGD, not a class of its own.
+(``torch.optim`` 2.x, single-tensor path).
 
 Parameters are arrays (NumPy or CuPy) updated in place, never rebound, so layers that hold
 them see every update. Per-parameter state is allocated on the first step that parameter has
@@ -34,96 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from core.errors import ParamError, WeightsError
-from core.params import Bool, Float, ParamSpec
+from core.optim.hyperparams import OPTIMIZER_PARAMS, _coerce
 from kernels.backend import array_module, to_device, to_host
-
-# ---------------------------------------------------------------------------------------------
-# hyperparameters: what each optimizer type accepts, with its default (also for the GUI)
-
-
-@dataclass(frozen=True)
-class Betas(ParamSpec):
-    """A pair ``[beta1, beta2]`` of numbers in [0, 1); coerced to a tuple of floats."""
-
-    def coerce(self, value):
-        expected = "a pair [beta1, beta2] of numbers in [0, 1)"
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise self.fail(expected, value)
-        try:
-            return tuple(Float(min=0.0, max=1.0, max_open=True).coerce(v) for v in value)
-        except ParamError:
-            raise self.fail(expected, value) from None
-
-
-_LR_1E3 = Float(1e-3, "learning rate", min=0.0)
-_LR_1E2 = Float(1e-2, "learning rate", min=0.0)
-_DECAY_0 = Float(0.0, "L2 weight decay added to the gradient", min=0.0)
-_DAMPENING = Float(0.0, "dampening of the momentum buffer", min=0.0, max=1.0)
-_ADAM = {
-    "lr": _LR_1E3,
-    "betas": Betas((0.9, 0.999), "decay rates of the gradient mean and of its square"),
-    "eps": Float(1e-8, "added to the denominator", min=0.0),
-    "weight_decay": _DECAY_0,
-    "amsgrad": Bool(False, "use the running maximum of the squared-gradient average"),
-}
-
-#: type -> {key -> spec}: the keys each ``training.optimizer`` type takes, besides ``type``.
-OPTIMIZER_PARAMS: dict[str, dict[str, ParamSpec]] = {
-    "sgd": {
-        "lr": _LR_1E3,
-        "momentum": Float(0.0, "momentum factor", min=0.0, max=1.0, max_open=True),
-        "dampening": _DAMPENING,
-        "weight_decay": _DECAY_0,
-    },
-    "momentum": {
-        "lr": _LR_1E3,
-        "momentum": Float(0.9, "momentum factor", min=0.0, max=1.0, max_open=True),
-        "dampening": _DAMPENING,
-        "weight_decay": _DECAY_0,
-    },
-    "nesterov": {
-        "lr": _LR_1E3,
-        "momentum": Float(0.9, "momentum factor", min=0.0, max=1.0, min_open=True,
-                          max_open=True),
-        "weight_decay": _DECAY_0,
-    },
-    "adagrad": {
-        "lr": _LR_1E2,
-        "lr_decay": Float(0.0, "the step size is lr / (1 + (step - 1) * lr_decay)", min=0.0),
-        "eps": Float(1e-10, "added to the denominator", min=0.0),
-        "weight_decay": _DECAY_0,
-        "initial_accumulator_value": Float(0.0, "start of the sum of squared gradients",
-                                           min=0.0),
-    },
-    "rmsprop": {
-        "lr": _LR_1E2,
-        "alpha": Float(0.99, "decay rate of the squared-gradient average", min=0.0, max=1.0),
-        "eps": Float(1e-8, "added to the denominator", min=0.0),
-        "weight_decay": _DECAY_0,
-        "momentum": Float(0.0, "momentum factor", min=0.0, max=1.0, max_open=True),
-        "centered": Bool(False, "divide by the variance instead of the mean square"),
-    },
-    "adam": _ADAM,
-    "adamw": {**_ADAM, "weight_decay": Float(1e-2, "decoupled weight decay", min=0.0)},
-}
-
-
-def _coerce(kind: str, key: str, value: Any) -> Any:
-    """``value`` checked by the spec of ``key`` for optimizer ``kind``; ParamError naming it."""
-    try:
-        return OPTIMIZER_PARAMS[kind][key].coerce(value)
-    except ParamError as e:
-        raise ParamError(e.message, param=f"optimizer.{key}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# optimizers
 
 
 class _Scratch:
@@ -640,130 +537,3 @@ def make_optimizer(config: Mapping[str, Any],
     args.update((k, v) for k, v in config.items() if k != "type")
     args.update(fixed)
     return cls(params, **args)
-
-
-# ---------------------------------------------------------------------------------------------
-# regularization and clipping (the training loop calls these on name -> array dicts)
-
-
-def is_weight(name: str) -> bool:
-    """True for a weight parameter: the part of ``name`` after the last '/' starts with 'W'.
-
-    ``"fc1/W"`` and ``"rnn/W_ih"`` are weights; ``"fc1/b"`` and ``"bn/gamma"`` are not.
-    """
-    return name.rsplit("/", 1)[-1].startswith("W")
-
-
-def regularization_penalty(params: Mapping[str, Any], l1: float = 0.0,
-                           l2: float = 0.0) -> float:
-    """l1 * Σ|w| + l2 * Σw² over the weight parameters (``is_weight``) of name -> array.
-
-    The sums stay on the device and come to the host in one transfer.
-    """
-    if not (l1 or l2):
-        return 0.0
-    terms = []
-    xp = np
-    for name, w in params.items():
-        if not is_weight(name):
-            continue
-        xp = array_module(w)
-        if l1:
-            terms.append(xp.abs(w).sum() * l1)
-        if l2:
-            terms.append(xp.vdot(w, w) * l2)  # BLAS dot: no temporary w² array
-    if not terms:
-        return 0.0
-    return float(to_host(xp.stack(terms)).sum(dtype=np.float64))
-
-
-def add_regularization_grads(params: Mapping[str, Any], grads: dict[str, Any],
-                             l1: float = 0.0, l2: float = 0.0) -> None:
-    """Add the gradient of ``regularization_penalty``, l1 * sign(w) + 2 * l2 * w, to ``grads``.
-
-    In place, for the weight parameters only; a weight whose gradient is None gets the
-    penalty gradient alone (a new array in ``grads``), since the penalty depends on it.
-    """
-    if not (l1 or l2):
-        return
-    for name, w in params.items():
-        if not is_weight(name):
-            continue
-        xp = array_module(w)
-        g = grads.get(name)
-        if g is None:
-            g = grads[name] = xp.zeros_like(w)
-        work = xp.empty_like(w)
-        if l2:
-            g += xp.multiply(w, 2.0 * l2, out=work)
-        if l1:
-            xp.sign(w, out=work)  # sign(0) = 0, the subgradient torch's abs uses
-            work *= l1
-            g += work
-
-
-def _squared_sums(grads: Mapping[str, Any]) -> tuple[list[str], np.ndarray]:
-    """(names, Σg² per name as float64) for the gradients that are not None.
-
-    The sums are taken in the gradients' dtype (one BLAS dot each) and fetched in one
-    transfer. In float32 a square overflows for |g| above ~1.8e19 and underflows below
-    ~1e-19, although the gradient itself is finite and its norm representable; the sums
-    that came out infinite or below the dtype's smallest normal number are taken again in
-    float64, with one more transfer for all of them, only on the steps where that happens.
-    A gradient that really holds a NaN or Inf still gives a non-finite sum.
-    """
-    names = [n for n, g in grads.items() if g is not None]
-    if not names:
-        return [], np.zeros(0)
-    xp = array_module(grads[names[0]])
-    sums = xp.stack([xp.vdot(grads[n], grads[n]) for n in names])
-    out = np.asarray(to_host(sums), dtype=np.float64)
-    redo = [i for i, n in enumerate(names)
-            if grads[n].dtype != np.float64 and grads[n].size
-            and not np.finfo(grads[n].dtype).tiny <= out[i] < np.inf]
-    if redo:
-        wide = [grads[names[i]].astype(np.float64).ravel() for i in redo]
-        out[redo] = np.asarray(to_host(xp.stack([xp.vdot(w, w) for w in wide])),
-                               dtype=np.float64)
-    return names, out
-
-
-def grad_norms(grads: Mapping[str, Any]) -> tuple[dict[str, float], float]:
-    """(name -> L2 norm of each gradient, global L2 norm over all of them).
-
-    Gradients that are None are left out. All norms come to the host in one transfer.
-    """
-    names, sq = _squared_sums(grads)
-    norms = {n: math.sqrt(s) for n, s in zip(names, sq.tolist(), strict=True)}
-    return norms, math.sqrt(float(sq.sum()))
-
-
-def clip_grad_norm(grads: Mapping[str, Any], max_norm: float,
-                   total_norm: float | None = None) -> float:
-    """Scale all gradients in place so their global L2 norm is at most ``max_norm``.
-
-    As ``torch.nn.utils.clip_grad_norm_``: when the norm exceeds ``max_norm`` every gradient
-    is multiplied by max_norm / (norm + 1e-6). Returns the global norm before clipping.
-    ``total_norm``, when the caller already has it (``grad_norms``), saves computing it again.
-    A non-finite norm leaves the gradients as they are.
-    """
-    if total_norm is None:
-        total_norm = math.sqrt(float(_squared_sums(grads)[1].sum()))
-    coef = max_norm / (total_norm + 1e-6)
-    if coef < 1.0:
-        for g in grads.values():
-            if g is not None:
-                g *= coef
-    return total_norm
-
-
-def clip_grad_value(grads: Mapping[str, Any], clip: float) -> None:
-    """Clamp every gradient element to [-clip, clip] in place (``clip_grad_value_``)."""
-    for g in grads.values():
-        if g is not None:
-            array_module(g).clip(g, -clip, clip, out=g)
-
-
-__all__ = ["OPTIMIZER_PARAMS", "Betas", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam",
-           "AdamW", "make_optimizer", "is_weight", "regularization_penalty",
-           "add_regularization_grads", "grad_norms", "clip_grad_norm", "clip_grad_value"]

@@ -9,274 +9,37 @@ last good ones.
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core import datasets, optim
+from core import datasets
 from core.device import resolve_device
-from core.errors import NonFiniteError, ParamError
-from core.layers.losses import Decision
+from core.errors import NonFiniteError
 from core.network import Network
+from core.optim.optimizers import make_optimizer
+from core.training.config import TrainConfig
+from core.training.events import (
+    ClassificationReport,
+    DoneEvent,
+    EpochEvent,
+    Event,
+    Snapshot,
+    StepEvent,
+)
+from core.training.metrics import Classifier, correct_count, predicted_classes
+from core.training.step import training_step
 from core.validate import Analysis
 from kernels import backend
 
-TRAINING_KEYS = {"dataset", "validation_split", "optimizer", "regularization", "clip",
-                 "batch_size", "epochs", "shuffle", "seed", "device", "steps"}
 
-
-@dataclass
-class TrainConfig:
-    dataset: dict
-    optimizer: dict
-    validation_split: float = 0.0
-    l1: float = 0.0
-    l2: float = 0.0
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    batch_size: int = 32
-    epochs: int = 10
-    steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
-    shuffle: bool = True
-    seed: int = 0
-    device: str = "auto"
-
-
-def _num(d: dict, key: str, where: str, default, *, lo=None, hi=None, integer=False,
-         open_lo=False):
-    v = d.get(key, default)
-    if v is None:
-        return None
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if ok and integer:
-        ok = float(v).is_integer()
-    if ok and lo is not None:
-        ok = v > lo if open_lo else v >= lo
-    if ok and hi is not None:
-        ok = v <= hi
-    if not ok:
-        what = "an integer" if integer else "a number"
-        if lo is not None:
-            what += f" {'>' if open_lo else '>='} {lo}"
-        if hi is not None:
-            what += f" and <= {hi}"
-        raise ParamError(f"expected {what}, found {v!r}", param=f"training.{where}{key}")
-    return int(v) if integer else float(v)
-
-
-def parse_training(training: dict, **overrides) -> TrainConfig:
-    """The training section as a ``TrainConfig``; ``overrides`` (from the command line) win.
-
-    Raises ``ParamError`` naming ``training.<field>`` for a bad or unknown setting.
-    """
-    t = dict(training or {})
-    for k, v in overrides.items():
-        if v is not None:
-            t[k] = v
-    for k in t:
-        if k not in TRAINING_KEYS:
-            raise ParamError(f"unknown setting (known: {', '.join(sorted(TRAINING_KEYS))})",
-                             param=f"training.{k}")
-    ds = t.get("dataset")
-    if not isinstance(ds, dict):
-        raise ParamError("expected a dataset, e.g. {\"source\": \"builtin\", \"name\": "
-                         f"\"digits\"}}, found {ds!r}", param="training.dataset")
-    ds = dict(ds)
-    split = ds.pop("validation_split", None)
-    if "validation_split" in t:
-        split = t["validation_split"]
-    split = _num({} if split is None else {"validation_split": split}, "validation_split", "",
-                 0.0, lo=0.0, hi=0.9)
-    opt = t.get("optimizer", {"type": "sgd", "lr": 0.01})
-    if not isinstance(opt, dict):
-        raise ParamError(f"expected an object like {{\"type\": \"adam\"}}, found {opt!r}",
-                         param="training.optimizer")
-    try:  # check the type and hyperparameters now, naming them as training.optimizer.<key>
-        optim.make_optimizer(opt, [])
-    except ParamError as e:
-        raise ParamError(e.message, param=f"training.{e.param}") from None
-    reg = t.get("regularization", {}) or {}
-    if not isinstance(reg, dict) or set(reg) - {"l1", "l2"}:
-        raise ParamError("expected {\"l1\": number, \"l2\": number}",
-                         param="training.regularization")
-    clip = t.get("clip", {}) or {}
-    if not isinstance(clip, dict) or set(clip) - {"norm", "value"} or len(clip) > 1:
-        raise ParamError("expected {\"norm\": number} or {\"value\": number}",
-                         param="training.clip")
-    shuffle = t.get("shuffle", True)
-    if not isinstance(shuffle, bool):
-        raise ParamError(f"expected true or false, found {shuffle!r}", param="training.shuffle")
-    device = t.get("device", "auto")
-    if device not in ("auto", "cpu", "gpu"):
-        raise ParamError(f"expected auto, cpu or gpu, found {device!r}", param="training.device")
-    cfg = TrainConfig(
-        dataset=ds, optimizer=opt, validation_split=split,
-        l1=_num(reg, "l1", "regularization.", 0.0, lo=0.0),
-        l2=_num(reg, "l2", "regularization.", 0.0, lo=0.0),
-        clip_norm=_num(clip, "norm", "clip.", None, lo=0.0, open_lo=True),
-        clip_value=_num(clip, "value", "clip.", None, lo=0.0, open_lo=True),
-        batch_size=_num(t, "batch_size", "", 32, lo=1, integer=True),
-        epochs=_num(t, "epochs", "", 10, lo=1, integer=True),
-        steps=_num(t, "steps", "", None, lo=1, integer=True),
-        shuffle=shuffle, seed=_num(t, "seed", "", 0, lo=0, integer=True), device=device)
-    return cfg
-
-
-# ---- events ------------------------------------------------------------------------------
-@dataclass
-class StepEvent:
-    epoch: int
-    step: int  # global optimizer step, from 0
-    time: float  # seconds since training started (monotonic)
-    loss: float  # including the regularization penalty
-    grad_norm: dict[str, float]
-    global_grad_norm: float
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    # recurrent graphs: node -> norm of the gradient reaching its state at each time step
-    state_grad_norm: dict[str, list[float]] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        d = {"event": "step", "epoch": self.epoch, "step": self.step,
-             "time": round(self.time, 6), "loss": self.loss, "grad_norm": self.grad_norm,
-             "global_grad_norm": self.global_grad_norm}
-        if self.state_grad_norm:  # an extension of SPEC section 5 (docs/spec-extensions.md)
-            d["state_grad_norm"] = self.state_grad_norm
-        return d
-
-
-@dataclass
-class EpochEvent:
-    epoch: int
-    train_loss: float
-    val_loss: float | None
-    seconds: float
-    train_accuracy: float | None = None
-    val_accuracy: float | None = None
-
-    def to_json(self) -> dict:
-        d: dict[str, Any] = {"event": "epoch", "epoch": self.epoch, "train_loss": self.train_loss}
-        if self.val_loss is not None:
-            d["val_loss"] = self.val_loss
-        if self.train_accuracy is not None:
-            d["train_accuracy"] = self.train_accuracy
-        if self.val_accuracy is not None:
-            d["val_accuracy"] = self.val_accuracy
-        d["seconds"] = round(self.seconds, 6)
-        return d
-
-
-@dataclass
-class DoneEvent:
-    reason: str  # "finished", "stopped" or "error"
-    steps: int
-    # a NeuroCanvasError for what the user can fix; any other exception is a bug of ours,
-    # still delivered so that a consumer waiting on the queue never hangs
-    error: Exception | None = None
-
-
-Event = StepEvent | EpochEvent | DoneEvent
-
-
-@dataclass
-class Snapshot:
-    """Host copies of some nodes' parameters, gradients and activations, taken between
-    two steps (``Trainer.snapshot``). Keys: params / grads ``"<owner id>/<name>"`` (a node
-    with ``shared_with`` shows its owner's), activations by node id, each
-    ``[batch, *shape]`` (``[batch, T, *shape]`` inside a recurrent region)."""
-    step: int  # optimizer steps done when it was taken
-    params: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
-    activations: dict[str, np.ndarray]
-
-
-@dataclass
-class ClassificationReport:
-    """Evaluation of a classifier: ``confusion[true, predicted]`` counts samples."""
-    loss: float
-    accuracy: float
-    confusion: np.ndarray  # [C, C] int64; C = 2 for a binary loss
-
-
-# ---- accuracy ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Classifier:
-    """The loss whose predictions training reports accuracy for, and the nodes it reads."""
-    decision: Decision
-    pred: str  # node feeding the loss's pred
-    target: str  # node feeding its target
-    loss: str
-
-
-def predicted_classes(pred, target, decision: Decision):
-    """(guess, truth): the predicted and the true class of every decision in a batch, as
-    flat integer arrays of the arrays' module. A binary loss decides once per output of
-    each sample; a multi-class one once per position of a ``[..., C]`` prediction."""
-    xp = backend.array_module(pred)
-    n = int(pred.shape[0])
-    if decision.binary:
-        guess = pred.reshape(n, -1) > 0
-        truth = target.reshape(n, -1) > decision.target_cut
-        return guess.reshape(-1).astype(xp.int64), truth.reshape(-1).astype(xp.int64)
-    guess = xp.argmax(pred, axis=-1).reshape(-1)
-    if target.ndim == pred.ndim:  # class probabilities
-        target = xp.argmax(target, axis=-1)
-    return guess, target.reshape(-1).astype(xp.int64)
-
-
-def correct_count(pred, target, decision: Decision) -> tuple[float, int]:
-    """(correct, samples) of a batch: the samples classified right, a sample with several
-    decisions counting the fraction of them that is right. Accuracy is their ratio."""
-    guess, truth = predicted_classes(pred, target, decision)
-    n = int(pred.shape[0])
-    hits = float(backend.array_module(guess).sum(guess == truth))
-    return hits / max(guess.size // max(n, 1), 1), n
-
-
-# ---- one step ------------------------------------------------------------------------------
-def training_step(net: Network, optimizer, batch, config: TrainConfig):
-    """Forward, backward, penalties, clipping and the update; (loss, norms, global, result).
-
-    ``loss`` includes the L1/L2 penalty. Gradient norms are taken before clipping (what the
-    user wants to see) and fetched in one transfer. Raises ``NonFiniteError`` naming the
-    first node where a NaN or Inf appears, before anything is updated.
-    """
-    c = config
-    # BatchNorm statistics change in the training forward pass: keep them to put back if
-    # the step fails (no copy at all for a graph without buffers)
-    saved = {k: v.copy() for k, v in net.buffers.items()}
-    res = net.loss_and_grads(batch)
-    grads = net.gradients()
-    penalty = 0.0
-    if c.l1 or c.l2:
-        optim.add_regularization_grads(net.params, grads, c.l1, c.l2)
-        penalty = float(optim.regularization_penalty(net.params, c.l1, c.l2))
-    norms, global_norm = optim.grad_norms(grads)
-    loss = float(res.loss) + penalty
-    if not (math.isfinite(loss) and math.isfinite(global_norm)):
-        node, phase = net.find_nonfinite(batch)
-        for k, v in saved.items():
-            net.buffers[k][...] = v
-        what = "loss" if not math.isfinite(loss) else "gradient"
-        raise NonFiniteError(f"{what}: first NaN/Inf in the {phase} pass of this node",
-                             node=node, phase=phase)
-    if c.clip_norm is not None:
-        optim.clip_grad_norm(grads, c.clip_norm, total_norm=global_norm)
-    elif c.clip_value is not None:
-        optim.clip_grad_value(grads, c.clip_value)
-    optimizer.step(grads)
-    return loss, norms, global_norm, res
-
-
-# ---- the trainer ---------------------------------------------------------------------------
 @dataclass
 class _Accuracy:
     correct: float = 0.0
@@ -334,7 +97,7 @@ class Trainer:
         if init_weights is not None:
             self.net.load_state_dict(init_weights, file=init_weights_file)
         self.param_list = list(self.net.params.items())
-        self.optimizer = optim.make_optimizer(config.optimizer, self.param_list)
+        self.optimizer = make_optimizer(config.optimizer, self.param_list)
         self.data_rng = np.random.default_rng(config.seed)
         self.steps_per_epoch = self.train_set.num_batches(config.batch_size)
         self.total_steps = config.steps or self.steps_per_epoch * config.epochs
