@@ -1,4 +1,4 @@
-"""Reading and writing the graph file (SPEC section 2): versioned JSON, never pickle.
+"""Reading and writing the graph file (docs/format.md section 2): versioned JSON, never pickle.
 
 Loading checks the *structure* (is this a graph file at all?) and raises ``GraphFileError``
 when it is not. A well-formed graph that is invalid (unknown type, bad shapes, cycles) still

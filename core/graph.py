@@ -38,7 +38,7 @@ class GraphEvent:
 
 
 class Graph:
-    """A network drawn as nodes and edges. See SPEC section 2 for the file format."""
+    """A network drawn as nodes and edges. See docs/format.md section 2 for the file format."""
 
     def __init__(self, name: str = "untitled"):
         self.name = name

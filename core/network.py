@@ -1,7 +1,7 @@
 """A compiled, executable network: parameters on a device, forward and backward by the plan.
 
-Parameters are stored per owner node under SPEC section 4 keys ``"<node id>/<name>"``. A node
-with ``shared_with`` uses its owner's arrays (the same dicts), so gradients from every use add
+Parameters are stored per owner node under docs/format.md section 4 keys ``"<node id>/<name>"``. A
+node with ``shared_with`` uses its owner's arrays (the same dicts), so gradients from every use add
 up in one place.
 """
 from __future__ import annotations
@@ -108,7 +108,7 @@ class Network:
         return {f"{nid}/{k}": g for nid, layer in self._owners.items() for k, g in layer.G.items()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers as float32 host arrays, keyed as in SPEC section 4."""
+        """Parameters and buffers as float32 host arrays, keyed as in docs/format.md section 4."""
         out = {k: backend.to_host(v).astype(np.float32) for k, v in self.params.items()}
         out.update({k: backend.to_host(v).astype(np.float32) for k, v in self.buffers.items()})
         return out

@@ -177,8 +177,8 @@ class RemoteTrainer:
 
     graph: the graph to train (its text is sent; unsaved edits included). overrides: training
     settings that win over the graph's (as ``parse_training`` takes them). base_dir: where a
-    dataset's relative paths start. init_weights: SPEC section 4 arrays to start from; those
-    whose key and shape no longer fit the graph start fresh. run: start training as soon as
+    dataset's relative paths start. init_weights: docs/format.md section 4 arrays to start from;
+    those whose key and shape no longer fit the graph start fresh. run: start training as soon as
     the network is built (False: hold the weights for evaluation and snapshots only).
 
     on_event is called on a reader thread with each ``ReadyEvent``, ``StepEvent``,
@@ -306,7 +306,7 @@ class RemoteTrainer:
         return self._request("report")
 
     def state_dict(self) -> Future:
-        """Future of the current weights (SPEC section 4 keys, host arrays)."""
+        """Future of the current weights (docs/format.md section 4 keys, host arrays)."""
         return self._request("weights")
 
     # ---- the reader thread -------------------------------------------------------------------

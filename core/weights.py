@@ -1,5 +1,5 @@
-"""Weights files (SPEC section 4): NumPy .npz, one float32 array per "<node id>/<name>" key,
-written atomically and read with allow_pickle=False."""
+"""Weights files (docs/format.md section 4): NumPy .npz, one float32 array per "<node id>/<name>"
+key, written atomically and read with allow_pickle=False."""
 from __future__ import annotations
 
 import os

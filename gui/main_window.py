@@ -1,5 +1,5 @@
 """The main window: canvas in the middle, palette left, inspector right, problems and the
-training view below; menus and actions named as SPEC section 8 fixes.
+training view below; menus and actions named as docs/format.md section 8 fixes.
 
 ``MainWindow.open_file`` / ``save_file`` work without dialogs (tests, the command line);
 the menu actions add the dialogs around them.

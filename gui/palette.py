@@ -1,7 +1,7 @@
 """The node palette: every node type by category, a search filter, drag and double-click.
 
 Dragging a type starts a QDrag whose MIME data (``NODE_MIME``) holds the type name in UTF-8;
-the canvas accepts that drop (SPEC section 8). A double-click (or Enter) asks for the node
+the canvas accepts that drop (docs/format.md section 8). A double-click (or Enter) asks for the node
 with ``node_requested``; the main window adds it at the centre of the view.
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ def type_from_mime(mime: QMimeData) -> str | None:
 
 
 class NodePalette(QWidget):
-    """The node types by category (SPEC section 3), filterable, draggable onto the canvas."""
+    """The node types by category (docs/format.md section 3), filterable, draggable onto the
+    canvas."""
 
     node_requested = Signal(str)  # type name: add one at the centre of the view
 

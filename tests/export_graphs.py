@@ -1,4 +1,4 @@
-"""Graphs that together use every node type of SPEC section 3, for the export tests, and the
+"""Graphs that together use every node type of docs/format.md section 3, for the export tests, and the
 tools to export one, import it and feed both sides the same data."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Small example graphs for the tests, built as the JSON dicts of SPEC section 2."""
+"""Small example graphs for the tests, built as the JSON dicts of docs/format.md section 2."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The command line (SPEC section 6), run as a user runs it: ``python main.py ...``.
+"""The command line (docs/format.md section 6), run as a user runs it: ``python main.py ...``.
 
 Every user error must exit with status 2 and print one line on stderr that names the culprit,
 with no traceback.

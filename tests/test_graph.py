@@ -1,4 +1,4 @@
-"""The in-memory graph model (edits, events, ids) and the graph file (SPEC section 2)."""
+"""The in-memory graph model (edits, events, ids) and the graph file (docs/format.md section 2)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The main window: SPEC section 8 names, files, recent files, autosave and recovery."""
+"""The main window: docs/format.md section 8 names, files, recent files, autosave and recovery."""
 from __future__ import annotations
 
 import json

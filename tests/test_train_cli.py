@@ -1,4 +1,4 @@
-"""``main.py train`` (SPEC sections 4, 5 and 6), run as a user runs it: the examples, the
+"""``main.py train`` (docs/format.md sections 4, 5 and 6), run as a user runs it: the examples, the
 metrics log, the progress bar on a terminal, weights files and user errors."""
 from __future__ import annotations
 

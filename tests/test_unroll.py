@@ -149,7 +149,8 @@ def test_training_steps_report_state_gradient_norms_for_drawn_and_builtin_cells(
 
 
 def test_drawn_elman_cell_equals_builtin_rnn_outputs_and_gradients():
-    """SPEC: an Elman cell drawn from Dense + delayed Dense + Tanh computes exactly RNN."""
+    """docs/format.md section 2.6: an Elman cell drawn from Dense + delayed Dense + Tanh computes
+    exactly RNN."""
     drawn = Network(analyze(elman_graph("all")), dtype=np.float64)
     builtin_graph = build(graph_dict(
         [node("x", "Input", shape=[T, F]), node("rnn", "RNN", units=H, return_sequences=True),

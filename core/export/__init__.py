@@ -1,4 +1,4 @@
-"""Export a graph as Python code (SPEC section 7).
+"""Export a graph as Python code (docs/format.md section 7).
 
 ``export_graph(graph, "pytorch")`` gives one self-contained PyTorch script (a ``Model``
 module, NeuroCanvas weights files in and out, and a training loop that also runs under
@@ -23,7 +23,7 @@ def export_graph(graph: Graph, to: str, weights_path: str | os.PathLike | None =
                  base_dir: str | os.PathLike | None = None) -> str:
     """The source text of ``graph`` exported ``to`` "pytorch" or "python".
 
-    weights_path: a weights file (SPEC section 4) the exported script starts from; it is
+    weights_path: a weights file (docs/format.md section 4) the exported script starts from; it is
     checked against the graph now (``WeightsError`` naming a missing key or a wrong shape).
     base_dir: the folder of the graph file, against which a relative dataset path is
     resolved (written into the script as an absolute path); without it, such a path is

@@ -1,6 +1,6 @@
 """Export a graph as a script that rebuilds it with the NeuroCanvas ``core`` API and trains
-it (SPEC section 7, ``--to python``). ``--dump-graph FILE`` writes the graph it built, which
-equals the original apart from ``pos`` (layout only, so left out of the script)."""
+it (docs/format.md section 7, ``--to python``). ``--dump-graph FILE`` writes the graph it built,
+which equals the original apart from ``pos`` (layout only, so left out of the script)."""
 from __future__ import annotations
 
 from core.export.source import INDENT, LINE, docstring, literal, quoted, wrapped_literal

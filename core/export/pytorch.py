@@ -1,5 +1,5 @@
-"""Export a graph as a PyTorch module (SPEC section 7): ``class Model(nn.Module)`` with one
-line per layer in ``__init__``, ``forward`` in graph order with a comment per node, and the
+"""Export a graph as a PyTorch module (docs/format.md section 7): ``class Model(nn.Module)`` with
+one line per layer in ``__init__``, ``forward`` in graph order with a comment per node, and the
 table that maps NeuroCanvas weights files onto its ``state_dict``.
 
 The training part of the exported script (datasets, optimizer, the DistributedDataParallel

@@ -55,8 +55,8 @@ class Layer:
     category: ClassVar[str] = "Core"
     doc: ClassVar[str] = ""
     params_spec: ClassVar[dict[str, ParamSpec]] = {}
-    # Names of the trainable parameters (SPEC section 3 layouts) and buffers a node of this
-    # type can have; ``param_shapes()`` / ``buffer_shapes()`` give the ones a node has.
+    # Names of the trainable parameters (docs/format.md section 3 layouts) and buffers a node of
+    # this type can have; ``param_shapes()`` / ``buffer_shapes()`` give the ones a node has.
     param_names: ClassVar[tuple[str, ...]] = ()
     buffer_names: ClassVar[tuple[str, ...]] = ()
     is_loss: ClassVar[bool] = False
@@ -119,7 +119,8 @@ class Layer:
         return s
 
     def param_shapes(self) -> dict[str, Shape]:
-        """Shapes of the parameters, in SPEC layout (uses ``self.in_shapes``)."""
+        """Shapes of the parameters, in the stored layout (docs/format.md section 3) (uses
+        ``self.in_shapes``)."""
         return {}
 
     def buffer_shapes(self) -> dict[str, Shape]:

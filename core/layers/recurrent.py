@@ -13,11 +13,12 @@ All three follow one plan (PyTorch ``aten/src/ATen/native/RNN.cpp``, cuDNN):
   steps (``dW_ih = X^T @ dGates``, ``dW_hh = H_prev^T @ dGates``), the biases as sums and
   the input gradient as one call ``dGates @ W_ih^T``, only when it is wanted.
 
-Internal layout. Parameters are stored in SPEC layout (``W_ih [F, nG·H]``; gate order
-i, f, g, o for LSTM and r, z, n for GRU, as PyTorch), but the kernels work gate-major: the
-weights as ``[nG, F, H]`` / ``[nG, H, H]`` stacks, so a "GEMM" above is one batched matmul
-call over the gate axis (nG BLAS GEMMs on NumPy, one strided-batched cuBLAS GEMM on CuPy),
-and the gates of step t as one contiguous ``[nG, B, H]`` block of a ``[T, nG, B, H]`` buffer.
+Internal layout. Parameters are stored in the layout of docs/format.md section 3
+(``W_ih [F, nG·H]``; gate order i, f, g, o for LSTM and r, z, n for GRU, as PyTorch), but
+the kernels work gate-major: the weights as ``[nG, F, H]`` / ``[nG, H, H]`` stacks, so a
+"GEMM" above is one batched matmul call over the gate axis (nG BLAS GEMMs on NumPy, one
+strided-batched cuBLAS GEMM on CuPy), and the gates of step t as one contiguous
+``[nG, B, H]`` block of a ``[T, nG, B, H]`` buffer.
 NumPy runs element-wise loops on column slices of a row-major ``[B, nG·H]`` array 2-4x
 slower than on contiguous blocks, and OpenBLAS does the nG ``[B, H] @ [H, H]`` products of a
 batched call at least as fast as one ``[B, H] @ [H, nG·H]`` GEMM. The gate gradients are moved to
@@ -47,8 +48,8 @@ from kernels.backend import to_host
 
 
 def _gates(xp, w, order: tuple[int, ...]):
-    """SPEC ``[..., nG·H]`` (gate blocks on the last axis) -> a new ``[nG, ..., H]`` array
-    with the gates in ``order`` (indices of SPEC gate blocks)."""
+    """Stored ``[..., nG·H]`` (gate blocks on the last axis) -> a new ``[nG, ..., H]`` array
+    with the gates in ``order`` (indices of stored gate blocks)."""
     h = w.shape[-1] // len(order)
     return xp.stack([w[..., k * h:(k + 1) * h] for k in order])
 
@@ -61,7 +62,7 @@ def _sq_norm(xp, a):
 
 
 def _spec(xp, g, order: tuple[int, ...]):
-    """Inverse of ``_gates``: internal ``[nG, ..., H]`` -> a new SPEC ``[..., nG·H]`` array."""
+    """Inverse of ``_gates``: internal ``[nG, ..., H]`` -> a new stored ``[..., nG·H]`` array."""
     return xp.concatenate([g[order.index(k)] for k in range(len(order))], axis=-1)
 
 
@@ -277,13 +278,13 @@ class RNN(_Recurrent):
                            t_len, b)
 
 
-# LSTM gates inside the kernels: i, f, o, g (SPEC blocks 0, 1, 3, 2), sigmoid gates first.
+# LSTM gates inside the kernels: i, f, o, g (stored blocks 0, 1, 3, 2), sigmoid gates first.
 _LSTM_ORDER = (0, 1, 3, 2)
 
 
 @register
 class LSTM(_Recurrent):
-    """LSTM, gates in SPEC/PyTorch order i, f, g, o:
+    """LSTM, gates in the stored (and PyTorch's) order i, f, g, o:
 
     i, f, o = sigmoid(.), g = tanh(.), c_t = f·c_{t-1} + i·g, h_t = o·tanh(c_t).
 
@@ -388,14 +389,14 @@ class LSTM(_Recurrent):
 
 
 # GRU gate gradients in backward: blocks [dn_pre, dr, dz, dhn]. Blocks 0..2 are what W_ih
-# sees (SPEC blocks n, r, z); blocks 1..3 what W_hh sees (r, z, n).
+# sees (stored blocks n, r, z); blocks 1..3 what W_hh sees (r, z, n).
 _GRU_RZN = (0, 1, 2)
 _GRU_NRZ = (2, 0, 1)
 
 
 @register
 class GRU(_Recurrent):
-    """GRU, gates in SPEC/PyTorch order r, z, n:
+    """GRU, gates in the stored (and PyTorch's) order r, z, n:
 
     r, z = sigmoid(.), n = tanh(x·W_in + b_in + r·(h·W_hn + b_hn)), h' = (1 - z)·n + z·h.
 

@@ -1,5 +1,5 @@
 """TimeCollect: closes the recurrent region; turns the per-step values of its input into one
-whole-sequence value (SPEC section 2, recurrent graphs)."""
+whole-sequence value (docs/format.md section 2, recurrent graphs)."""
 from __future__ import annotations
 
 from core.layers.base import Layer, register

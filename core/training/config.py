@@ -1,4 +1,4 @@
-"""The training settings of a graph (SPEC section 2) as a checked ``TrainConfig``."""
+"""The training settings of a graph (docs/format.md section 2) as a checked ``TrainConfig``."""
 from __future__ import annotations
 
 import math

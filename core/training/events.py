@@ -5,7 +5,7 @@ loop; ``Snapshot`` and ``ClassificationReport`` answer requests to a running Tra
 
 The JSON is written in two places and read back in one:
 
-- the metrics log (``main.py train --log``, SPEC section 5): one ``to_json()`` object a
+- the metrics log (``main.py train --log``, docs/format.md section 5): one ``to_json()`` object a
   line, of steps and epochs;
 - the wire between the GUI and its training process (``core.remote``): epochs and the end
   as ``to_json`` objects, steps in batches of compact rows (``StepEvent.batch_to_json``),
@@ -40,11 +40,11 @@ class StepEvent:
     state_grad_norm: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """The metrics-log line (SPEC section 5); time rounded to microseconds."""
+        """The metrics-log line (docs/format.md section 5); time rounded to microseconds."""
         d = {"event": "step", "epoch": self.epoch, "step": self.step,
              "time": round(self.time, 6), "loss": self.loss, "grad_norm": self.grad_norm,
              "global_grad_norm": self.global_grad_norm}
-        if self.state_grad_norm:  # an extension of SPEC section 5 (docs/spec-extensions.md)
+        if self.state_grad_norm:  # recurrent graphs only (docs/format.md section 5)
             d["state_grad_norm"] = self.state_grad_norm
         return d
 
@@ -91,7 +91,7 @@ class EpochEvent:
     val_accuracy: float | None = None
 
     def to_json(self) -> dict:
-        """The metrics-log line (SPEC section 5): figures that are None are left out."""
+        """The metrics-log line (docs/format.md section 5): figures that are None are left out."""
         d: dict[str, Any] = {"event": "epoch", "epoch": self.epoch, "train_loss": self.train_loss}
         if self.val_loss is not None:
             d["val_loss"] = self.val_loss

@@ -1,11 +1,10 @@
 """The training loop: a reusable object that the command line and the GUI both drive.
 
-``Trainer`` trains a validated graph with its training settings (SPEC section 2). It reports
-``StepEvent`` / ``EpochEvent`` / ``DoneEvent`` objects through a thread-safe queue (and an
-optional callback on the training thread), and can be paused, resumed and stopped from any
-thread; a stop takes effect before the next step. A NaN or Inf stops training with the first
-node where it appeared, before the optimizer touches the weights, so the weights kept are the
-last good ones.
+``Trainer`` trains a validated graph with its training settings (docs/format.md section 2). It
+reports ``StepEvent`` / ``EpochEvent`` / ``DoneEvent`` objects through a thread-safe queue (and an
+optional callback on the training thread), and can be paused, resumed and stopped from any thread; a
+stop takes effect before the next step. A NaN or Inf stops training with the first node where it
+appeared, before the optimizer touches the weights, so the weights kept are the last good ones.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ MIN_GRID_PX = 7.0  # grid lines closer than this on screen are not drawn
 
 
 class GraphView(QGraphicsView):
-    """Shows a GraphScene; objectName ``graphView`` (SPEC section 8)."""
+    """Shows a GraphScene; objectName ``graphView`` (docs/format.md section 8)."""
 
     def __init__(self, scene: GraphScene, parent=None):
         super().__init__(scene, parent)

@@ -426,7 +426,7 @@ class TrainingController(QObject):
 
     # ---- weights ---------------------------------------------------------------------------
     def current_weights(self) -> dict:
-        """The weights as host arrays (SPEC section 4 keys): trained, loaded, or the
+        """The weights as host arrays (docs/format.md section 4 keys): trained, loaded, or the
         initial ones of the graph's seed."""
         tr = self._trainer
         if tr is not None:
