@@ -24,19 +24,19 @@ from core import catalogue
 from core.errors import GraphEditError, NeuroCanvasError
 from gui import icons
 from gui.inspector.widgets import (
-    _add_row,
-    _clear_form,
-    _error_label,
-    _fmt_shape,
-    _form,
-    _muted,
-    _row_label,
-    _set_error,
+    add_row,
+    clear_form,
+    error_label,
+    fmt_shape,
+    muted,
+    new_form,
+    row_label,
+    set_error,
 )
 from gui.param_fields import NodeRefField, ParamField, make_field
 
 
-def _strip_node_prefix(message: str, node_id: str) -> str:
+def strip_node_prefix(message: str, node_id: str) -> str:
     prefix = f"node '{node_id}'"
     if message.startswith(prefix):
         rest = message[len(prefix):]
@@ -61,7 +61,7 @@ class NodeEditor(QWidget):
         title_font.setBold(True)
         title_font.setPointSizeF(title_font.pointSizeF() * 1.15)
         self.title.setFont(title_font)
-        self.category = _muted(QLabel(self))
+        self.category = muted(QLabel(self))
         head = QHBoxLayout()
         head.setSpacing(8)
         head.addWidget(self.icon, 0, Qt.AlignTop)
@@ -70,14 +70,14 @@ class NodeEditor(QWidget):
         names.addWidget(self.title)
         names.addWidget(self.category)
         head.addLayout(names, 1)
-        self.doc = _muted(QLabel(self))
+        self.doc = muted(QLabel(self))
         self.doc.setWordWrap(True)
 
         self.id_edit = QLineEdit(self)
         self.id_edit.setObjectName("nodeIdEdit")
         self.id_edit.setToolTip("The node's id: unique; letters, digits, '_' and '-'")
         self.id_edit.editingFinished.connect(self._commit_id)
-        self.id_message = _error_label(self)
+        self.id_message = error_label(self)
         id_box = QWidget(self)
         id_lay = QVBoxLayout(id_box)
         id_lay.setContentsMargins(0, 0, 0, 0)
@@ -96,21 +96,21 @@ class NodeEditor(QWidget):
         self.count_label.setWordWrap(True)
 
         about = QGroupBox("Node", self)
-        about_form = _form()
+        about_form = new_form()
         about.setLayout(about_form)
         about_form.addRow("Id", id_box)
         about_form.addRow("Label", self.label_edit)
         about_form.addRow("Output", self.shape_label)
         about_form.addRow("Weights", self.count_label)
 
-        self.problems = _error_label(self)
+        self.problems = error_label(self)
         self.problems.setObjectName("nodeProblems")
         self.problems.setTextFormat(Qt.RichText)
 
         self.params_box = QGroupBox("Parameters", self)
-        self.params_form = _form()
+        self.params_form = new_form()
         self.params_box.setLayout(self.params_form)
-        self.no_params = _muted(QLabel("This node type has no parameters.", self))
+        self.no_params = muted(QLabel("This node type has no parameters.", self))
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -135,14 +135,14 @@ class NodeEditor(QWidget):
         if self._built_for != (node_id, node.type):
             self._build(node.type)
             self._built_for = (node_id, node.type)
-        _set_error(self.id_message, None)
+        set_error(self.id_message, None)
         self.refresh_header()
         for name in self.fields:
             self.refresh_param(name)
         self.show_analysis(self.document.analysis)
 
     def _build(self, type_name: str) -> None:
-        _clear_form(self.params_form)
+        clear_form(self.params_form)
         self.fields = {}
         cls = catalogue.get(type_name)
         category = cls.category if cls else ""
@@ -157,7 +157,7 @@ class NodeEditor(QWidget):
             field.setObjectName(f"param_{name}")
             field.committed.connect(partial(self._commit_param, name))
             self.fields[name] = field
-            _add_row(self.params_form, _row_label(name, spec.doc), field)
+            add_row(self.params_form, row_label(name, spec.doc), field)
         self.params_box.setVisible(bool(specs))
         self.no_params.setVisible(not specs)
 
@@ -175,7 +175,7 @@ class NodeEditor(QWidget):
             self.id_edit.setText(node.id)
         with QSignalBlocker(self.label_edit):
             self.label_edit.setText(node.extra.get("label") or "")
-        _set_error(self.id_message, None)
+        set_error(self.id_message, None)
 
     def refresh_param(self, name: str | None) -> None:
         node = self.document.graph.nodes.get(self.node_id)
@@ -188,7 +188,7 @@ class NodeEditor(QWidget):
         if nid not in self.document.graph.nodes:
             return
         node = self.document.graph.nodes[nid]
-        self.shape_label.setText(_fmt_shape(analysis.shapes.get(nid)))
+        self.shape_label.setText(fmt_shape(analysis.shapes.get(nid)))
         self.count_label.setText(self._weights_text(analysis, nid))
         problems = analysis.problems_of(nid)
         by_param: dict[str, str] = {}
@@ -198,11 +198,11 @@ class NodeEditor(QWidget):
         for name, field in self.fields.items():
             field.set_problem(by_param.get(name))
         if problems:
-            items = "".join(f"<li>{html.escape(_strip_node_prefix(str(p), nid))}</li>"
+            items = "".join(f"<li>{html.escape(strip_node_prefix(str(p), nid))}</li>"
                             for p in problems)
-            _set_error(self.problems, f"<b>Problems</b><ul style='margin:0'>{items}</ul>")
+            set_error(self.problems, f"<b>Problems</b><ul style='margin:0'>{items}</ul>")
         else:
-            _set_error(self.problems, None)
+            set_error(self.problems, None)
         for field in self.fields.values():
             if isinstance(field, NodeRefField):
                 field.set_candidates([n for n, other in self.document.graph.nodes.items()
@@ -223,7 +223,7 @@ class NodeEditor(QWidget):
             shapes = layer.param_shapes()
         except (KeyError, IndexError, TypeError, ValueError):
             shapes = {}
-        detail = ", ".join(f"{k} {_fmt_shape(s)}" for k, s in shapes.items())
+        detail = ", ".join(f"{k} {fmt_shape(s)}" for k, s in shapes.items())
         return f"{count:,}" + (f"  ({detail})" if detail else "")
 
     # ---- edits -------------------------------------------------------------------------
@@ -238,14 +238,14 @@ class NodeEditor(QWidget):
     def _commit_id(self) -> None:
         new = self.id_edit.text().strip()
         if self.node_id is None or new == self.node_id:
-            _set_error(self.id_message, None)
+            set_error(self.id_message, None)
             return
         try:
             self.document.rename(self.node_id, new)
         except GraphEditError as e:
-            _set_error(self.id_message, e.message)
+            set_error(self.id_message, e.message)
         except NeuroCanvasError as e:
-            _set_error(self.id_message, e.message)
+            set_error(self.id_message, e.message)
 
     def _commit_label(self) -> None:
         if self.node_id is None:
@@ -253,4 +253,4 @@ class NodeEditor(QWidget):
         try:
             self.document.set_label(self.node_id, self.label_edit.text().strip() or None)
         except NeuroCanvasError as e:
-            _set_error(self.id_message, e.message)
+            set_error(self.id_message, e.message)

@@ -34,14 +34,14 @@ from core.errors import NeuroCanvasError, ParamError
 from core.params import Bool, Choice, Float, Int, ParamSpec
 from core.training import parse_training
 from gui.inspector.widgets import (
-    _add_row,
-    _clear_form,
-    _error_label,
-    _fmt_shape,
-    _form,
-    _muted,
-    _row_label,
-    _set_error,
+    add_row,
+    clear_form,
+    error_label,
+    fmt_shape,
+    muted,
+    new_form,
+    row_label,
+    set_error,
 )
 from gui.param_fields import ParamField, make_field
 
@@ -135,7 +135,7 @@ class TrainingEditor(QWidget):
         f.setBold(True)
         f.setPointSizeF(f.pointSizeF() * 1.15)
         title.setFont(f)
-        hint = _muted(QLabel("Select a node to edit it; these settings belong to the graph.",
+        hint = muted(QLabel("Select a node to edit it; these settings belong to the graph.",
                              self))
         hint.setWordWrap(True)
 
@@ -144,7 +144,7 @@ class TrainingEditor(QWidget):
         self.name_edit.setObjectName("graphNameEdit")
         self.name_edit.editingFinished.connect(self._commit_name)
         graph_box = QGroupBox("Graph", self)
-        graph_form = _form()
+        graph_form = new_form()
         graph_box.setLayout(graph_form)
         graph_form.addRow("Name", self.name_edit)
 
@@ -154,13 +154,13 @@ class TrainingEditor(QWidget):
         for key, text in _SOURCES:
             self.source_combo.addItem(text, key)
         self.source_combo.activated.connect(self._commit_source)
-        self.dataset_message = _error_label(self)
+        self.dataset_message = error_label(self)
         self.ds_detail = QWidget(self)
-        self.ds_form = _form()
+        self.ds_form = new_form()
         self.ds_form.setContentsMargins(0, 0, 0, 0)
         self.ds_detail.setLayout(self.ds_form)
         ds_box = QGroupBox("Dataset", self)
-        ds_form = _form()
+        ds_form = new_form()
         ds_box.setLayout(ds_form)
         ds_form.addRow("Source", self.source_combo)
         ds_form.addRow(self.ds_detail)
@@ -168,7 +168,7 @@ class TrainingEditor(QWidget):
         ds_form.addRow(self.dataset_message)
         self.builtin_combo: QComboBox | None = None
         self.mapping_box = QWidget(self)
-        self.mapping_form = _form()
+        self.mapping_form = new_form()
         self.mapping_form.setContentsMargins(0, 0, 0, 0)
         self.mapping_box.setLayout(self.mapping_form)
 
@@ -179,12 +179,12 @@ class TrainingEditor(QWidget):
             self.optimizer_combo.addItem(name, name)
         self.optimizer_combo.activated.connect(self._commit_optimizer_type)
         self.opt_detail = QWidget(self)
-        self.opt_form = _form()
+        self.opt_form = new_form()
         self.opt_form.setContentsMargins(0, 0, 0, 0)
         self.opt_detail.setLayout(self.opt_form)
-        self.optimizer_message = _error_label(self)
+        self.optimizer_message = error_label(self)
         opt_box = QGroupBox("Optimizer", self)
-        opt_form = _form()
+        opt_form = new_form()
         opt_box.setLayout(opt_form)
         opt_form.addRow("Type", self.optimizer_combo)
         opt_form.addRow(self.opt_detail)
@@ -192,7 +192,7 @@ class TrainingEditor(QWidget):
 
         # loop
         loop_box = QGroupBox("Training", self)
-        loop_form = _form()
+        loop_form = new_form()
         loop_box.setLayout(loop_form)
         self._add(loop_form, "batch_size", "Batch size")
         self._add(loop_form, "epochs", "Epochs")
@@ -202,7 +202,7 @@ class TrainingEditor(QWidget):
 
         # regularization and clipping
         reg_box = QGroupBox("Regularization", self)
-        reg_form = _form()
+        reg_form = new_form()
         reg_box.setLayout(reg_form)
         self._add(reg_form, "regularization.l1", "L1")
         self._add(reg_form, "regularization.l2", "L2")
@@ -211,14 +211,14 @@ class TrainingEditor(QWidget):
         for key, text in _CLIP_MODES:
             self.clip_combo.addItem(text, key)
         self.clip_combo.activated.connect(self._commit_clip_mode)
-        reg_form.addRow(_row_label("Gradient clipping",
+        reg_form.addRow(row_label("Gradient clipping",
                                    "clip the global gradient norm or each element"),
                         self.clip_combo)
         self._add(reg_form, "clip.amount", "Clip at", resettable=False)
         self.fields["clip.amount"].committed.disconnect()
         self.fields["clip.amount"].committed.connect(self._commit_clip_amount)
 
-        self.message = _error_label(self)
+        self.message = error_label(self)
         self.message.setObjectName("trainingMessage")
 
         layout = QVBoxLayout(self)
@@ -241,7 +241,7 @@ class TrainingEditor(QWidget):
         field.setObjectName("training_" + key.replace(".", "_"))
         field.committed.connect(partial(self.commit, key))
         self.fields[key] = field
-        _add_row(form, _row_label(label, spec.doc), field)
+        add_row(form, row_label(label, spec.doc), field)
         return field
 
     @property
@@ -284,9 +284,9 @@ class TrainingEditor(QWidget):
 
     def _validate(self) -> None:
         """Show what parse_training finds wrong with the settings as they are."""
-        _set_error(self.message, None)
-        _set_error(self.dataset_message, self._dataset_problem())
-        _set_error(self.optimizer_message, None)
+        set_error(self.message, None)
+        set_error(self.dataset_message, self._dataset_problem())
+        set_error(self.optimizer_message, None)
         try:
             parse_training(self.training)
         except ParamError as e:
@@ -297,12 +297,12 @@ class TrainingEditor(QWidget):
             if field is not None:
                 field.set_problem(e.message)
             elif key.startswith("dataset"):
-                _set_error(self.dataset_message, e.message if key == "dataset"
+                set_error(self.dataset_message, e.message if key == "dataset"
                            else f"{key}: {e.message}")
             elif key.startswith("optimizer"):
-                _set_error(self.optimizer_message, f"{key}: {e.message}")
+                set_error(self.optimizer_message, f"{key}: {e.message}")
             else:
-                _set_error(self.message, str(e))
+                set_error(self.message, str(e))
 
     def _base_dir(self) -> Path:
         path = self.document.path
@@ -338,7 +338,7 @@ class TrainingEditor(QWidget):
         for k in [k for k in self.fields if k.startswith("dataset.")]:
             del self.fields[k]
         self.mapping_box.setParent(None)  # kept across rebuilds; removeRow would delete it
-        _clear_form(self.ds_form)
+        clear_form(self.ds_form)
         self.builtin_combo = None
         if source == "builtin":
             combo = QComboBox(self)
@@ -350,11 +350,11 @@ class TrainingEditor(QWidget):
             combo.setCurrentIndex(combo.findData(builtin))
             combo.activated.connect(self._commit_builtin)
             self.builtin_combo = combo
-            _add_row(self.ds_form, "Dataset", combo)
+            add_row(self.ds_form, "Dataset", combo)
             if builtin in datasets.known_builtins():
-                about = _muted(QLabel(datasets.known_builtins()[builtin], self))
+                about = muted(QLabel(datasets.known_builtins()[builtin], self))
                 about.setWordWrap(True)
-                _add_row(self.ds_form, about)
+                add_row(self.ds_form, about)
                 for opt, spec in datasets.builtin_options(builtin).items():
                     self._add(self.ds_form, f"dataset.{opt}", opt, spec)
         else:
@@ -363,13 +363,13 @@ class TrainingEditor(QWidget):
             if source == "csv":
                 self._add(self.ds_form, "dataset.target_column", "Target column")
                 self._add(self.ds_form, "dataset.delimiter", "Delimiter")
-            info = _muted(QLabel(self._file_info(source, ds.get("path")), self))
+            info = muted(QLabel(self._file_info(source, ds.get("path")), self))
             info.setObjectName("datasetInfo")
             info.setWordWrap(True)
             info.setTextFormat(Qt.PlainText)
-            _add_row(self.ds_form, info)
+            add_row(self.ds_form, info)
             if source == "npz":
-                _add_row(self.ds_form, self.mapping_box)
+                add_row(self.ds_form, self.mapping_box)
         self._mapping_key = None
 
     def _add_path_row(self, source: str) -> ParamField:
@@ -387,7 +387,7 @@ class TrainingEditor(QWidget):
         row.addWidget(field, 1)
         row.addWidget(browse, 0, Qt.AlignTop)
         self.fields["dataset.path"] = field
-        _add_row(self.ds_form, _row_label("File", spec.doc), box)
+        add_row(self.ds_form, row_label("File", spec.doc), box)
         return field
 
     def _file_info(self, source: str, path: str | None) -> str:
@@ -405,7 +405,7 @@ class TrainingEditor(QWidget):
                 arrays = datasets.npz_arrays(p)
             except NeuroCanvasError as e:  # the file is shown above: the message alone
                 return f"Cannot read the archive: {e.message}"
-            return "Arrays: " + ", ".join(f"{k} {_fmt_shape(s)} {d}"
+            return "Arrays: " + ", ".join(f"{k} {fmt_shape(s)} {d}"
                                           for k, (s, d) in arrays.items())
         try:
             header = datasets.csv_header(p, (_get(self.training, "dataset.delimiter") or ","))
@@ -456,9 +456,9 @@ class TrainingEditor(QWidget):
         if key == self._mapping_key:
             return
         self._mapping_key = key
-        _clear_form(self.mapping_form)
+        clear_form(self.mapping_form)
         if readers:
-            _add_row(self.mapping_form, _muted(QLabel("Field each data node reads:", self)))
+            add_row(self.mapping_form, muted(QLabel("Field each data node reads:", self)))
         for nid, type_name, field in readers:
             default = catalogue.get(type_name).params_spec["field"].default
             current = field or default
@@ -477,10 +477,10 @@ class TrainingEditor(QWidget):
             lay.setSpacing(2)
             lay.addWidget(combo)
             if arrays and current not in arrays:
-                msg = _error_label(box)
-                _set_error(msg, f"the file has no array '{current}'")
+                msg = error_label(box)
+                set_error(msg, f"the file has no array '{current}'")
                 lay.addWidget(msg)
-            _add_row(self.mapping_form, _row_label(f"{nid} ({type_name})"), box)
+            add_row(self.mapping_form, row_label(f"{nid} ({type_name})"), box)
 
     def _commit_field(self, node_id: str, default: str, combo: QComboBox, _index: int) -> None:
         name = combo.currentData()
@@ -517,7 +517,7 @@ class TrainingEditor(QWidget):
         try:
             edit()
         except NeuroCanvasError as e:
-            _set_error(self.message, str(e))
+            set_error(self.message, str(e))
 
     def _commit_name(self) -> None:
         name = self.name_edit.text().strip()
@@ -561,7 +561,7 @@ class TrainingEditor(QWidget):
         self._optimizer_key = kind
         for k in [k for k in self.fields if k.startswith("optimizer.")]:
             del self.fields[k]
-        _clear_form(self.opt_form)
+        clear_form(self.opt_form)
         for name, spec in (optim.OPTIMIZER_PARAMS.get(kind) or {}).items():
             self._add(self.opt_form, f"optimizer.{name}", name, spec)
 

@@ -9,12 +9,12 @@ from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
 from gui import theme
 
 
-def _muted(label: QLabel) -> QLabel:
+def muted(label: QLabel) -> QLabel:
     label.setForegroundRole(QPalette.PlaceholderText)
     return label
 
 
-def _error_label(parent: QWidget | None = None) -> QLabel:
+def error_label(parent: QWidget | None = None) -> QLabel:
     label = QLabel(parent)
     label.setObjectName("fieldMessage")
     label.setWordWrap(True)
@@ -23,7 +23,7 @@ def _error_label(parent: QWidget | None = None) -> QLabel:
     return label
 
 
-def _set_error(label: QLabel, text: str | None) -> None:
+def set_error(label: QLabel, text: str | None) -> None:
     """Show ``text`` in the theme's error colour, or hide the label."""
     if text:
         pal = label.palette()
@@ -33,7 +33,7 @@ def _set_error(label: QLabel, text: str | None) -> None:
     label.setVisible(bool(text))
 
 
-def _form() -> QFormLayout:
+def new_form() -> QFormLayout:
     form = QFormLayout()
     form.setContentsMargins(8, 6, 8, 8)
     form.setHorizontalSpacing(10)
@@ -44,7 +44,7 @@ def _form() -> QFormLayout:
     return form
 
 
-def _add_row(form: QFormLayout, *args) -> None:
+def add_row(form: QFormLayout, *args) -> None:
     """``form.addRow(*args)``, the widgets shown at once: a widget added to a visible
     parent otherwise appears only after a queued show."""
     form.addRow(*args)
@@ -53,19 +53,20 @@ def _add_row(form: QFormLayout, *args) -> None:
             w.show()
 
 
-def _clear_form(form: QFormLayout) -> None:
+def clear_form(form: QFormLayout) -> None:
     while form.rowCount():
         form.removeRow(0)
 
 
-def _row_label(name: str, doc: str = "") -> QLabel:
+def row_label(name: str, doc: str = "") -> QLabel:
     label = QLabel(name)
     if doc:
         label.setToolTip(doc)
     return label
 
 
-def _fmt_shape(shape) -> str:
+def fmt_shape(shape) -> str:
+    """A shape for the inspector: ``[64]``, or "unknown" where validation could not tell."""
     if shape is None:
         return "unknown"
     return "[" + ", ".join(str(s) for s in shape) + "]"
