@@ -1,5 +1,5 @@
-"""Graphs that together use every node type of docs/format.md section 3, for the export tests, and the
-tools to export one, import it and feed both sides the same data."""
+"""Graphs that together use every node type of docs/format.md section 3, for the export tests, and
+the tools to export one, import it and feed both sides the same data."""
 from __future__ import annotations
 
 import importlib.util

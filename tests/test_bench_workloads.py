@@ -10,8 +10,7 @@ from benchmarks.workloads import SEQ_CLASSES, SEQ_F, SEQ_H, SEQ_T, all_workloads
 from core.fileformat import graph_from_dict
 from core.network import Network
 from core.validate import analyze
-
-torch = pytest.importorskip("torch")
+from tests import torch_ref
 
 RECURRENT = {"lstm": "rnn", "gru": "rnn", "elman_cycle": "h"}
 
@@ -21,7 +20,7 @@ def workload(name: str):
 
 
 @pytest.mark.parametrize("name", list(RECURRENT))
-def test_recurrent_workload_and_its_torch_twin_agree(name):
+def test_recurrent_workload_and_its_torch_twin_agree(torch, name):
     w = workload(name)
     a = analyze(graph_from_dict(w.graph))
     assert a.ok, [str(p) for p in a.problems]
@@ -31,15 +30,17 @@ def test_recurrent_workload_and_its_torch_twin_agree(name):
     res = net.loss_and_grads(batch)
     model = w.torch_factory(w.graph, net.state_dict())
     assert model.rnn.hidden_size == SEQ_H and model.fc.out_features == SEQ_CLASSES
-    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(batch["x"])),
-                                             torch.from_numpy(batch["y"]))
+    loss = torch.nn.functional.cross_entropy(model(torch_ref.tensor(batch["x"])),
+                                             torch_ref.tensor(batch["y"]))
     loss.backward()
     assert float(res.loss) == pytest.approx(loss.item(), rel=1e-5)
     g = net.gradients()
-    np.testing.assert_allclose(g["fc/W"], model.fc.weight.grad.numpy().T, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(g["fc/W"], torch_ref.layer_grads(model.fc, "Dense")["W"],
+                               rtol=1e-3, atol=1e-6)
     w_hh = g["rnn/W_hh"] if name != "elman_cycle" else g["wh/W"]
-    np.testing.assert_allclose(w_hh, model.rnn.weight_hh_l0.grad.numpy().T, rtol=1e-3,
-                               atol=1e-6)
+    rnn_type = type(model.rnn).__name__  # nn.LSTM / GRU / RNN: our type of the same name
+    np.testing.assert_allclose(w_hh, torch_ref.layer_grads(model.rnn, rnn_type)["W_hh"],
+                               rtol=1e-3, atol=1e-6)
 
 
 def test_quick_bench_is_a_subset_with_every_kind_of_workload():

@@ -8,6 +8,7 @@ import pytest
 
 from core.network import Network
 from core.validate import analyze
+from tests import torch_ref
 from tests.graphs import build, edge, graph_dict, node
 
 B, T, F, H = 3, 6, 4, 5
@@ -110,19 +111,15 @@ def test_drawn_lstm_equals_builtin_lstm_outputs_and_every_gradient(mode):
 
 def test_drawn_lstm_equals_torch_lstm():
     """A third witness: torch.nn.LSTM with the same weights gives the drawn cell's states."""
-    torch = pytest.importorskip("torch")
+    torch = torch_ref.need_torch()
     drawn, builtin = twins("all", seed=3)
     x = np.random.default_rng(8).standard_normal((B, T, F))
     res = drawn.forward({"x": x, "y": np.zeros((B, 2))})
     P = builtin.params
-    m = torch.nn.LSTM(F, H, batch_first=True).double()
+    m = torch_ref.load(torch.nn.LSTM(F, H, batch_first=True).double(), builtin.layers["lstm"])
     with torch.no_grad():
-        m.weight_ih_l0.copy_(torch.tensor(P["lstm/W_ih"].T))
-        m.weight_hh_l0.copy_(torch.tensor(P["lstm/W_hh"].T))
-        m.bias_ih_l0.copy_(torch.tensor(P["lstm/b_ih"]))
-        m.bias_hh_l0.copy_(torch.tensor(P["lstm/b_hh"]))
-        hs, _ = m(torch.tensor(x))
-    expect = hs.numpy().reshape(B, -1) @ P["out/W"] + P["out/b"]
+        hs, _ = m(torch_ref.tensor(x))
+    expect = torch_ref.array(hs).reshape(B, -1) @ P["out/W"] + P["out/b"]
     np.testing.assert_allclose(res.values["out"], expect, rtol=1e-11, atol=1e-13)
 
 

@@ -13,15 +13,17 @@ from core.training import parse_training, training_step
 from core.validate import analyze
 from core.weights import load_weights, save_weights
 from tests import export_graphs as eg
+from tests import torch_ref
 from tests.cli_helpers import run
 
-torch = pytest.importorskip("torch")
+# Every test here but the first imports an exported module, which imports torch: those take
+# the ``torch`` fixture (skipped without torch); the coverage check runs anyway.
 
 EXAMPLES = sorted((eg.ROOT / "resources" / "examples").glob("*.ncg.json"))
 
 
 @pytest.fixture
-def float64_default():
+def float64_default(torch):
     """Torch tensors made without a dtype (the zeros before a recurrent loop) in float64."""
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
@@ -36,6 +38,7 @@ def test_the_graphs_cover_every_node_type():
 
 def _predict_both(graph, tmp_path, batch):
     """(ours, theirs): the default output in evaluation mode, same weights, float32."""
+    torch = torch_ref.need_torch()
     a = analyze(graph)
     out = default_output(a)
     weights = tmp_path / "w.npz"
@@ -66,7 +69,7 @@ def _fields(a, kind: str):
 
 
 @pytest.mark.parametrize("name", list(eg.GRAPHS))
-def test_outputs_equal_our_predict(name, tmp_path):
+def test_outputs_equal_our_predict(torch, name, tmp_path):
     graph = eg.GRAPHS[name]()
     batch = eg.batch_for(analyze(graph), n=7, seed=1)
     ours, theirs = _predict_both(graph, tmp_path, batch)
@@ -75,7 +78,7 @@ def test_outputs_equal_our_predict(name, tmp_path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_every_example_exports_and_matches_our_predict(path, tmp_path):
+def test_every_example_exports_and_matches_our_predict(torch, path, tmp_path):
     graph = load_graph(path)
     a = analyze(graph)
     assert a.ok, a.problems
@@ -85,7 +88,7 @@ def test_every_example_exports_and_matches_our_predict(path, tmp_path):
     assert eg.ruff(*tmp_path.glob("exported_*.py")).returncode == 0
 
 
-def test_outputs_equal_main_py_predict(tmp_path):
+def test_outputs_equal_main_py_predict(torch, tmp_path):
     """The command a user runs: main.py predict, against the exported module."""
     path = EXAMPLES[0]
     a = analyze(load_graph(path))
@@ -106,7 +109,7 @@ def test_outputs_equal_main_py_predict(tmp_path):
     np.testing.assert_allclose(theirs, np.load(tmp_path / "y.npy"), rtol=1e-4, atol=1e-5)
 
 
-def test_inputs_by_field_name_and_loss_with_targets(tmp_path):
+def test_inputs_by_field_name_and_loss_with_targets(torch, tmp_path):
     graph = eg.siamese_merges()
     a = analyze(graph)
     batch = eg.batch_for(a, n=4)
@@ -120,7 +123,7 @@ def test_inputs_by_field_name_and_loss_with_targets(tmp_path):
     assert torch.equal(output, positional) and loss.ndim == 0
 
 
-def test_weights_round_trip_through_the_exported_module(tmp_path):
+def test_weights_round_trip_through_the_exported_module(torch, tmp_path):
     graph = eg.sequence_layers()
     net = Network(analyze(graph), seed=5)
     save_weights(tmp_path / "ours.npz", net.state_dict())
@@ -134,7 +137,7 @@ def test_weights_round_trip_through_the_exported_module(tmp_path):
         np.testing.assert_array_equal(ours[k], back[k], err_msg=k)
 
 
-def test_load_weights_names_a_missing_key_and_a_wrong_shape(tmp_path):
+def test_load_weights_names_a_missing_key_and_a_wrong_shape(torch, tmp_path):
     graph = eg.dense_activations()
     state = Network(analyze(graph)).state_dict()
     module, _ = eg.export_module(graph, tmp_path)
@@ -179,7 +182,7 @@ def dense_mlp():
 
 
 @pytest.mark.parametrize("case", list(STEP_CASES))
-def test_one_training_step_equals_ours(case, tmp_path, float64_default):
+def test_one_training_step_equals_ours(torch, case, tmp_path, float64_default):
     graph_name, optimizer, extra = STEP_CASES[case]
     graph = dense_mlp() if graph_name == "dense_mlp" else eg.GRAPHS[graph_name]()
     graph.set_training(eg.training(optimizer=optimizer, **extra))
@@ -214,7 +217,7 @@ def test_one_training_step_equals_ours(case, tmp_path, float64_default):
                                    err_msg=key)
 
 
-def test_exported_initialisation_follows_ours(tmp_path):
+def test_exported_initialisation_follows_ours(torch, tmp_path):
     """He normal before ReLU-family activations, Glorot uniform elsewhere, zero biases."""
     graph = eg.convolutions()
     module, _ = eg.export_module(graph, tmp_path)
@@ -227,7 +230,7 @@ def test_exported_initialisation_follows_ours(tmp_path):
     assert not model.fc.bias.detach().any() and not model.conv1.bias.detach().any()
 
 
-def test_without_a_loss_there_is_no_training_part(tmp_path):
+def test_without_a_loss_there_is_no_training_part(torch, tmp_path):
     graph = eg.dense_activations()
     for nid in ("loss", "y"):
         graph.remove_node(nid)
@@ -238,13 +241,13 @@ def test_without_a_loss_there_is_no_training_part(tmp_path):
     assert eg.ruff(path).returncode == 0
 
 
-def test_generated_files_pass_ruff(tmp_path):
+def test_generated_files_pass_ruff(torch, tmp_path):
     paths = [eg.export_module(make(), tmp_path)[1] for make in eg.GRAPHS.values()]
     r = eg.ruff(*paths)
     assert r.returncode == 0, r.stdout
 
 
-def test_exported_data_is_generated_as_ours(tmp_path):
+def test_exported_data_is_generated_as_ours(torch, tmp_path):
     """Every built-in dataset's exported generator gives our arrays, bit for bit."""
     from core import datasets
 
@@ -267,7 +270,7 @@ def test_exported_data_is_generated_as_ours(tmp_path):
             np.testing.assert_array_equal(theirs[k], v, err_msg=f"{name} {k}")
 
 
-def test_exported_csv_and_npz_loaders_read_as_ours(tmp_path):
+def test_exported_csv_and_npz_loaders_read_as_ours(torch, tmp_path):
     from core import datasets
 
     (tmp_path / "t.csv").write_text("a;label;b\n1;0;2.5\n3;1;-1\n\n5;2;0\n", encoding="utf-8")
@@ -284,7 +287,7 @@ def test_exported_csv_and_npz_loaders_read_as_ours(tmp_path):
             np.testing.assert_array_equal(theirs[k], v)
 
 
-def test_split_and_batches_follow_ours(tmp_path):
+def test_split_and_batches_follow_ours(torch, tmp_path):
     from core import datasets
 
     graph = eg.dense_activations()

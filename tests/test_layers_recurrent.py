@@ -12,10 +12,10 @@ from core.errors import DataError, ParamError, ShapeError
 from core.network import Network
 from core.params import resolve_params
 from core.validate import analyze
+from kernels.backend import to_host
+from tests import torch_ref
 from tests.graphs import build, edge, graph_dict, node
-from tests.harness import build_layer, context, forward, forward_backward, gradcheck
-
-torch = pytest.importorskip("torch")
+from tests.harness import assign, build_layer, context, forward, forward_backward, gradcheck
 
 B, T, F, H = 3, 6, 5, 7
 
@@ -35,43 +35,24 @@ def rand(shape, seed=0, dtype=np.float64, scale=1.0):
     return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
 
 
-def make(case, seq, dtype=np.float64, t=T, f=F, h=H, node_id="n"):
+def make(case, seq, dtype=np.float64, t=T, f=F, h=H, node_id="n", xp=np):
     _, typ, extra, _, _ = case
     return build_layer(typ, {"units": h, "return_sequences": seq, **extra}, {"in": (t, f)},
-                       dtype=dtype, node_id=node_id)
-
-
-def load_torch(module, layer, suffix="_l0"):
-    """Copy our SPEC-layout weights into a torch RNN module or cell (W_ih -> weight_ih.T)."""
-    with torch.no_grad():
-        getattr(module, "weight_ih" + suffix).copy_(torch.tensor(layer.P["W_ih"].T))
-        getattr(module, "weight_hh" + suffix).copy_(torch.tensor(layer.P["W_hh"].T))
-        getattr(module, "bias_ih" + suffix).copy_(torch.tensor(layer.P["b_ih"]))
-        getattr(module, "bias_hh" + suffix).copy_(torch.tensor(layer.P["b_hh"]))
-    return module
+                       dtype=dtype, node_id=node_id, xp=xp)
 
 
 def torch_run(case, layer, x, gout, seq):
     """(out, gx, {param: grad in SPEC layout}) from torch.nn.RNN/LSTM/GRU(batch_first)."""
+    torch = torch_ref.need_torch()
     _, _, _, cls, kw = case
     tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
     m = getattr(torch.nn, cls)(x.shape[2], layer.params["units"], batch_first=True, **kw)
-    m = load_torch(m.to(tdtype), layer)
-    xt = torch.tensor(x, requires_grad=True)
-    y, _ = m(xt)
-    if not seq:
-        y = y[:, -1]
-    y.backward(torch.tensor(gout))
-    grads = {"W_ih": m.weight_ih_l0.grad.numpy().T, "W_hh": m.weight_hh_l0.grad.numpy().T,
-             "b_ih": m.bias_ih_l0.grad.numpy(), "b_hh": m.bias_hh_l0.grad.numpy()}
-    return y.detach().numpy(), xt.grad.numpy(), grads
+    m = torch_ref.load(m.to(tdtype), layer)
+    out, (gx,) = torch_ref.run(lambda t: m(t)[0] if seq else m(t)[0][:, -1], [x], gout)
+    return out, gx, torch_ref.layer_grads(m, layer)
 
 
-def assert_close(name, ours, theirs, tol, dtype):
-    assert ours.dtype == dtype, f"{name}: {ours.dtype}"  # float32 stays float32
-    assert ours.shape == theirs.shape, f"{name}: {ours.shape} vs {theirs.shape}"
-    scale = max(1.0, float(np.abs(theirs).max()))
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol * scale, err_msg=name)
+assert_close = torch_ref.assert_close  # float32 stays float32: the dtype is checked too
 
 
 # ---- PyTorch parity --------------------------------------------------------------------
@@ -79,8 +60,8 @@ def assert_close(name, ours, theirs, tol, dtype):
 @pytest.mark.parametrize("seq", [False, True], ids=["last", "sequences"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-11), (np.float32, 3e-5)],
                          ids=["f64", "f32"])
-def test_matches_torch(case, seq, dtype, tol):
-    layer = make(case, seq, dtype)
+def test_matches_torch(xp, torch, case, seq, dtype, tol):
+    layer = make(case, seq, dtype, xp=xp)
     x = rand((B, T, F), 1, dtype)
     gout = rand((B,) + layer.out_shape, 2, dtype)
     out, (gx,), g = forward_backward(layer, [x], gout)
@@ -93,9 +74,9 @@ def test_matches_torch(case, seq, dtype, tol):
 
 
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
-def test_single_time_step_matches_torch(case):
+def test_single_time_step_matches_torch(xp, torch, case):
     # T = 1: no recurrent product at all, W_hh's gradient is exactly zero (h_0 = 0).
-    layer = make(case, True, t=1)
+    layer = make(case, True, t=1, xp=xp)
     x = rand((B, 1, F), 3)
     gout = rand((B, 1, H), 4)
     out, (gx,), g = forward_backward(layer, [x], gout)
@@ -108,9 +89,9 @@ def test_single_time_step_matches_torch(case):
 
 
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
-def test_longer_sequence_wide_layer_matches_torch_float32(case):
+def test_longer_sequence_wide_layer_matches_torch_float32(xp, torch, case):
     # Sizes where the kernels' gate-major layout and blocking matter (H not tiny, T long).
-    layer = make(case, True, np.float32, t=40, f=9, h=33)
+    layer = make(case, True, np.float32, t=40, f=9, h=33, xp=xp)
     x = rand((4, 40, 9), 5, np.float32)
     gout = rand((4, 40, 33), 6, np.float32)
     out, (gx,), g = forward_backward(layer, [x], gout)
@@ -124,8 +105,8 @@ def test_longer_sequence_wide_layer_matches_torch_float32(case):
 # ---- finite differences ----------------------------------------------------------------
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("seq", [False, True], ids=["last", "sequences"])
-def test_gradcheck(case, seq):
-    layer = make(case, seq, t=4, f=3, h=3)
+def test_gradcheck(xp, case, seq):
+    layer = make(case, seq, t=4, f=3, h=3, xp=xp)
     x = rand((2, 4, 3), 7)
     if case[0] == "rnn-relu":
         x += 0.3  # keep pre-activations away from the kink at 0
@@ -136,10 +117,11 @@ def test_gradcheck(case, seq):
 # ---- state-gradient norms --------------------------------------------------------------
 def torch_state_norms(case, layer, x, gout, seq):
     """|dL/dh_t| over the batch from an explicit torch cell loop with retain_grad."""
+    torch = torch_ref.need_torch()
     _, typ, _, _, kw = case
     cell = getattr(torch.nn, TORCH_CELL[typ])(x.shape[2], layer.params["units"], **kw)
-    cell = load_torch(cell.double(), layer, suffix="")
-    xt = torch.tensor(x)
+    cell = torch_ref.load(cell.double(), layer, suffix="")
+    xt = torch_ref.tensor(x)
     h = torch.zeros(x.shape[0], layer.params["units"], dtype=torch.float64)
     c = torch.zeros_like(h)
     hs = []
@@ -150,7 +132,7 @@ def torch_state_norms(case, layer, x, gout, seq):
             h = cell(xt[:, t], h)
         h.retain_grad()
         hs.append(h)
-    g = torch.tensor(gout)
+    g = torch_ref.tensor(gout)
     loss = (torch.stack(hs, 1) * g).sum() if seq else (hs[-1] * g).sum()
     loss.backward()
     return np.array([float(h.grad.norm()) for h in hs])
@@ -158,8 +140,8 @@ def torch_state_norms(case, layer, x, gout, seq):
 
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("seq", [False, True], ids=["last", "sequences"])
-def test_state_grad_norms_match_torch_hooks(case, seq):
-    layer = make(case, seq)
+def test_state_grad_norms_match_torch_hooks(xp, torch, case, seq):
+    layer = make(case, seq, xp=xp)
     x = rand((B, T, F), 8)
     gout = rand((B,) + layer.out_shape, 9)
     forward_backward(layer, [x], gout)
@@ -171,59 +153,59 @@ def test_state_grad_norms_match_torch_hooks(case, seq):
         assert norms[-1] == pytest.approx(np.linalg.norm(gout), rel=1e-12)
 
 
-def test_state_grad_norms_show_vanishing_and_exploding_gradients():
+def test_state_grad_norms_show_vanishing_and_exploding_gradients(xp):
     x = rand((4, 30, 2), 10)
-    small = build_layer("RNN", {"units": 8}, {"in": (30, 2)})
+    small = build_layer("RNN", {"units": 8}, {"in": (30, 2)}, xp=xp)
     small.P["W_hh"] *= 0.2  # contracting recurrence: the gradient fades going back
     forward_backward(small, [x], rand((4, 8), 11))
     n = small.state_grad_norms
     assert n[0] < 1e-6 * n[-1]
-    big = build_layer("RNN", {"units": 8, "activation": "relu"}, {"in": (30, 2)})
-    big.P["W_hh"][...] = 1.5 * np.eye(8)  # expanding recurrence: it grows going back
-    big.P["W_ih"][...] = np.abs(big.P["W_ih"])
+    big = build_layer("RNN", {"units": 8, "activation": "relu"}, {"in": (30, 2)}, xp=xp)
+    assign(big.P["W_hh"], 1.5 * np.eye(8))  # expanding recurrence: it grows going back
+    big.P["W_ih"][...] = xp.abs(big.P["W_ih"])
     big.P["b_ih"][...] = 1.0
     forward_backward(big, [x], np.ones((4, 8)))
     n = big.state_grad_norms
     assert n[0] > 1e4 * n[-1]
 
 
-def test_state_grad_norms_stay_on_host_and_do_not_underflow_in_float32():
-    layer = make(CELLS[2], True, np.float32)
+def test_state_grad_norms_stay_on_host_and_do_not_underflow_in_float32(xp):
+    layer = make(CELLS[2], True, np.float32, xp=xp)
     x = rand((B, T, F), 12, np.float32)
     forward_backward(layer, [x])
     assert type(layer.state_grad_norms) is np.ndarray and layer.state_grad_norms.shape == (T,)
     reference = layer.state_grad_norms.copy()
     # Gradients of 1e-30 are representable in float32, their squares are not: summed in
     # float32 the norms would read 0, which a log-scale plot cannot show.
-    forward_backward(layer, [x], np.full_like(layer.forward(context(True, 0, np.float32),
-                                                            [x])[0], 1e-30))
+    out, _ = layer.forward(context(True, 0, np.float32, xp), [xp.asarray(x)])
+    forward_backward(layer, [x], xp.full_like(out, 1e-30))
     assert np.all(layer.state_grad_norms > 0)
     np.testing.assert_allclose(layer.state_grad_norms, 1e-30 * reference, rtol=1e-3)
 
 
 # ---- backward contract -----------------------------------------------------------------
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
-def test_weight_gradients_accumulate_and_cache_survives_backward(case):
+def test_weight_gradients_accumulate_and_cache_survives_backward(xp, case):
     # Shared parameters: two backward passes add up; backward leaves the cache intact.
-    layer = make(case, True)
+    layer = make(case, True, xp=xp)
     x = rand((B, T, F), 13)
     gout = rand((B, T, H), 14)
     _, (gx1,), g1 = forward_backward(layer, [x], gout)
-    ctx = context()
-    _, cache = layer.forward(ctx, [x])
+    ctx = context(xp=xp)
+    _, cache = layer.forward(ctx, [xp.asarray(x)])
     for k in layer.G:
         layer.G[k] = None
-    gx_a = layer.backward(ctx, cache, gout)[0]
-    gx_b = layer.backward(ctx, cache, gout)[0]
-    np.testing.assert_array_equal(gx_a, gx1)
-    np.testing.assert_array_equal(gx_b, gx1)
+    gx_a = layer.backward(ctx, cache, xp.asarray(gout))[0]
+    gx_b = layer.backward(ctx, cache, xp.asarray(gout))[0]
+    np.testing.assert_array_equal(to_host(gx_a), gx1)
+    np.testing.assert_array_equal(to_host(gx_b), gx1)
     for k in PARAMS:
-        np.testing.assert_allclose(layer.G[k], 2 * g1[k], rtol=1e-12, err_msg=k)
+        np.testing.assert_allclose(to_host(layer.G[k]), 2 * g1[k], rtol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
-def test_input_gradient_skipped_when_not_wanted(case):
-    layer = make(case, False)
+def test_input_gradient_skipped_when_not_wanted(xp, case):
+    layer = make(case, False, xp=xp)
     x = rand((B, T, F), 15)
     _, _, g_full = forward_backward(layer, [x])
     layer.needs_input_grad = [False]
@@ -233,12 +215,12 @@ def test_input_gradient_skipped_when_not_wanted(case):
         np.testing.assert_array_equal(g[k], g_full[k])
 
 
-def test_gout_is_not_modified():
-    layer = make(CELLS[3], True)
-    gout = rand((B, T, H), 16)
-    keep = gout.copy()
+def test_gout_is_not_modified(xp):
+    layer = make(CELLS[3], True, xp=xp)
+    keep = rand((B, T, H), 16)
+    gout = xp.asarray(keep.copy())  # on the layer's module, so backward gets this very array
     forward_backward(layer, [rand((B, T, F), 17)], gout)
-    np.testing.assert_array_equal(gout, keep)
+    np.testing.assert_array_equal(to_host(gout), keep)
 
 
 # ---- shapes, layout, init --------------------------------------------------------------
@@ -283,9 +265,9 @@ def test_rnn_activation_must_be_tanh_or_relu():
 @pytest.mark.parametrize("shape", [(), (7,), (2, 3)], ids=["scalar", "seq", "grid"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)],
                          ids=["f64", "f32"])
-def test_embedding_matches_torch(shape, dtype, tol):
+def test_embedding_matches_torch(xp, torch, shape, dtype, tol):
     layer = build_layer("Embedding", {"num_embeddings": 5, "dim": 4}, {"in": shape},
-                        dtype=dtype)
+                        dtype=dtype, xp=xp)
     assert layer.out_shape == shape + (4,)
     idx = np.random.default_rng(0).integers(0, 5, size=(6,) + shape)
     idx.reshape(-1)[:3] = 2  # repeated indices must add up in the weight gradient
@@ -293,16 +275,14 @@ def test_embedding_matches_torch(shape, dtype, tol):
     out, gins, g = forward_backward(layer, [idx], gout)
     assert gins == [None]
     emb = torch.nn.Embedding(5, 4).to(torch.float64 if dtype == np.float64 else torch.float32)
-    with torch.no_grad():
-        emb.weight.copy_(torch.tensor(layer.P["W"]))
-    y = emb(torch.tensor(idx))
-    y.backward(torch.tensor(gout))
-    assert_close("out", out, y.detach().numpy(), tol, dtype)
-    assert_close("grad W", g["W"], emb.weight.grad.numpy(), tol, dtype)
+    torch_ref.load(emb, layer)
+    t_out, _ = torch_ref.run(emb, [idx], gout)
+    assert_close("out", out, t_out, tol, dtype)
+    assert_close("grad W", g["W"], torch_ref.layer_grads(emb, layer)["W"], tol, dtype)
 
 
-def test_embedding_accepts_whole_number_floats_and_int32():
-    layer = build_layer("Embedding", {"num_embeddings": 4, "dim": 3}, {"in": (2,)})
+def test_embedding_accepts_whole_number_floats_and_int32(xp):
+    layer = build_layer("Embedding", {"num_embeddings": 4, "dim": 3}, {"in": (2,)}, xp=xp)
     ref = forward(layer, [np.array([[0, 3], [2, 2]])])
     np.testing.assert_array_equal(forward(layer, [np.array([[0., 3.], [2., 2.]])]), ref)
     np.testing.assert_array_equal(
@@ -311,9 +291,9 @@ def test_embedding_accepts_whole_number_floats_and_int32():
 
 @pytest.mark.parametrize("bad,what", [(5, "index 5"), (-1, "index -1"), (2.5, "2.5"),
                                       (float("nan"), "nan")])
-def test_embedding_rejects_bad_indices(bad, what):
+def test_embedding_rejects_bad_indices(xp, bad, what):
     layer = build_layer("Embedding", {"num_embeddings": 5, "dim": 2}, {"in": (3,)},
-                        node_id="emb")
+                        node_id="emb", xp=xp)
     idx = np.array([[0, 1, 2], [3, bad, 4]], dtype=np.float64 if isinstance(bad, float)
                    else np.int64)
     with pytest.raises(DataError) as e:
@@ -322,9 +302,9 @@ def test_embedding_rejects_bad_indices(bad, what):
     assert what in str(e.value) and "0 to 4" in str(e.value)
 
 
-def test_embedding_rejects_non_numeric_indices():
+def test_embedding_rejects_non_numeric_indices(xp):
     layer = build_layer("Embedding", {"num_embeddings": 5, "dim": 2}, {"in": (2,)},
-                        node_id="emb")
+                        node_id="emb", xp=xp)
     with pytest.raises(DataError, match="integer indices"):
         forward(layer, [np.array([[True, False]])])
 
@@ -337,14 +317,14 @@ def test_embedding_layout_and_init():
     assert abs(W.mean()) < 0.02 and abs(W.std() - 1) < 0.02  # normal(0, 1) as torch
 
 
-def test_embedding_gradients_accumulate():
-    layer = build_layer("Embedding", {"num_embeddings": 3, "dim": 2}, {"in": (4,)})
+def test_embedding_gradients_accumulate(xp):
+    layer = build_layer("Embedding", {"num_embeddings": 3, "dim": 2}, {"in": (4,)}, xp=xp)
     idx = np.array([[0, 0, 2, 1]])
     _, _, g1 = forward_backward(layer, [idx])
-    ctx = context()
-    _, cache = layer.forward(ctx, [idx])
-    layer.backward(ctx, cache, np.ones((1, 4, 2)))
-    np.testing.assert_array_equal(layer.G["W"], 2 * g1["W"])
+    ctx = context(xp=xp)
+    _, cache = layer.forward(ctx, [xp.asarray(idx)])
+    layer.backward(ctx, cache, xp.ones((1, 4, 2)))
+    np.testing.assert_array_equal(to_host(layer.G["W"]), 2 * g1["W"])
     np.testing.assert_array_equal(g1["W"], [[2, 2], [1, 1], [1, 1]])
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from core import catalogue
 from core.errors import DataError, ShapeError
+from tests import torch_ref
 from tests.harness import build_layer, forward_backward, gradcheck
 
 B, C, D, T = 6, 5, 4, 3
@@ -153,9 +154,9 @@ CASES = _cases()
 CASE_IDS = [c.name for c in CASES]
 
 
-def build(case: Case, dtype=np.float64):
+def build(case: Case, dtype=np.float64, xp=np):
     return build_layer(case.type_name, case.params, case.in_shapes, dtype=dtype,
-                       node_id="loss1")
+                       node_id="loss1", xp=xp)
 
 
 # ---- catalogue -------------------------------------------------------------------------------
@@ -176,11 +177,11 @@ def test_ports():
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_output_is_a_0d_array_of_the_input_dtype(case):
+def test_output_is_a_0d_array_of_the_input_dtype(xp, case):
     for dtype in (np.float64, np.float32):
         inputs = [x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
                   for x in case.make(rng_for(1))]
-        out, gins, _ = forward_backward(build(case, dtype), inputs, np.float64(1.0))
+        out, gins, _ = forward_backward(build(case, dtype, xp), inputs, np.float64(1.0))
         assert isinstance(out, np.ndarray) and out.shape == () and out.dtype == dtype
         assert len(gins) == len(inputs)
         for i, (x, g) in enumerate(zip(inputs, gins, strict=True)):
@@ -193,12 +194,12 @@ def test_output_is_a_0d_array_of_the_input_dtype(case):
 # ---- float64 finite differences --------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_gradcheck_float64(case):
+def test_gradcheck_float64(xp, case):
     inputs = case.make(rng_for(2))
-    gradcheck(build(case), inputs, wrt=list(case.diff), rtol=1e-5, atol=1e-8)
+    gradcheck(build(case, xp=xp), inputs, wrt=list(case.diff), rtol=1e-5, atol=1e-8)
 
 
-def test_gradcheck_triplet_with_inactive_samples():
+def test_gradcheck_triplet_with_inactive_samples(xp):
     # Half the triplets already satisfy the margin (zero loss and gradient), half do not.
     rng = rng_for(3)
     a = rng.standard_normal((B, D))
@@ -206,7 +207,7 @@ def test_gradcheck_triplet_with_inactive_samples():
     n = a + 0.1 * rng.standard_normal((B, D))
     n[: B // 2] += 3.0
     layer = build_layer("TripletLoss", {"margin": 1.0},
-                        {"anchor": [D], "positive": [D], "negative": [D]})
+                        {"anchor": [D], "positive": [D], "negative": [D]}, xp=xp)
     _, gins, _ = forward_backward(layer, [a, p, n])
     assert np.all(gins[0][: B // 2] == 0) and np.any(gins[0][B // 2:] != 0)
     gradcheck(layer, [a, p, n])
@@ -218,28 +219,22 @@ TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e
 
 
 def torch_reference(case: Case, inputs: list, gout: float):
-    """Loss value and input gradients from PyTorch in float64 on the same data."""
-    torch = pytest.importorskip("torch")
-    ts = []
-    for i, x in enumerate(inputs):
-        if np.issubdtype(x.dtype, np.floating):
-            ts.append(torch.tensor(x.astype(np.float64), requires_grad=i in case.diff))
-        else:
-            ts.append(torch.tensor(x, dtype=torch.int64))
-    loss = case.torch_loss(ts)
-    (loss * gout).backward()
-    return loss.item(), [t.grad.numpy() if t.grad is not None else None for t in ts]
+    """Loss value and input gradients from PyTorch in float64 on the same data (class
+    indices as int64)."""
+    inputs = [x if np.issubdtype(x.dtype, np.floating) else x.astype(np.int64) for x in inputs]
+    loss, grads = torch_ref.run(lambda *ts: case.torch_loss(list(ts)), inputs, gout,
+                                wrt=case.diff, dtype=np.float64)
+    return float(loss), grads
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_matches_torch(case, dtype):
-    pytest.importorskip("torch")
+def test_matches_torch(xp, torch, case, dtype):
     inputs = [x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
               for x in case.make(rng_for(4))]
     gout = 0.75
     ref_loss, ref_grads = torch_reference(case, inputs, gout)
-    out, gins, _ = forward_backward(build(case, dtype), inputs, np.asarray(gout))
+    out, gins, _ = forward_backward(build(case, dtype, xp), inputs, np.asarray(gout))
     tol = TOLERANCES[dtype]
     assert out.dtype == dtype
     np.testing.assert_allclose(float(out), ref_loss, **tol)
@@ -248,28 +243,27 @@ def test_matches_torch(case, dtype):
         np.testing.assert_allclose(gins[i], ref_grads[i], err_msg=f"input {i}", **tol)
 
 
-def test_matches_torch_with_large_batch_float32():
+def test_matches_torch_with_large_batch_float32(xp, torch):
     # float32 over a realistic batch: sums of many terms must not lose precision badly.
-    pytest.importorskip("torch")
     case = next(c for c in CASES if c.name == "ce-index")
     rng = rng_for(5)
     x = (4 * rng.standard_normal((512, C))).astype(np.float32)
     t = rng.integers(0, C, 512)
     ref_loss, ref_grads = torch_reference(case, [x, t], 1.0)
-    out, gins, _ = forward_backward(build(case, np.float32), [x, t], 1.0)
+    out, gins, _ = forward_backward(build(case, np.float32, xp), [x, t], 1.0)
     np.testing.assert_allclose(float(out), ref_loss, rtol=1e-5)
     np.testing.assert_allclose(gins[0], ref_grads[0], rtol=1e-4, atol=1e-8)
 
 
 # ---- semantics --------------------------------------------------------------------------
 
-def test_ce_one_hot_probabilities_equal_indices():
+def test_ce_one_hot_probabilities_equal_indices(xp):
     rng = rng_for(6)
     x = rng.standard_normal((B, C))
     t = rng.integers(0, C, B)
     onehot = np.eye(C)[t]
-    idx_layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []})
-    prob_layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": [C]})
+    idx_layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []}, xp=xp)
+    prob_layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": [C]}, xp=xp)
     out_i, g_i, _ = forward_backward(idx_layer, [x, t])
     out_p, g_p, _ = forward_backward(prob_layer, [x, onehot])
     out_int, g_int, _ = forward_backward(prob_layer, [x, onehot.astype(np.int64)])
@@ -282,22 +276,22 @@ def test_ce_one_hot_probabilities_equal_indices():
     np.testing.assert_allclose(g_i[0], (p - onehot) / B, rtol=1e-12, atol=1e-15)
 
 
-def test_ce_accepts_whole_float_class_indices():
+def test_ce_accepts_whole_float_class_indices(xp):
     rng = rng_for(7)
     x = rng.standard_normal((B, C))
     t = rng.integers(0, C, B)
-    layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []})
+    layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []}, xp=xp)
     out_int, _, _ = forward_backward(layer, [x, t])
     out_float, g_float, _ = forward_backward(layer, [x, t.astype(np.float32)])
     assert float(out_int) == float(out_float)
     assert g_float[1] is None
 
 
-def test_hinge_labels_zero_and_minus_one_mean_the_same():
+def test_hinge_labels_zero_and_minus_one_mean_the_same(xp):
     rng = rng_for(8)
     x = rng.standard_normal((B, 1))
     y01 = rng.integers(0, 2, (B, 1))
-    layer = build_layer("HingeLoss", {}, {"pred": [1], "target": [1]})
+    layer = build_layer("HingeLoss", {}, {"pred": [1], "target": [1]}, xp=xp)
     out01, g01, _ = forward_backward(layer, [x, y01])
     outpm, gpm, _ = forward_backward(layer, [x, 2 * y01 - 1])
     assert float(out01) == float(outpm)
@@ -306,11 +300,11 @@ def test_hinge_labels_zero_and_minus_one_mean_the_same():
     np.testing.assert_allclose(out01, np.maximum(0, 1 - ys * x).mean(), rtol=1e-12)
 
 
-def test_losses_add_gout_scaling_exactly():
+def test_losses_add_gout_scaling_exactly(xp):
     # d(total)/d(loss) is applied once: doubling gout doubles every gradient.
     case = next(c for c in CASES if c.name == "triplet")
     inputs = case.make(rng_for(9))
-    layer = build(case)
+    layer = build(case, xp=xp)
     _, g1, _ = forward_backward(layer, inputs, 1.0)
     _, g2, _ = forward_backward(layer, inputs, np.asarray(2.0))
     for a, b in zip(g1, g2, strict=True):
@@ -326,10 +320,11 @@ def _no_warnings_forward_backward(layer, inputs):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_ce_huge_logits_are_stable(dtype):
+def test_ce_huge_logits_are_stable(xp, dtype):
     x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]], dtype=dtype)
     t = np.array([1, 1])
-    layer = build_layer("CrossEntropyLoss", {}, {"pred": [3], "target": []}, dtype=dtype)
+    layer = build_layer("CrossEntropyLoss", {}, {"pred": [3], "target": []}, dtype=dtype,
+                        xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [x, t])
     assert np.isfinite(out) and np.all(np.isfinite(gins[0]))
     # sample 0: -log_softmax = 2000; sample 1: log(1 + e^-1) ~ 0.3133
@@ -338,47 +333,50 @@ def test_ce_huge_logits_are_stable(dtype):
     np.testing.assert_allclose(gins[0][0], [0.5, -0.5, 0.0], atol=1e-7)
 
     soft = np.array([[0.0, 1.0, 0.0], [0.5, 0.25, 0.25]], dtype=dtype)
-    layer = build_layer("CrossEntropyLoss", {}, {"pred": [3], "target": [3]}, dtype=dtype)
+    layer = build_layer("CrossEntropyLoss", {}, {"pred": [3], "target": [3]}, dtype=dtype,
+                        xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [x, soft])
     assert np.isfinite(out) and all(np.all(np.isfinite(g)) for g in gins)
-    torch = pytest.importorskip("torch")
-    ref = torch.nn.functional.cross_entropy(torch.tensor(x, dtype=torch.float64),
-                                            torch.tensor(soft, dtype=torch.float64))
+    torch = torch_ref.need_torch()  # skips here, after the checks above, without torch
+    ref = torch.nn.functional.cross_entropy(torch_ref.tensor(x, dtype=np.float64),
+                                            torch_ref.tensor(soft, dtype=np.float64))
     np.testing.assert_allclose(float(out), ref.item(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_bce_huge_logits_are_stable(dtype):
+def test_bce_huge_logits_are_stable(xp, dtype):
     x = np.array([[1000.0], [-1000.0], [1000.0], [-1000.0]], dtype=dtype)
     t = np.array([[1.0], [0.0], [0.0], [1.0]], dtype=dtype)
     layer = build_layer("BinaryCrossEntropyLoss", {}, {"pred": [1], "target": [1]},
-                        dtype=dtype)
+                        dtype=dtype, xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [x, t])
     assert np.isfinite(out) and all(np.all(np.isfinite(g)) for g in gins)
     np.testing.assert_allclose(float(out), 2000.0 / 4, rtol=1e-6)
     np.testing.assert_allclose(gins[0][:, 0], [0.0, 0.0, 0.25, -0.25], atol=1e-7)
 
 
-def test_hinge_and_triplet_huge_values_are_finite():
+def test_hinge_and_triplet_huge_values_are_finite(xp):
     x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]])
-    layer = build_layer("HingeLoss", {}, {"pred": [3], "target": []})
+    layer = build_layer("HingeLoss", {}, {"pred": [3], "target": []}, xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [x, np.array([1, 0])])
     assert np.isfinite(out) and np.all(np.isfinite(gins[0]))
     # x[y] = -1000 in both samples. Sample 0 (y=1): (1 + 1000 + 1000) + (1 + 1000 + 0);
     # sample 1 (y=0): (1 + 1000 + 1000) + (1 + 1000 + 999); each / C, then the batch mean.
     np.testing.assert_allclose(float(out), ((2001 + 1001) + (2001 + 2000)) / 3 / 2)
     a = np.full((2, D), 1e3)
-    layer = build_layer("TripletLoss", {}, {"anchor": [D], "positive": [D], "negative": [D]})
+    layer = build_layer("TripletLoss", {}, {"anchor": [D], "positive": [D], "negative": [D]},
+                        xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [a, a.copy(), -a])
     assert np.isfinite(out) and all(np.all(np.isfinite(g)) for g in gins)
 
 
-def test_triplet_identical_anchor_and_positive_has_finite_gradient():
+def test_triplet_identical_anchor_and_positive_has_finite_gradient(xp):
     # ||a - p + eps|| is then sqrt(D) * eps, still positive: the gradient stays finite.
     rng = rng_for(10)
     a = rng.standard_normal((B, D))
     n = a + 0.01 * rng.standard_normal((B, D))
-    layer = build_layer("TripletLoss", {}, {"anchor": [D], "positive": [D], "negative": [D]})
+    layer = build_layer("TripletLoss", {}, {"anchor": [D], "positive": [D], "negative": [D]},
+                        xp=xp)
     out, gins, _ = _no_warnings_forward_backward(layer, [a, a.copy(), n])
     assert float(out) > 0 and all(np.all(np.isfinite(g)) for g in gins)
 
@@ -443,8 +441,8 @@ def test_negative_margin_is_a_param_error():
     ("CrossEntropyLoss", 5), ("CrossEntropyLoss", -1), ("CrossEntropyLoss", 1.5),
     ("HingeLoss", 5), ("HingeLoss", -3),
 ])
-def test_out_of_range_class_index_is_a_data_error(type_name, bad):
-    layer = build_layer(type_name, {}, {"pred": [C], "target": []}, node_id="ce7")
+def test_out_of_range_class_index_is_a_data_error(xp, type_name, bad):
+    layer = build_layer(type_name, {}, {"pred": [C], "target": []}, node_id="ce7", xp=xp)
     x = rng_for(11).standard_normal((B, C))
     t = np.array([0, 1, 2, 3, 4, 0], dtype=np.float64 if isinstance(bad, float) else np.int64)
     t[3] = bad
@@ -456,15 +454,16 @@ def test_out_of_range_class_index_is_a_data_error(type_name, bad):
     assert "ce7" in str(err)
 
 
-def test_binary_hinge_label_outside_0_1_is_a_data_error():
-    layer = build_layer("HingeLoss", {}, {"pred": [1], "target": []}, node_id="h2")
+def test_binary_hinge_label_outside_0_1_is_a_data_error(xp):
+    layer = build_layer("HingeLoss", {}, {"pred": [1], "target": []}, node_id="h2", xp=xp)
     with pytest.raises(DataError) as info:
         forward_backward(layer, [np.zeros((3, 1)), np.array([0, 2, 1])])
     assert info.value.node == "h2" and "0/1 or -1/+1" in info.value.message
 
 
-def test_class_index_of_a_non_integer_dtype_is_a_data_error():
-    layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []}, node_id="c")
+def test_class_index_of_a_non_integer_dtype_is_a_data_error(xp):
+    layer = build_layer("CrossEntropyLoss", {}, {"pred": [C], "target": []}, node_id="c",
+                        xp=xp)
     with pytest.raises(DataError) as info:
         forward_backward(layer, [np.zeros((2, C)), np.array([True, False])])
     assert info.value.node == "c" and "integer" in info.value.message

@@ -11,6 +11,7 @@ from core.errors import DataError, WeightsError
 from core.network import Network, default_output
 from core.validate import analyze
 from core.weights import load_weights, save_weights
+from tests import torch_ref
 from tests.graphs import build, edge, graph_dict, mlp_dict, node
 
 RNG = np.random.default_rng(7)
@@ -382,7 +383,7 @@ def test_default_output_feeds_the_first_loss():
 
 # ---- agreement with PyTorch ---------------------------------------------------------------------
 def test_mlp_forward_and_backward_match_torch():
-    torch = pytest.importorskip("torch")
+    torch = torch_ref.need_torch()
     net = network(mlp_dict(features=4, hidden=6, outputs=3), dtype=np.float64, seed=11,
                   outputs=["fc2"])
     for k in ("fc1/b", "fc2/b"):
@@ -391,23 +392,19 @@ def test_mlp_forward_and_backward_match_torch():
     res = net.loss_and_grads(batch)
     grads = net.gradients()
 
-    fc1, fc2 = torch.nn.Linear(4, 6).double(), torch.nn.Linear(6, 3).double()
-    with torch.no_grad():
-        fc1.weight.copy_(torch.from_numpy(net.params["fc1/W"].T.copy()))
-        fc1.bias.copy_(torch.from_numpy(net.params["fc1/b"]))
-        fc2.weight.copy_(torch.from_numpy(net.params["fc2/W"].T.copy()))
-        fc2.bias.copy_(torch.from_numpy(net.params["fc2/b"]))
-    x, y = torch.from_numpy(batch["x"]), torch.from_numpy(batch["y"])
+    fc1 = torch_ref.load(torch.nn.Linear(4, 6).double(), net.layers["fc1"])
+    fc2 = torch_ref.load(torch.nn.Linear(6, 3).double(), net.layers["fc2"])
+    x, y = torch_ref.tensor(batch["x"]), torch_ref.tensor(batch["y"])
     pred = fc2(torch.relu(fc1(x)))
     loss = torch.nn.functional.mse_loss(pred, y)
     loss.backward()
 
-    np.testing.assert_allclose(res.values["fc2"], pred.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(res.values["fc2"], torch_ref.array(pred), rtol=1e-12)
     assert float(res.loss) == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(grads["fc1/W"], fc1.weight.grad.numpy().T, rtol=1e-10)
-    np.testing.assert_allclose(grads["fc1/b"], fc1.bias.grad.numpy(), rtol=1e-10)
-    np.testing.assert_allclose(grads["fc2/W"], fc2.weight.grad.numpy().T, rtol=1e-10)
-    np.testing.assert_allclose(grads["fc2/b"], fc2.bias.grad.numpy(), rtol=1e-10)
+    for nid, module in (("fc1", fc1), ("fc2", fc2)):
+        theirs = torch_ref.layer_grads(module, net.layers[nid])
+        np.testing.assert_allclose(grads[f"{nid}/W"], theirs["W"], rtol=1e-10)
+        np.testing.assert_allclose(grads[f"{nid}/b"], theirs["b"], rtol=1e-10)
 
 
 def test_gradients_do_not_leak_between_steps():

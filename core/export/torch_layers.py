@@ -37,6 +37,7 @@ from core.layers.recurrent import GRU, LSTM, RNN
 from core.layers.regularization import BatchNorm, Dropout
 from core.layers.shape_ops import Flatten, Reshape
 from core.layers.timecollect import TimeCollect
+from kernels.backend import to_host
 
 if TYPE_CHECKING:  # the writer calls the entries; they only read it
     from core.export.pytorch import ModelWriter
@@ -318,7 +319,8 @@ def torch_names(layer: Layer | type[Layer]) -> Mapping[str, tuple[str, bool]]:
 
 def to_torch(layer: Layer | type[Layer], arrays: Mapping[str, Any], suffix: str | None = None
              ) -> dict[str, np.ndarray]:
-    """One node's arrays (our names and layouts) as its module's state_dict entries.
+    """One node's arrays (our names and layouts, on the host or the GPU) as its module's
+    state_dict entries, host arrays.
 
     suffix: for recurrent layers, the end of PyTorch's names to use instead of ``_l0``
     (``""`` for an ``nn.LSTMCell``'s ``weight_ih``)."""
@@ -327,7 +329,7 @@ def to_torch(layer: Layer | type[Layer], arrays: Mapping[str, Any], suffix: str 
         torch_name, transposed = torch_names(layer)[name]
         if suffix is not None and torch_name.endswith("_l0"):
             torch_name = torch_name[:-3] + suffix
-        a = np.asarray(value)
+        a = to_host(value)
         out[torch_name] = np.ascontiguousarray(a.T if transposed else a)
     return out
 
@@ -335,7 +337,8 @@ def to_torch(layer: Layer | type[Layer], arrays: Mapping[str, Any], suffix: str 
 def from_torch(layer: Layer | type[Layer], tensors: Mapping[str, Any], suffix: str | None = None
                ) -> dict[str, np.ndarray]:
     """The inverse of ``to_torch``: a module's arrays (NumPy, or anything ``np.asarray``
-    takes) under our names and layouts; names the layer does not have are left out."""
+    takes) under our names and layouts, as host arrays; names the layer does not have are
+    left out."""
     out = {}
     for name, (torch_name, transposed) in torch_names(layer).items():
         if suffix is not None and torch_name.endswith("_l0"):
