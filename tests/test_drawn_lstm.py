@@ -12,7 +12,7 @@ from tests import torch_ref
 from tests.graphs import build, edge, graph_dict, node
 
 B, T, F, H = 3, 6, 4, 5
-GATES = ("i", "f", "g", "o")  # SPEC gate order of the LSTM's W_ih / W_hh / b blocks
+GATES = ("i", "f", "g", "o")  # Stored gate order of the LSTM's W_ih / W_hh / b blocks
 ACT = {"i": "Sigmoid", "f": "Sigmoid", "g": "Tanh", "o": "Sigmoid"}
 
 
@@ -51,7 +51,7 @@ def builtin_lstm(mode: str) -> dict:
 
 
 def blocks(a: np.ndarray) -> dict[str, np.ndarray]:
-    """SPEC layout [..., 4H] -> the gate blocks i, f, g, o of width H."""
+    """Stored layout [..., 4H] -> the gate blocks i, f, g, o of width H."""
     return {k: a[..., n * H:(n + 1) * H] for n, k in enumerate(GATES)}
 
 

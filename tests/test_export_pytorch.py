@@ -1,6 +1,7 @@
 """Exported PyTorch code computes what our network computes: outputs with the same weights
 (evaluation mode), and one training step (weights after it) for several optimizers, L1/L2
-and clipping. Every node type of SPEC section 3 appears in one of tests/export_graphs.py."""
+and clipping. Every node type of docs/format.md section 3 appears in one of
+tests/export_graphs.py."""
 from __future__ import annotations
 
 import numpy as np

@@ -42,7 +42,8 @@ def make(case, seq, dtype=np.float64, t=T, f=F, h=H, node_id="n", xp=np):
 
 
 def torch_run(case, layer, x, gout, seq):
-    """(out, gx, {param: grad in SPEC layout}) from torch.nn.RNN/LSTM/GRU(batch_first)."""
+    """(out, gx, {param: grad in the stored layout}) from torch.nn.RNN/LSTM/GRU
+    (batch_first)."""
     torch = torch_ref.need_torch()
     _, _, _, cls, kw = case
     tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
