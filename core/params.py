@@ -12,6 +12,7 @@ from typing import Any
 from core.errors import ParamError
 
 REQUIRED = object()  # default of a parameter the user must give
+AUTO = "auto"  # a Shape that comes from the dataset field the node reads
 
 
 def _typename(v: Any) -> str:
@@ -27,7 +28,17 @@ def _typename(v: Any) -> str:
         return "a list"
     if v is None:
         return "null"
+    if isinstance(v, dict):
+        return "an object"
     return type(v).__name__
+
+
+def _shown(v: Any) -> str:
+    """A found value as a message quotes it; an object by its keys, not as a Python dict."""
+    if isinstance(v, dict):
+        keys = ", ".join(str(k) for k in list(v)[:6]) + (", ..." if len(v) > 6 else "")
+        return f"an object with keys {keys}" if v else "an empty object"
+    return repr(v)
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,9 @@ class ParamSpec:
         raise NotImplementedError
 
     def fail(self, expected: str, value: Any) -> ParamError:
-        return ParamError(f"expected {expected}, found {value!r} ({_typename(value)})")
+        if isinstance(value, dict):  # its keys say what it is; the kind would repeat it
+            return ParamError(f"expected {expected}, found {_shown(value)}")
+        return ParamError(f"expected {expected}, found {_shown(value)} ({_typename(value)})")
 
 
 @dataclass(frozen=True)
@@ -134,12 +147,19 @@ class Identifier(ParamSpec):
 class Shape(ParamSpec):
     """A per-sample shape: a list of positive integers (``[]`` for a scalar).
 
-    With ``allow_infer`` one entry may be -1 (Reshape infers it).
+    With ``allow_infer`` one entry may be -1 (Reshape infers it). With ``allow_auto`` the
+    string ``"auto"`` (``AUTO``) is accepted as is: the shape of the dataset field the node
+    reads, which validation fills in when it knows the dataset.
     """
     allow_infer: bool = False
+    allow_auto: bool = False
 
     def coerce(self, value):
+        if self.allow_auto and value == AUTO:
+            return AUTO
         expected = "a list of positive integers" + (" (one may be -1)" if self.allow_infer else "")
+        if self.allow_auto:
+            expected += f", or \"{AUTO}\" for the shape of the dataset field"
         if not isinstance(value, list):
             raise self.fail(expected, value)
         out = []
@@ -227,5 +247,5 @@ def resolve_params(specs: dict[str, ParamSpec], raw: dict, node_id: str
     return out, problems
 
 
-__all__ = ["REQUIRED", "ParamSpec", "Int", "Float", "Bool", "Choice", "Identifier", "Shape",
-           "IntPair", "Padding", "NodeRef", "resolve_params", "field"]
+__all__ = ["REQUIRED", "AUTO", "ParamSpec", "Int", "Float", "Bool", "Choice", "Identifier",
+           "Shape", "IntPair", "Padding", "NodeRef", "resolve_params", "field"]

@@ -4,20 +4,33 @@
 parameter), each node's output shape and parameter count, and the NetworkX multi-digraph the
 scheduler compiles. A problem never stops the analysis; nodes whose inputs are unusable just
 get an unknown shape (None).
+
+``analyze(graph, field_shapes)`` also checks the Input and Target nodes against the fields of
+the dataset (``{field: (per-sample shape, dtype, ...)}``, e.g. from
+``core.datasets.peek_fields``) with the rule training applies (``core.datasets.fit_problems``),
+and gives a node with ``"shape": "auto"`` its field's shape. ``analyze_with_dataset`` peeks
+at the graph's own dataset for that.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import networkx as nx
 
 from core import catalogue
 from core.connections import instant_graph, resolve_ports
+from core.datasets.fields import fit_problems
+from core.datasets.peek import peek_training_fields
 from core.errors import (
     CycleError,
     EdgeError,
     GraphProblem,
     InvalidGraphError,
+    NeuroCanvasError,
+    ParamError,
     ShapeError,
     SharedWithError,
     UnknownTypeError,
@@ -25,7 +38,7 @@ from core.errors import (
 from core.fileformat import load_graph
 from core.graph import Edge, Graph
 from core.layers.base import Layer, Shape, fmt_shape
-from core.params import resolve_params
+from core.params import AUTO, resolve_params
 
 
 @dataclass
@@ -42,10 +55,22 @@ class Analysis:
     shared_root: dict[str, str] = field(default_factory=dict)  # node -> owner of its params
     timed: set[str] = field(default_factory=set)  # nodes that run once per time step
     steps: int | None = None  # T of the sequence inputs, for recurrent graphs
+    # the dataset's fields the data nodes were checked against (None: not known)
+    field_shapes: Mapping[str, tuple] | None = None
+    auto_shaped: set[str] = field(default_factory=set)  # data nodes with "shape": "auto"
+    # why the graph's dataset could not be peeked at (analyze_with_dataset), if it could not
+    dataset_error: NeuroCanvasError | None = None
+    # what else stops training (core.readiness fills it; not part of ``ok``)
+    not_ready: list[GraphProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def can_train(self) -> bool:
+        """Valid, and nothing training needs is missing (as far as ``not_ready`` says)."""
+        return not self.problems and not self.not_ready
 
     @property
     def recurrent(self) -> bool:
@@ -76,9 +101,36 @@ class Analysis:
 
 def load_valid(path: str) -> Analysis:
     """Load and validate a graph file, raising on any problem (all listed on the error):
-    ``GraphFileError`` for a file that is not a graph, ``InvalidGraphError`` else."""
-    a = analyze(load_graph(path))
+    ``GraphFileError`` for a file that is not a graph, ``InvalidGraphError`` else. A graph
+    with ``"shape": "auto"`` nodes is analysed with the fields of its dataset."""
+    graph = load_graph(path)
+    a = analyze_with_dataset(graph, Path(path).resolve().parent, only_if_auto=True)
     a.raise_if_invalid(file=path)
+    return a
+
+
+def has_auto_shapes(graph: Graph) -> bool:
+    """Whether an Input or Target of ``graph`` takes its shape from the dataset."""
+    for node in graph.nodes.values():
+        cls = catalogue.get(node.type)
+        if cls is not None and cls.data_role is not None \
+                and node.params.get("shape", AUTO) == AUTO:
+            return True
+    return False
+
+
+def analyze_with_dataset(graph: Graph, base_dir: str | os.PathLike | None = None, *,
+                         only_if_auto: bool = False) -> Analysis:
+    """``analyze`` with the fields of the graph's own dataset (``training.dataset``, relative
+    paths under ``base_dir``), peeked at without loading it (cached). A dataset that cannot
+    be read leaves the fields unknown and is kept as ``dataset_error``. With
+    ``only_if_auto``, the dataset is looked at only when a node's shape comes from it."""
+    if only_if_auto and not has_auto_shapes(graph):
+        return analyze(graph)
+    fields, error = peek_training_fields(graph.training, base_dir)
+    why = None if error is None else f"the dataset cannot be read ({error})"
+    a = analyze(graph, fields, no_dataset=why)
+    a.dataset_error = error
     return a
 
 
@@ -93,15 +145,23 @@ def _cycle_problems(instant: nx.DiGraph) -> list[GraphProblem]:
         sub = instant.subgraph(comp)
         cycle = [u for u, _ in nx.find_cycle(sub)]
         names = " -> ".join(cycle + [cycle[0]])
-        problems.append(CycleError(f"cycle with no delay edge: {names}; put \"delay\": 1 on "
-                                   "one of its edges to make it recurrent",
+        problems.append(CycleError(f"cycle with no delay edge: {names}; make one of its "
+                                   "edges a delay edge (delay 1) to make it recurrent",
                                    node=cycle[0], nodes=tuple(cycle)))
     return problems
 
 
-def analyze(graph: Graph) -> Analysis:
-    """Validate ``graph`` and infer every node's shape; never raises for graph problems."""
-    a = Analysis(graph)
+def analyze(graph: Graph, field_shapes: Mapping[str, tuple] | None = None, *,
+            no_dataset: str | None = None) -> Analysis:
+    """Validate ``graph`` and infer every node's shape; never raises for graph problems.
+
+    field_shapes: the dataset's ``{field: (per-sample shape, dtype or None[, whole])}``
+    (``core.datasets.DatasetFields`` or ``Dataset.field_shapes()``); the data nodes are
+    checked against it and ``"auto"`` shapes taken from it. None: the dataset is not known,
+    and an ``"auto"`` shape is a problem saying so (``no_dataset`` says why it is not known;
+    default: the graph has none).
+    """
+    a = Analysis(graph, field_shapes=field_shapes)
     probs = a.problems
     params: dict[str, dict] = {}
 
@@ -210,14 +270,54 @@ def analyze(graph: Graph) -> Analysis:
             continue
         a.shared_root[nid] = root
 
-    # 5. shapes, in topological order; values over delay edges come from the previous pass
+    # 5. the dataset: "auto" shapes, and fields that do not fit their nodes
+    _fit_dataset(a, field_shapes, no_dataset)
+
+    # 6. shapes, in topological order; values over delay edges come from the previous pass
     _infer_shapes(a)
     return a
+
+
+def _fit_dataset(a: Analysis, fields: Mapping[str, tuple] | None, no_dataset: str | None
+                 ) -> None:
+    graph = a.graph
+    data = [n for n in a.order if n in a.layers and a.layers[n].data_role is not None]
+    # A shape left at AUTO (no dataset, a missing field, or a refused value, which is a
+    # ParamError already) is unknown: the node infers no shape, and nothing after it
+    # reports the same problem again.
+    for nid in data:
+        layer = a.layers[nid]
+        if layer.params.get("shape") != AUTO or graph.nodes[nid].params.get("shape", AUTO) \
+                != AUTO:
+            continue
+        a.auto_shaped.add(nid)
+        if fields is None:
+            why = no_dataset or ("the graph has no dataset" if graph.training.get("dataset")
+                                 is None else "the dataset was not read to find it")
+            a.problems.append(ShapeError(f"shape comes from the dataset, but {why}",
+                                         node=nid, param="shape"))
+            continue
+        info = fields.get(layer.params["field"])
+        if info is not None:
+            layer.params["shape"] = tuple(info[0])
+    if fields is None:
+        return
+    uses: dict[str, list] = {}
+    for nid in data:
+        p = a.layers[nid].params
+        if p["shape"] != AUTO or nid in a.auto_shaped:  # AUTO here: its field is missing
+            shape = () if p["shape"] == AUTO else p["shape"]
+            uses.setdefault(p["field"], []).append((nid, shape, p["dtype"]))
+    for p in fit_problems(fields, uses, getattr(fields, "name", "dataset")):
+        kind = ShapeError if p.param == "shape" else ParamError
+        a.problems.append(kind(p.message, node=p.node, param=p.param))
 
 
 def _infer_shapes(a: Analysis) -> None:
     graph = a.graph
     seq_inputs = [n for n in a.order if n in a.layers and a.layers[n].presents_steps()]
+    unknown = {n for n in seq_inputs if a.layers[n].params["shape"] == AUTO}  # a problem already
+    seq_inputs = [n for n in seq_inputs if n not in unknown]
     steps = {a.layers[n].params["shape"][0] for n in seq_inputs if a.layers[n].params["shape"]}
     if len(steps) > 1:
         for n in seq_inputs:
@@ -277,10 +377,11 @@ def _infer_shapes(a: Analysis) -> None:
     a.problems.extend(errors.values())
     a.shapes = shapes
     a.timed = timed
-    if (has_delay or timed) and a.steps is None and not errors:
+    if (has_delay or timed) and a.steps is None and not errors and not unknown:
         first = next(iter(timed), None)
-        a.problems.append(ShapeError("a recurrent graph needs an Input with \"sequence\": true "
-                                     "whose shape [T, ...] sets the number of time steps",
+        a.problems.append(ShapeError("a recurrent graph needs a sequence Input (sequence "
+                                     "set to true) whose shape [T, ...] sets the number of "
+                                     "time steps",
                                      node=first))
     # shared parameters must have the same shapes (e.g. Dense on inputs of other widths)
     for nid, root in a.shared_root.items():

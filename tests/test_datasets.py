@@ -1,4 +1,5 @@
-"""core.datasets: built-in generators, npz and csv files, splitting, batching, field checks."""
+"""core.datasets: built-in generators, npz and csv files, splitting, batching, field checks,
+peeking at a dataset without loading it."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,13 @@ from core.datasets import (
     builtin_options,
     check_fields,
     csv_header,
+    fit_problems,
     known_builtins,
     load_dataset,
     load_training_data,
     npz_arrays,
+    peek_fields,
+    peek_training_fields,
     validation_split_of,
 )
 from core.errors import DataError, ParamError
@@ -514,3 +518,145 @@ def test_builtins_feed_their_documented_nodes():
         out = check_fields(builtin(name), {"x": ("x", xs, "float32"),
                                           "y": ("y", ys, np.dtype(ydt).name)})
         assert len(out) == len(builtin(name))
+
+
+# --------------------------------------------------------------------------- peeking and fitting
+# What the editor and `main.py check` know of a dataset without loading it must be what loading
+# gives, and fit_problems must find what check_fields finds, with the same words.
+
+PEEK_CASES = [(name, {}) for name in sorted(EXPECTED)] + [
+    ("digits", {"image": True}), ("sine", {"steps": 7}), ("sequences", {"steps": 9}),
+    ("recall", {"steps": 5, "n": 3}), ("spirals", {"n": 5})]
+
+
+@pytest.mark.parametrize("name, opts", PEEK_CASES)
+def test_peeking_at_a_builtin_gives_what_it_generates(name, opts):
+    cfg = {"source": "builtin", "name": name, **opts}
+    peek = peek_fields(cfg)
+    ds = load_dataset(cfg)
+    assert {k: (v[0], v[1]) for k, v in peek.items()} == ds.field_shapes()
+    for key, (_shape, _dtype, whole) in peek.items():  # "whole numbers only", as it says
+        assert whole == bool(np.all(ds[key] == np.round(ds[key]))), key
+    assert peek.name == ds.name
+
+
+def test_peeking_refuses_what_loading_refuses():
+    for cfg in ({"source": "builtin", "name": "digitz"},
+                {"source": "builtin", "name": "sine", "stepz": 3},
+                {"source": "builtin", "name": "sequences", "steps": 4, "classes": 3},
+                {"source": "parquet"}, "digits"):
+        with pytest.raises(ParamError) as loading:
+            load_dataset(cfg)
+        with pytest.raises(ParamError) as peeking:
+            peek_fields(cfg)
+        assert (peeking.value.param, peeking.value.message) == \
+            (loading.value.param, loading.value.message)
+        assert "{" not in peeking.value.message  # sentences, not JSON
+
+
+def test_peeking_at_an_npz_reads_its_headers_and_refuses_alike(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((6, 3, 2), np.float32), y=np.arange(6))
+    peek = peek_fields({"source": "npz", "path": "d.npz"}, tmp_path)
+    assert peek == {"x": ((3, 2), "float32", None), "y": ((), "int64", True)}
+    assert peek.name == "d.npz" and peek.file == str(tmp_path / "d.npz")
+    np.savez(tmp_path / "s.npz", x=np.array(["a", "b"]))
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.zeros(4))
+    np.savez(tmp_path / "e.npz", x=np.zeros((0, 2)))
+    np.savez(tmp_path / "one.npz", x=np.float32(1.0))
+    np.savez(tmp_path / "evil.npz", x=np.array([{}, 1], dtype=object))
+    for name in ("s.npz", "c.npz", "e.npz", "one.npz", "evil.npz", "nope.npz"):
+        cfg = {"source": "npz", "path": name}
+        with pytest.raises(DataError) as loading:
+            load_dataset(cfg, base_dir=tmp_path)
+        with pytest.raises(DataError) as peeking:
+            peek_fields(cfg, tmp_path)
+        assert peeking.value.message == loading.value.message, name
+        assert peeking.value.file == loading.value.file
+
+
+def test_peeking_at_a_csv_reads_only_its_header(tmp_path):
+    (tmp_path / "t.csv").write_text("a,label,b\n1,0,2.5\n3,1,4\n")
+    cfg = {"source": "csv", "path": "t.csv", "target_column": "label"}
+    peek = peek_fields(cfg, tmp_path)
+    ds = load_dataset(cfg, base_dir=tmp_path)
+    assert peek["x"][:2] == ds.field_shapes()["x"]
+    assert peek["y"][0] == () and peek["y"][1] is None  # int64 or float32: the values decide
+    for text, target in (("", "y"), ("a,a,y\n1,2,3\n", "y"), ("a,b\n1,2\n", "y"),
+                         ("y\n1\n", "y"), ("a,,y\n1,2,3\n", "y")):
+        (tmp_path / "bad.csv").write_text(text)
+        bad = {"source": "csv", "path": "bad.csv", "target_column": target}
+        with pytest.raises(DataError) as loading:
+            load_dataset(bad, base_dir=tmp_path)
+        with pytest.raises(DataError) as peeking:
+            peek_fields(bad, tmp_path)
+        assert peeking.value.message == loading.value.message, text
+    with pytest.raises(ParamError) as e:
+        peek_fields({"source": "csv", "path": "t.csv"}, tmp_path)
+    assert e.value.param == "dataset.target_column"
+
+
+def test_a_peeked_file_is_read_again_only_when_it_changes(tmp_path, monkeypatch):
+    from core.datasets import peek
+
+    peek.clear_cache()
+    reads = []
+    real = peek.read_npz_headers
+    monkeypatch.setattr(peek, "read_npz_headers", lambda *a: reads.append(1) or real(*a))
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((4, 2), np.float32))
+    cfg = {"source": "npz", "path": "d.npz"}
+    for _ in range(3):
+        assert peek_fields(cfg, tmp_path)["x"][0] == (2,)
+    assert len(reads) == 1
+    stamp = peek.dataset_stamp(cfg, tmp_path)
+    np.savez(path, x=np.zeros((4, 2, 5), np.float32))  # another size: another stamp
+    assert peek.dataset_stamp(cfg, tmp_path) != stamp
+    assert peek_fields(cfg, tmp_path)["x"][0] == (2, 5) and len(reads) == 2
+    path.write_text("broken")  # a refusal is cached too, until the file changes again
+    for _ in range(2):
+        with pytest.raises(DataError):
+            peek_fields(cfg, tmp_path)
+    assert len(reads) == 3
+
+
+def test_peek_training_fields_says_why_it_has_none(tmp_path):
+    assert peek_training_fields({}) == (None, None)
+    fields, err = peek_training_fields({"dataset": {"source": "npz", "path": "x.npz"}}, tmp_path)
+    assert fields is None and isinstance(err, DataError) and "no such file" in str(err)
+    fields, err = peek_training_fields({"dataset": {"source": "builtin", "name": "nope"}})
+    assert fields is None and err.param == "training.dataset.name"
+
+
+FIT_CASES = [  # (fields of a dataset, what the nodes read): each must fail the same way
+    ({"x": np.zeros((3, 8))}, {"x": ("in", (4,), "float32")}),
+    ({"x": np.zeros((3, 8))}, {"z": ("in", (8,), "float32")}),
+    ({"x": np.zeros((3, 2), np.complex64)}, {"x": ("in", (2,), "float32")}),
+    ({"x": np.ones((3, 4))}, {"x": [("in", (4,), "float32"), ("t", (4,), "int64")]}),
+    ({"x": np.ones((3, 4))}, {"x": [("in", (4,), "float32"), ("t", (4, 1), "float32")]}),
+    ({"y": np.zeros((3, 1))}, {"y": ("t", (), "int64")}),  # fits: size-1 axes may differ
+]
+
+
+@pytest.mark.parametrize("arrays, uses", FIT_CASES)
+def test_fit_problems_find_what_check_fields_finds_in_its_words(arrays, uses):
+    ds = Dataset(arrays, name="d")
+    found = fit_problems(ds.field_shapes(), uses, "d")
+    try:
+        check_fields(ds, uses)
+    except DataError as e:
+        assert found and (found[0].node, found[0].message) == (e.node, e.message)
+        assert found[0].param in ("field", "shape", "dtype")
+    else:
+        assert found == []
+
+
+def test_fit_problems_list_every_node_and_know_builtin_fractions():
+    fields = peek_fields({"source": "builtin", "name": "sine"})
+    found = fit_problems(fields, {"x": ("in", (19, 1), "float32"), "y": ("t", (1,), "int64"),
+                                  "z": ("z", (), "float32")}, fields.name)
+    assert [(p.node, p.param) for p in found] == [("in", "shape"), ("t", "dtype"),
+                                                   ("z", "field")]
+    assert "fractions" in found[1].message and "'sine'" in found[1].message
+    ds = load_dataset({"source": "builtin", "name": "sine"})
+    with pytest.raises(DataError, match="fractions"):  # what training says of it
+        check_fields(ds, {"y": ("t", (1,), "int64")})

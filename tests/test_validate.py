@@ -383,3 +383,106 @@ def test_null_accepted_where_the_default_is_null():
     assert out["stride"] is None and not problems
     out, problems = resolve_params(specs, {"pool_size": None}, "p")
     assert problems and problems[0].param == "pool_size"
+
+
+# ---- the dataset: "shape": "auto" and fields that do not fit ---------------------------------
+def data_graph(x: dict, y: dict | None = None) -> dict:
+    """Input x -> Dense(3) -> MSELoss <- Target y (float32; "auto" unless given)."""
+    return graph_dict([node("x", "Input", **x), node("d", "Dense", units=3),
+                       node("y", "Target", dtype="float32", **(y or {})),
+                       node("loss", "MSELoss")],
+                      [edge("x", "d"), edge("d", "loss:pred"), edge("y", "loss:target")])
+
+
+FIELDS = {"x": ((5, 2), "float32"), "y": ((5, 3), "float32")}
+
+
+def test_the_shape_spec_takes_auto_only_where_allowed():
+    from core.params import AUTO, Shape
+    assert Shape(allow_auto=True).coerce("auto") == AUTO
+    with pytest.raises(ParamError, match='"auto"'):
+        Shape(allow_auto=True).coerce("automatic")
+    with pytest.raises(ParamError):
+        Shape().coerce("auto")
+    p = only(graph_dict([X, node("r", "Reshape", shape="auto")], [edge("x", "r")]), ParamError)
+    assert p.param == "shape"
+
+
+def test_an_object_is_named_by_its_keys_not_as_a_python_dict():
+    p = only(dense_on_x(units={"n": 3}), ParamError)
+    assert "an object with keys n" in p.message and "{" not in p.message
+
+
+def test_auto_takes_the_field_shape_and_a_left_out_shape_is_auto():
+    for x in ({"shape": "auto"}, {}):
+        a = analyze(build(data_graph(x)), FIELDS)
+        assert a.ok, [str(p) for p in a.problems]
+        assert a.shapes["x"] == (5, 2) and a.shapes["d"] == (5, 3) and a.shapes["y"] == (5, 3)
+        assert a.auto_shaped == {"x", "y"}
+        assert a.layers["x"].params["shape"] == (5, 2)  # the network is built from it
+    a = analyze(build(data_graph({"shape": "auto", "sequence": True})), FIELDS)
+    assert a.shapes["x"] == (2,) and a.steps == 5 and "d" in a.timed  # [T, ...] per step
+
+
+def test_auto_without_a_dataset_is_one_problem_and_no_more():
+    a = analyze(build(data_graph({"shape": "auto", "sequence": True}, {"shape": [3]})))
+    (p,) = a.problems  # not also "a recurrent graph needs a sequence Input" after it
+    assert type(p) is ShapeError and (p.node, p.param) == ("x", "shape")
+    assert p.message == "shape comes from the dataset, but the graph has no dataset"
+    assert a.shapes["x"] is None and a.shapes["d"] is None
+    a = analyze(build(data_graph({}, {"shape": [3]})), None,
+                no_dataset="the dataset cannot be read (gone)")
+    assert a.problems[0].message.endswith("but the dataset cannot be read (gone)")
+
+
+def test_a_field_that_does_not_fit_is_marked_on_its_node():
+    a = analyze(build(data_graph({"shape": [5, 3]})), FIELDS)
+    (p,) = a.problems
+    assert type(p) is ShapeError and (p.node, p.param) == ("x", "shape")
+    assert p.message == "reads field 'x' of shape [5, 3], but dataset 'dataset' gives [5, 2]"
+    assert a.problems_of("x") == [p]
+    # axes of size 1 may differ, as in training
+    assert analyze(build(data_graph({"shape": [5, 2, 1]})), FIELDS).problems_of("x") == []
+    # a missing field: a ParamError on 'field'; an "auto" node reading it gets no shape
+    a = analyze(build(data_graph({"field": "z"})), FIELDS)
+    (p,) = a.problems
+    assert type(p) is ParamError and (p.node, p.param) == ("x", "field")
+    assert "'z'" in p.message and "its fields: x, y" in p.message
+    assert a.shapes["x"] is None and a.shapes["d"] is None
+
+
+def test_the_dataset_check_names_the_dataset_and_agrees_with_training():
+    import numpy as np
+
+    from core.datasets import Dataset, DatasetFields, check_fields
+    from core.errors import DataError
+
+    ds = Dataset({"x": np.zeros((4, 5, 2), np.float32), "y": np.zeros((4, 3), np.float32)},
+                 name="toy.npz")
+    a = analyze(build(data_graph({"shape": [10]})), DatasetFields(ds.field_shapes(), ds.name))
+    with pytest.raises(DataError) as e:
+        check_fields(ds, {"x": ("x", (10,), "float32")})
+    assert [p.message for p in a.problems] == [e.value.message]
+
+
+def test_a_refused_shape_is_not_replaced_by_the_dataset():
+    a = analyze(build(data_graph({"shape": [0]})), FIELDS)
+    (p,) = a.problems
+    assert type(p) is ParamError and p.param == "shape"
+    assert a.shapes["x"] is None and "x" not in a.auto_shaped
+
+
+def test_load_valid_looks_at_the_dataset_only_for_auto_shapes(tmp_path):
+    import numpy as np
+
+    from core.validate import load_valid
+    from tests.graphs import write
+
+    d = data_graph({})
+    d["training"] = {"dataset": {"source": "npz", "path": "d.npz"}}
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 7), np.float32), y=np.zeros((2, 3)))
+    a = load_valid(str(write(tmp_path / "g.ncg.json", d)))
+    assert a.shapes["x"] == (7,)
+    d = data_graph({"shape": [7]}, {"shape": [3]})
+    d["training"] = {"dataset": {"source": "npz", "path": "missing.npz"}}
+    assert load_valid(str(write(tmp_path / "h.ncg.json", d))).ok  # predict needs no dataset

@@ -1,17 +1,21 @@
-"""``check GRAPH``: validate a graph; print each node's output shape and parameter count."""
+"""``check GRAPH``: validate a graph (its data nodes against its dataset too); print each
+node's output shape and parameter count."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from core.errors import InvalidGraphError
 from core.fileformat import load_graph
 from core.layers.base import fmt_shape
-from core.validate import analyze
+from core.validate import analyze_with_dataset
 
 
 def cmd_check(args) -> int:
     graph = load_graph(args.graph)
-    a = analyze(graph)
+    # the data nodes are checked against the graph's dataset when it can be read (as training
+    # will check them); one that cannot be read is train's to report, unless a shape needs it
+    a = analyze_with_dataset(graph, Path(args.graph).resolve().parent)
     rows = [("node", "type", "output shape", "params")]
     total = 0
     for nid, node in graph.nodes.items():

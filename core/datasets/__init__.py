@@ -13,7 +13,10 @@ axis; every field has the same number of samples. Sources, as written in
   ``known_builtins``, ``builtin_options``, loading one.
 - ``files.py``: npz and csv datasets, and the cheap readers the GUI shows a file with
   (``npz_arrays``, ``csv_header``).
-- ``fields.py``: ``check_fields``, fitting the fields to the Input and Target nodes.
+- ``fields.py``: ``check_fields``, fitting the fields to the Input and Target nodes, and
+  ``fit_problems``, the same checks from shapes and dtypes alone.
+- ``peek.py``: ``peek_fields``, each field's shape and dtype without loading the data (a
+  built-in's options, a file's headers), cached; for the editor and ``main.py check``.
 - here: ``load_dataset`` (any source), ``validation_split_of``, ``load_training_data``.
 
 ``validation_split`` may be given inside the dataset dict (as in the example of
@@ -38,11 +41,10 @@ from core.datasets.builtin import (
     load_builtin,
 )
 from core.datasets.dataset import Dataset, check_split
-from core.datasets.fields import FieldUse, check_fields
+from core.datasets.fields import FieldProblem, FieldUse, check_fields, fit_problems
 from core.datasets.files import csv_header, load_csv, load_npz, npz_arrays
+from core.datasets.peek import SOURCES, DatasetFields, peek_fields, peek_training_fields
 from core.errors import ParamError
-
-SOURCES = ("builtin", "npz", "csv")
 
 
 def load_dataset(dataset_cfg: Mapping[str, Any], base_dir: str | os.PathLike | None = None,
@@ -55,8 +57,8 @@ def load_dataset(dataset_cfg: Mapping[str, Any], base_dir: str | os.PathLike | N
     file that is missing or unreadable.
     """
     if not isinstance(dataset_cfg, Mapping):
-        raise ParamError(f"expected an object like {{\"source\": \"builtin\", \"name\": "
-                         f"\"digits\"}}, found {dataset_cfg!r}", param="dataset")
+        raise ParamError(f"expected a dataset description (an object naming its source: "
+                         f"{', '.join(SOURCES)}), found {dataset_cfg!r}", param="dataset")
     source = dataset_cfg.get("source")
     if source == "builtin":
         return load_builtin(dataset_cfg, seed)
@@ -87,7 +89,7 @@ def load_training_data(training: Mapping[str, Any], base_dir: str | os.PathLike 
     ``validation_split_of(training)``, both seeded by ``training.seed`` (default 0)."""
     cfg = training.get("dataset")
     if cfg is None:
-        raise ParamError("missing: training needs a \"dataset\"", param="dataset")
+        raise ParamError("training needs a dataset, and none is set", param="dataset")
     seed = training.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ParamError(f"expected an integer >= 0, found {seed!r}", param="seed")
@@ -97,4 +99,5 @@ def load_training_data(training: Mapping[str, Any], base_dir: str | os.PathLike 
 
 __all__ = ["Dataset", "Builtin", "BUILTINS", "SOURCES", "FieldUse", "known_builtins",
            "builtin_options", "builtin_settings", "load_dataset", "load_training_data",
-           "validation_split_of", "check_fields", "npz_arrays", "csv_header"]
+           "validation_split_of", "check_fields", "fit_problems", "FieldProblem", "npz_arrays",
+           "csv_header", "DatasetFields", "peek_fields", "peek_training_fields"]

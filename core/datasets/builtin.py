@@ -108,15 +108,29 @@ def make_recall(rng: np.random.Generator, n: int, steps: int) -> dict[str, np.nd
 # ---- the registry ----------------------------------------------------------------------------
 
 
+FieldInfo = tuple[tuple[int, ...], str, bool]  # per-sample shape, dtype, whole numbers only
+
+
 @dataclass(frozen=True)
 class Builtin:
     """A built-in generator: ``make(rng, **options) -> {field: array}``, self-contained (see
     the module docstring); ``check(options)``, when given, refuses options that are each
-    valid but do not go together, with a ``ParamError`` naming ``dataset.<key>``."""
+    valid but do not go together, with a ``ParamError`` naming ``dataset.<key>``;
+    ``fields(options)``: what ``make`` gives without making it, ``{field: (per-sample shape,
+    dtype, whether every value is a whole number)}``, so the editor can check the graph
+    against it on every edit (tests compare it with the generated arrays)."""
     description: str
     options: dict[str, ParamSpec]
     make: Callable[..., dict[str, np.ndarray]]
     check: Callable[[dict[str, Any]], None] | None = None
+    fields: Callable[[dict[str, Any]], dict[str, FieldInfo]] | None = None
+
+
+def _xy(x: tuple[int, ...], y: tuple[int, ...], y_dtype: str = "int64"
+        ) -> dict[str, FieldInfo]:
+    """Float x of per-sample shape ``x`` (fractions), y of shape ``y``: class indices
+    (int64) or float values."""
+    return {"x": (x, "float32", False), "y": (y, y_dtype, y_dtype == "int64")}
 
 
 def _check_sequences(opts: dict[str, Any]) -> None:
@@ -134,34 +148,40 @@ BUILTINS: dict[str, Builtin] = {
     "digits": Builtin(
         "1797 handwritten digits 8x8 (scikit-learn): x [64] in [0, 1], or [1, 8, 8] with "
         "image; y int64 class 0-9",
-        {"image": Bool(False, "x as a [1, 8, 8] image instead of [64]")}, make_digits),
+        {"image": Bool(False, "x as a [1, 8, 8] image instead of [64]")}, make_digits,
+        fields=lambda o: _xy((1, 8, 8) if o["image"] else (64,), ())),
     "spirals": Builtin(
         "two interleaved spirals: x [2] float32, y int64 arm 0/1",
         {"n": _N, "noise": Float(0.05, "std of Gaussian noise on x", min=0.0),
-         "turns": Float(1.5, "turns of each arm", min=0.0, min_open=True)}, make_spirals),
+         "turns": Float(1.5, "turns of each arm", min=0.0, min_open=True)}, make_spirals,
+        fields=lambda o: _xy((2,), ())),
     "moons": Builtin(
         "two interleaving half circles (scikit-learn make_moons): x [2] float32, y int64 0/1",
-        {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_moons),
+        {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_moons,
+        fields=lambda o: _xy((2,), ())),
     "xor": Builtin(
         "noisy corners of the unit square: x [2] float32, y int64 = x0 XOR x1",
-        {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_xor),
+        {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_xor,
+        fields=lambda o: _xy((2,), ())),
     "sine": Builtin(
         "next value of a noisy sine: x [steps, 1] float32 window, y [1] float32 "
         "(noise-free next value)",
         {"n": _N, "steps": Int(20, "time steps per window (T)", min=1),
-         "noise": Float(0.05, "std of Gaussian noise on x", min=0.0)}, make_sine),
+         "noise": Float(0.05, "std of Gaussian noise on x", min=0.0)}, make_sine,
+        fields=lambda o: _xy((o["steps"], 1), (1,), "float32")),
     "sequences": Builtin(
         "which frequency a noisy sinusoid has: x [steps, 1] float32, y int64 class "
         "(class c makes c + 1 cycles)",
         {"n": _N, "steps": Int(20, "time steps per sequence (T)", min=2),
          "classes": Int(3, "number of frequencies (classes)", min=2),
          "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_sequences,
-        _check_sequences),
+        _check_sequences, fields=lambda o: _xy((o["steps"], 1), ())),
     "recall": Builtin(
         "long-range memory: x [steps, 2] float32, channel 0 random values in [-1, 1], "
         "channel 1 marks one step (1 there, 0 elsewhere); y [1] float32 the marked value, "
         "to be remembered until the last step",
-        {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1)}, make_recall),
+        {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1)}, make_recall,
+        fields=lambda o: _xy((o["steps"], 2), (1,), "float32")),
 }
 
 _SEED = Int(None, "seed of the generator (default: the training seed)", min=0)

@@ -26,23 +26,10 @@ class Dataset:
                  file: str | None = None):
         self.name = name
         self.file = file
-        if not fields:
-            raise DataError(f"dataset '{name}' has no fields", file=file)
-        arrays: dict[str, np.ndarray] = {}
-        n = None
-        for key, value in fields.items():
-            arr = np.asarray(value)
-            if arr.ndim == 0:
-                raise DataError(f"field '{key}' of dataset '{name}' is a single value; "
-                                f"expected an array whose first axis is the samples", file=file)
-            if n is None:
-                n, first = len(arr), key
-            elif len(arr) != n:
-                raise DataError(f"fields of dataset '{name}' differ in length: '{first}' has "
-                                f"{n} samples, '{key}' has {len(arr)}", file=file)
-            arrays[key] = arr
+        arrays = {key: np.asarray(value) for key, value in fields.items()}
+        n = check_samples({k: a.shape for k, a in arrays.items()}, name, file)
         self.fields = arrays
-        self._n = int(n or 0)
+        self._n = n
 
     def __len__(self) -> int:
         return self._n
@@ -112,6 +99,26 @@ class Dataset:
             else:
                 sel = order[start:start + bs]
             yield {k: v[sel] for k, v in self.fields.items()}
+
+
+def check_samples(shapes: Mapping[str, Sequence[int]], name: str, file: str | None = None
+                  ) -> int:
+    """The number of samples of fields of these full shapes (samples first); a
+    ``DataError`` for no fields, a field of a single value or fields of unequal length.
+    Shared by ``Dataset`` and the peek at a file's headers, so both refuse alike."""
+    if not shapes:
+        raise DataError(f"dataset '{name}' has no fields", file=file)
+    n = None
+    for key, shape in shapes.items():
+        if len(shape) == 0:
+            raise DataError(f"field '{key}' of dataset '{name}' is a single value; "
+                            f"expected an array whose first axis is the samples", file=file)
+        if n is None:
+            n, first = shape[0], key
+        elif shape[0] != n:
+            raise DataError(f"fields of dataset '{name}' differ in length: '{first}' has "
+                            f"{n} samples, '{key}' has {shape[0]}", file=file)
+    return int(n or 0)
 
 
 def check_split(value: Any) -> float:

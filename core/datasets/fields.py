@@ -1,5 +1,7 @@
 """Fitting a dataset to the graph: ``check_fields`` checks that each field has the
-per-sample shape and dtype of the Input and Target nodes that read it, and casts it.
+per-sample shape and dtype of the Input and Target nodes that read it, and casts it;
+``fit_problems`` applies the same checks to what is known without the values (the shapes
+and dtypes of a file's headers or of a built-in's options), for the editor.
 
 Input and Target nodes read the field named by their ``params.field`` (``"x"`` and ``"y"``
 by default). A per-sample shape may differ from the node's only by axes of size 1 (``[]``
@@ -8,6 +10,7 @@ versus ``[1]``, ``[T]`` versus ``[T, 1]``): the field is then reshaped.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +18,18 @@ from core.datasets.dataset import Dataset
 from core.errors import DataError
 
 FieldUse = tuple[str, Sequence[int | None], str]  # (node id, per-sample shape, dtype)
+# What is known of a field without its values: (per-sample shape, dtype name or None when only
+# the values decide it) and, optionally, whether its values are whole numbers (None: unknown).
+FieldInfo = tuple
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One way a field does not fit a node that reads it: the node, which of its parameters
+    the user would change (``field``, ``shape`` or ``dtype``) and the message."""
+    node: str
+    param: str
+    message: str
 
 
 def _fmt(shape: Sequence[int | None]) -> str:
@@ -33,6 +48,85 @@ def _squeezable(have: tuple[int, ...], want: Sequence[int | None]) -> bool:
     return [h for h in have if h != 1] == [w for w in want if w != 1]
 
 
+def _uses(uses: FieldUse | Sequence[FieldUse]) -> list[FieldUse]:
+    return [uses] if isinstance(uses, tuple) else list(uses)
+
+
+def _use_problem(field: str, node_id: str, want: tuple, dtype: str,
+                 fields: Mapping[str, FieldInfo], where: str) -> FieldProblem | None:
+    """What the field's shape and dtype alone say against one node reading it (the rule
+    training and editing share; values are checked when they are cast)."""
+    if field not in fields:
+        have = ", ".join(fields) or "none"
+        return FieldProblem(node_id, "field", f"reads field '{field}', but {where} has no such "
+                                              f"field (its fields: {have})")
+    info = fields[field]
+    have_shape, have_dtype = tuple(info[0]), info[1]
+    if not _fits(have_shape, want) and not _squeezable(have_shape, want):
+        return FieldProblem(node_id, "shape", f"reads field '{field}' of shape {_fmt(want)}, "
+                                              f"but {where} gives {_fmt(have_shape)}")
+    try:
+        want_dtype = np.dtype(dtype)
+    except TypeError:
+        return FieldProblem(node_id, "dtype", f"wants dtype {dtype!r}, which is not a NumPy "
+                                              "dtype")
+    if have_dtype is None:
+        return None
+    try:
+        kind = np.dtype(have_dtype).kind
+    except TypeError:  # a name NumPy does not parse back ("str32"): not numbers either
+        kind = "?"
+    if kind not in "biuf":
+        return FieldProblem(node_id, "field", f"reads field '{field}', which holds "
+                                              f"{have_dtype} values; expected numbers")
+    whole = info[2] if len(info) > 2 else None
+    if kind == "f" and whole is False and want_dtype.kind in "iub":
+        return FieldProblem(node_id, "dtype", f"wants {want_dtype.name} class indices, "
+                                              f"but field '{field}' of {where} holds fractions "
+                                              f"({have_dtype} values)")
+    return None
+
+
+def _read_as(have_shape: tuple, want: tuple, dtype: str) -> tuple[np.dtype, tuple]:
+    """The dtype and per-sample shape a field has once cast for a node."""
+    return np.dtype(dtype), (have_shape if _fits(have_shape, want) else want)
+
+
+def _conflict(field: str, node_id: str, want: tuple, mine: tuple, prev_node: str,
+              prev: tuple) -> FieldProblem | None:
+    if mine == prev:
+        return None
+    return FieldProblem(node_id, "dtype" if mine[0] != prev[0] else "shape",
+                        f"reads field '{field}' as {mine[0]} {_fmt(want)}, but node "
+                        f"'{prev_node}' reads it as {prev[0]} {_fmt(prev[1])}")
+
+
+def fit_problems(fields: Mapping[str, FieldInfo],
+                 inputs: Mapping[str, FieldUse | Sequence[FieldUse]],
+                 name: str = "dataset") -> list[FieldProblem]:
+    """Every problem ``check_fields`` would find from the fields' shapes and dtypes alone
+    (``fields``: ``{field: (per-sample shape, dtype or None[, whole])}``, as
+    ``Dataset.field_shapes`` or a peek at a file give them), at most one per node: so the
+    editor can mark a node whose field does not fit before any data is loaded. ``name``
+    names the dataset in messages."""
+    where = f"dataset '{name}'"
+    out: list[FieldProblem] = []
+    done: dict[str, tuple[str, tuple]] = {}  # field -> (node, how it reads it)
+    for field, uses in inputs.items():
+        for node_id, shape, dtype in _uses(uses):
+            want = tuple(shape)
+            p = _use_problem(field, node_id, want, dtype, fields, where)
+            if p is None:
+                mine = _read_as(tuple(fields[field][0]), want, dtype)
+                if field in done:
+                    p = _conflict(field, node_id, want, mine, *done[field])
+                else:
+                    done[field] = (node_id, mine)
+            if p is not None:
+                out.append(p)
+    return out
+
+
 def check_fields(dataset: Dataset, inputs: Mapping[str, FieldUse | Sequence[FieldUse]]
                  ) -> Dataset:
     """Check that ``dataset`` feeds the graph's Input/Target nodes; return it converted.
@@ -44,36 +138,31 @@ def check_fields(dataset: Dataset, inputs: Mapping[str, FieldUse | Sequence[Fiel
     missing field, values that do not fit the dtype (a fraction for int64, NaN or Inf) or
     nodes that want one field in two dtypes are a ``DataError`` naming the node and the field.
     The returned dataset holds every field cast to its node's dtype (``float32``, ``int64``,
-    ...); fields no node reads are kept as they are.
+    ...); fields no node reads are kept as they are. The checks of shapes and dtypes are
+    ``fit_problems``'s, so the editor finds the same problems before loading anything.
     """
     out = dict(dataset.fields)
-    done: dict[str, str] = {}  # field -> the node whose dtype and shape it now has
+    done: dict[str, tuple[str, tuple]] = {}  # field -> (node, how it reads it)
     where = f"dataset '{dataset.name}'"
+    known = {k: (v.shape[1:], v.dtype) for k, v in dataset.fields.items()}
     for field, uses in inputs.items():
-        uses_list = [uses] if isinstance(uses, tuple) else list(uses)
-        for node_id, shape, dtype in uses_list:
-            if field not in dataset.fields:
-                have = ", ".join(dataset.fields) or "none"
-                raise DataError(f"reads field '{field}', but {where} has no such field "
-                                f"(its fields: {have})", node=node_id, file=dataset.file)
+        for node_id, shape, dtype in _uses(uses):
+            want = tuple(shape)
+            p = _use_problem(field, node_id, want, dtype, known, where)
+            if p is not None:
+                raise DataError(p.message, node=node_id, file=dataset.file)
             arr = dataset.fields[field]
             have_shape = tuple(arr.shape[1:])
-            want = tuple(shape)
-            if not _fits(have_shape, want):
-                if not _squeezable(have_shape, want):
-                    raise DataError(f"reads field '{field}' of shape {_fmt(want)}, but {where} "
-                                    f"gives {_fmt(have_shape)}", node=node_id, file=dataset.file)
             converted = _cast(arr, dtype, field, node_id, dataset)
             if not _fits(have_shape, want):
                 converted = converted.reshape((len(arr), *want))
-            prev = out[field]
-            if field in done and (prev.dtype != converted.dtype
-                                  or prev.shape != converted.shape):
-                raise DataError(f"reads field '{field}' as {converted.dtype} {_fmt(want)}, but "
-                                f"node '{done[field]}' reads it as {prev.dtype} "
-                                f"{_fmt(prev.shape[1:])}", node=node_id, file=dataset.file)
+            mine = _read_as(have_shape, want, dtype)
+            if field in done:
+                p = _conflict(field, node_id, want, mine, *done[field])
+                if p is not None:
+                    raise DataError(p.message, node=node_id, file=dataset.file)
             out[field] = converted
-            done[field] = node_id
+            done[field] = (node_id, mine)
     return Dataset(out, dataset.name, dataset.file)
 
 

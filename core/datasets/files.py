@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from core.datasets.dataset import Dataset, check_keys
+from core.datasets.dataset import Dataset, check_keys, check_samples
 from core.errors import DataError, ParamError
 from core.npz import read_npz, read_npz_headers
 
@@ -53,16 +53,22 @@ def load_npz(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None) -> Data
     check_keys(cfg, ("path",), "an npz dataset")
     p = resolve(cfg, base_dir)
     fields = read_npz(p, DataError, NPZ_KIND)
-    for key, arr in fields.items():
-        if arr.dtype.kind not in "biuf":
-            raise DataError(f"array '{key}' holds {arr.dtype} values; expected numbers",
+    check_npz_arrays({k: (a.shape, a.dtype) for k, a in fields.items()}, p)
+    return Dataset(fields, name=p.name, file=str(p))
+
+
+def check_npz_arrays(arrays: Mapping[str, tuple[tuple[int, ...], Any]], p: Path) -> None:
+    """What an npz dataset must hold, from its arrays' shapes and dtypes (so a peek at the
+    headers refuses what loading refuses): numbers only, at least one array, equal lengths
+    and at least one sample; a ``DataError`` naming the file otherwise."""
+    for key, (_shape, dtype) in arrays.items():
+        if np.dtype(dtype).kind not in "biuf":
+            raise DataError(f"array '{key}' holds {dtype} values; expected numbers",
                             file=str(p))
-    if not fields:
+    if not arrays:
         raise DataError("the archive holds no arrays", file=str(p))
-    ds = Dataset(fields, name=p.name, file=str(p))
-    if len(ds) == 0:
+    if check_samples({k: shape for k, (shape, _) in arrays.items()}, p.name, str(p)) == 0:
         raise DataError("holds no samples", file=str(p))
-    return ds
 
 
 def npz_arrays(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -121,21 +127,24 @@ def csv_header(path: str | os.PathLike, delimiter: str = ",") -> list[str]:
     return []
 
 
-def load_csv(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None) -> Dataset:
-    """The csv dataset ``cfg`` describes: fields ``x`` (the features) and ``y`` (the target
-    column)."""
+def csv_settings(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None
+                 ) -> tuple[str, str, Path]:
+    """``(target column, delimiter, file)`` of a csv dataset description; a ``ParamError``
+    naming ``dataset.<key>`` for a bad one."""
     check_keys(cfg, ("path", "target_column", "delimiter"), "a csv dataset")
     target = cfg.get("target_column")
     if not isinstance(target, str) or not target:
         raise ParamError(f"expected \"target_column\" to name the csv column holding the "
                          f"targets, found {target!r}", param="dataset.target_column")
     delimiter = _delimiter(cfg.get("delimiter", ","))
-    p = resolve(cfg, base_dir)
-    file = str(p)
-    rows = list(_csv_rows(p, delimiter))
-    if not rows:
+    return target, delimiter, resolve(cfg, base_dir)
+
+
+def check_csv_header(header: list[str], target: str, file: str) -> list[str]:
+    """``header`` (the stripped names of the first row; ``[]`` for an empty file) once it is
+    a usable one for ``target``: a ``DataError`` naming the file otherwise."""
+    if not header:
         raise DataError("is empty; expected a header row and one row per sample", file=file)
-    header = [c.strip() for c in rows[0][1]]
     seen = set()
     for col, name in enumerate(header, 1):
         if not name:
@@ -149,6 +158,16 @@ def load_csv(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None) -> Data
     if len(header) < 2:
         raise DataError(f"has only the target column '{target}'; expected feature columns "
                         f"beside it", file=file)
+    return header
+
+
+def load_csv(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None) -> Dataset:
+    """The csv dataset ``cfg`` describes: fields ``x`` (the features) and ``y`` (the target
+    column)."""
+    target, delimiter, p = csv_settings(cfg, base_dir)
+    file = str(p)
+    rows = list(_csv_rows(p, delimiter))
+    header = check_csv_header([c.strip() for c in rows[0][1]] if rows else [], target, file)
     body = rows[1:]
     if not body:
         raise DataError("has a header but no data rows", file=file)

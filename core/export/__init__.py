@@ -14,7 +14,7 @@ from pathlib import Path
 from core.errors import InvalidGraphError
 from core.export.errors import ExportError
 from core.graph import Graph
-from core.validate import analyze
+from core.validate import analyze_with_dataset
 
 TARGETS = ("pytorch", "python")
 
@@ -34,7 +34,8 @@ def export_graph(graph: Graph, to: str, weights_path: str | os.PathLike | None =
     """
     if to not in TARGETS:
         raise ValueError(f"export to {to!r}: expected one of {', '.join(TARGETS)}")
-    analysis = analyze(graph)
+    # a node whose shape comes from the dataset ("auto") needs the dataset's fields
+    analysis = analyze_with_dataset(graph, base_dir, only_if_auto=True)
     if analysis.problems:
         raise InvalidGraphError(analysis.problems)
     weights = None if weights_path is None else str(weights_path)

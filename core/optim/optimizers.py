@@ -516,7 +516,8 @@ def make_optimizer(config: Mapping[str, Any],
     raises ``ParamError`` with ``param="optimizer.<key>"``, saying what was expected.
     """
     if not isinstance(config, Mapping):
-        raise ParamError(f"expected an object like {{\"type\": \"adam\"}}, found {config!r}",
+        raise ParamError("expected an optimizer setting with a type (sgd, momentum, nesterov, "
+                         f"adagrad, rmsprop, adam or adamw), found {config!r}",
                          param="optimizer")
     kind = config.get("type")
     if kind not in _TYPES or isinstance(kind, bool):

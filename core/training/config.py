@@ -49,8 +49,20 @@ def _num(d: dict, key: str, where: str, default, *, lo=None, hi=None, integer=Fa
             what += f" {'>' if open_lo else '>='} {lo}"
         if hi is not None:
             what += f" and <= {hi}"
-        raise ParamError(f"expected {what}, found {v!r}", param=f"training.{where}{key}")
+        raise ParamError(f"expected {what}, found {_what(v)}", param=f"training.{where}{key}")
     return int(v) if integer else float(v)
+
+
+NO_DATASET = ("training needs a dataset, and none is set: choose a built-in one, an .npz "
+              "archive or a .csv table in the training settings (docs/format.md section 2.8)")
+
+
+def _what(value) -> str:
+    """A found value in words: an object by its keys (not as a Python dict)."""
+    if isinstance(value, dict):
+        return ("an object with " + ", ".join(str(k) for k in value)) if value else \
+            "an empty object"
+    return repr(value)
 
 
 def parse_training(training: dict, **overrides) -> TrainConfig:
@@ -67,9 +79,11 @@ def parse_training(training: dict, **overrides) -> TrainConfig:
             raise ParamError(f"unknown setting (known: {', '.join(sorted(TRAINING_KEYS))})",
                              param=f"training.{k}")
     ds = t.get("dataset")
+    if ds is None:
+        raise ParamError(NO_DATASET, param="training.dataset")
     if not isinstance(ds, dict):
-        raise ParamError("expected a dataset, e.g. {\"source\": \"builtin\", \"name\": "
-                         f"\"digits\"}}, found {ds!r}", param="training.dataset")
+        raise ParamError("expected a dataset description (an object naming its source: "
+                         f"builtin, npz or csv), found {ds!r}", param="training.dataset")
     ds = dict(ds)
     split = ds.pop("validation_split", None)
     if "validation_split" in t:
@@ -78,26 +92,28 @@ def parse_training(training: dict, **overrides) -> TrainConfig:
                  0.0, lo=0.0, hi=0.9)
     opt = t.get("optimizer", {"type": "sgd", "lr": 0.01})
     if not isinstance(opt, dict):
-        raise ParamError(f"expected an object like {{\"type\": \"adam\"}}, found {opt!r}",
-                         param="training.optimizer")
+        raise ParamError("expected an optimizer description (an object naming its type, such "
+                         f"as adam), found {opt!r}", param="training.optimizer")
     try:  # check the type and hyperparameters now, naming them as training.optimizer.<key>
         make_optimizer(opt, [])
     except ParamError as e:
         raise ParamError(e.message, param=f"training.{e.param}") from None
     reg = t.get("regularization", {}) or {}
     if not isinstance(reg, dict) or set(reg) - {"l1", "l2"}:
-        raise ParamError("expected {\"l1\": number, \"l2\": number}",
-                         param="training.regularization")
+        raise ParamError("expected an object with the penalties l1 and l2 (numbers, each "
+                         f"optional), found {_what(reg)}", param="training.regularization")
     clip = t.get("clip", {}) or {}
     if not isinstance(clip, dict) or set(clip) - {"norm", "value"} or len(clip) > 1:
-        raise ParamError("expected {\"norm\": number} or {\"value\": number}",
-                         param="training.clip")
+        raise ParamError("expected an object with either norm or value (a number > 0), found "
+                         f"{_what(clip)}", param="training.clip")
     shuffle = t.get("shuffle", True)
     if not isinstance(shuffle, bool):
-        raise ParamError(f"expected true or false, found {shuffle!r}", param="training.shuffle")
+        raise ParamError(f"expected true or false, found {_what(shuffle)}",
+                         param="training.shuffle")
     device = t.get("device", "auto")
     if device not in ("auto", "cpu", "gpu"):
-        raise ParamError(f"expected auto, cpu or gpu, found {device!r}", param="training.device")
+        raise ParamError(f"expected auto, cpu or gpu, found {_what(device)}",
+                         param="training.device")
     cfg = TrainConfig(
         dataset=ds, optimizer=opt, validation_split=split,
         l1=_num(reg, "l1", "regularization.", 0.0, lo=0.0),
