@@ -18,7 +18,8 @@ parent -> child (stdin)
 child -> parent (stdout)
     ``{"ev": "ready", ...}`` once the dataset is loaded and the network built;
     ``{"ev": "steps", "rows": [[epoch, step, time, loss, global norm, {layer: norm}], ...]}``
-    about 20 times a second (the state-gradient norms of the last row ride along);
+    about 20 times a second (the state-gradient norms of the last row ride along; with
+    several losses each row ends with their values, named once in ``"loss_names"``);
     ``{"ev": "epoch", ...}`` and ``{"ev": "done", "reason", "steps", "error"}`` as they
     happen; ``{"reply": n, ...}`` for each request, an ``"error"`` or the result.
 
@@ -43,7 +44,7 @@ import traceback
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -148,18 +149,22 @@ class ReadyEvent:
     classifier: bool
     note: str | None  # about the initial weights (kept, partly fresh after an edit...)
     pid: int
+    losses: list[str] = field(default_factory=list)  # the loss nodes, in graph order
+    classifiers: list[str] = field(default_factory=list)  # those that report accuracy
 
     def to_json(self) -> dict:
         """The ``ready`` frame's object (less its ``"ev"``)."""
         return {"device": self.device, "device_note": self.device_note,
                 "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-                "classifier": self.classifier, "note": self.note, "pid": self.pid}
+                "classifier": self.classifier, "note": self.note, "pid": self.pid,
+                "losses": self.losses, "classifiers": self.classifiers}
 
     @classmethod
     def from_json(cls, d: dict) -> ReadyEvent:
         """The event of a ``to_json`` object."""
         return cls(d["device"], d.get("device_note"), d["total_steps"], d["steps_per_epoch"],
-                   d["classifier"], d.get("note"), d["pid"])
+                   d["classifier"], d.get("note"), d["pid"], list(d.get("losses") or []),
+                   list(d.get("classifiers") or []))
 
 
 # ---- the client ----------------------------------------------------------------------------

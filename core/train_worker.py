@@ -115,7 +115,8 @@ class Worker:
             note = merge_weights(tr.net, init, note)
         self.trainer = tr
         ready = ReadyEvent(tr.device, tr.device_note, tr.total_steps, tr.steps_per_epoch,
-                           tr.classifier is not None, note, os.getpid())
+                           tr.classifier is not None, note, os.getpid(), list(tr.loss_nodes),
+                           [c.loss for c in tr.classifiers])
         self.send({"ev": "ready", **ready.to_json()})
 
     def run(self) -> None:

@@ -622,3 +622,375 @@ def test_step_events_in_one_tick_arrive_as_one_batch(qtbot):
     steps = [e.step for b in batches for e in b]
     assert steps == list(range(ctl.info.total_steps))
     assert len(batches) < len(steps)  # batched, not one signal per step
+
+
+# ---- the training workspace ---------------------------------------------------------------
+TWO_RNNS = ROOT / "resources" / "examples" / "vanishing_gradients.ncg.json"
+
+
+def main_window(qtbot, path: Path = MLP, **overrides):
+    """The editor at 1400x900 with ``path`` open, its training settings overridden."""
+    from gui.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    _controllers.append(w.training)
+    w.training.overrides.update(device="cpu", **overrides)
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.wait(50)  # the window's first turns of the event loop: its first arrangement
+    w.open_file(path)
+    return w
+
+
+def no_overlap(widget_a, widget_b) -> bool:
+    """The two widgets' rectangles on screen do not intersect."""
+    from PySide6.QtCore import QRect
+    ra = QRect(widget_a.mapToGlobal(widget_a.rect().topLeft()), widget_a.size())
+    rb = QRect(widget_b.mapToGlobal(widget_b.rect().topLeft()), widget_b.size())
+    return not ra.intersects(rb)
+
+
+def label_rects(plot, side: str) -> list:
+    """Where an axis of ``plot`` draws its tick labels, as pyqtgraph lays them out."""
+    from PySide6.QtGui import QImage, QPainter
+    axis = plot.plotItem.getAxis(side)
+    img = QImage(10, 10, QImage.Format.Format_ARGB32)
+    p = QPainter(img)
+    try:
+        specs = axis.generateDrawSpecs(p)
+    finally:
+        p.end()
+    return [spec[0] for spec in specs[2]] if specs else []
+
+
+def assert_labels_apart(plot, side: str) -> None:
+    rects = label_rects(plot, side)
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not a.intersects(b), (plot.objectName(), side, a, b)
+
+
+def test_while_training_the_plots_get_most_of_a_1400x900_window(qtbot):
+    w = main_window(qtbot, epochs=3)
+    panel = w.training_panel
+    assert w.dock_layout == "editing" and w.palette_dock.isVisible()
+    w.train()
+    qtbot.waitUntil(lambda: steps_seen(panel) > 0, timeout=20000)
+    assert w.dock_layout == "training" and w.actionTrainingLayout.isChecked()
+    loss, grad = w.findChild(object, "lossPlot"), w.findChild(object, "gradNormPlot")
+    qtbot.waitUntil(lambda: loss.height() >= 250, timeout=5000)
+    print(f"\nlossPlot {loss.width()}x{loss.height()}, gradNormPlot "
+          f"{grad.width()}x{grad.height()}, canvas {w.view.width()}x{w.view.height()}")
+    assert loss.isVisible() and grad.isVisible()  # both at once, on one page
+    assert loss.height() >= 250 and grad.height() >= 250
+    assert loss.width() >= 600 and grad.width() >= 600
+    assert w.view.isVisible() and w.view.height() >= 100  # the canvas and its heat stay
+    # legends beside the plots, none over a curve
+    for plot, legend in ((loss, "lossLegend"), (grad, "gradLayers")):
+        assert plot.plotItem.legend is None
+        lst = w.findChild(object, legend)
+        assert lst.isVisible() and no_overlap(plot, lst)
+    finish(qtbot, w.training, timeout=60)
+    # the confusion matrix: its own page, filling it, classes 0..9 on both axes
+    panel.evaluate_button.click()
+    qtbot.waitUntil(lambda: panel.eval_view.report is not None, timeout=20000)
+    cm = w.findChild(object, "confusionMatrix")
+    assert cm.isVisible() and cm.height() >= 200 and cm.width() >= 200
+    vb = cm.plotItem.vb
+    assert vb.viewRange() == [[0, 10], [0, 10]]
+    rect = panel.eval_view.image.mapRectToView(panel.eval_view.image.boundingRect())
+    assert (rect.left(), rect.top(), rect.width(), rect.height()) == (0, 0, 10, 10)
+    for side in ("bottom", "left"):
+        ticks = cm.plotItem.getAxis(side)._tickLevels[0]
+        assert [t for _, t in ticks] == [str(i) for i in range(10)]
+        assert [v for v, _ in ticks] == [i + 0.5 for i in range(10)]  # mid-cell
+        assert_labels_apart(cm, side)
+
+
+def test_a_recurrent_graph_shows_its_time_step_plot_beside_the_gradients(qtbot):
+    w = main_window(qtbot, TWO_RNNS, steps=40)
+    panel = w.training_panel
+    w.train()
+    finish(qtbot, w.training, timeout=60)
+    state = w.findChild(object, "stateGradPlot")
+    grad = w.findChild(object, "gradNormPlot")
+    qtbot.waitUntil(lambda: state.isVisible() and state.height() >= 200, timeout=5000)
+    print(f"\nstateGradPlot {state.width()}x{state.height()}")
+    assert state.width() >= 200 and state.height() >= 250 and grad.height() >= 250
+    assert no_overlap(state, grad) and no_overlap(state, panel.grads.layer_list)
+    from PySide6.QtWidgets import QSplitter
+    parent = state.parentWidget()
+    while parent is not None:  # not behind a splitter handle to find
+        assert not isinstance(parent, QSplitter)
+        parent = parent.parentWidget()
+    assert set(state.curves) == {"rnn", "lstm"}
+    assert state.plotItem.legend is None
+    title = state.plotItem.titleLabel.text
+    assert "rnn" in title and "lstm" in title  # its legend, in its title
+
+
+def test_each_loss_of_a_graph_with_two_gets_its_own_curve_beside_their_sum(qtbot, tmp_path):
+    doc = open_doc(TWO_RNNS)
+    ctl, panel, _, _ = rig(qtbot, doc, steps=30)
+    got: list = []
+    ctl.steps_batch.connect(got.extend)
+    epochs: list = []
+    ctl.epoch_done.connect(epochs.append)
+    ctl.start()
+    finish(qtbot, ctl, timeout=60)
+    assert ctl.info.losses == ["rnn_loss", "lstm_loss"] and ctl.info.classifiers == []
+    plot = panel.loss
+    assert list(plot.per_loss) == ["rnn_loss", "lstm_loss"]
+    assert plot.legend_labels() == ["total loss", "total loss (smoothed)",
+                                    "total validation loss", "rnn_loss", "lstm_loss"]
+    panel.refresh()
+    for nid in ("rnn_loss", "lstm_loss"):
+        x, y = plot.per_loss[nid].raw.getData()
+        assert list(y) == [e.losses[nid] for e in got]
+        assert list(x) == list(range(1, 31))
+    total = np.array([e.loss for e in got])
+    parts = np.array([[e.losses["rnn_loss"], e.losses["lstm_loss"]] for e in got]).sum(1)
+    np.testing.assert_allclose(plot.raw.getData()[1], total)
+    np.testing.assert_allclose(parts, total, rtol=1e-5)  # the total is their sum
+    # a regression graph: no accuracy, neither axis nor legend
+    assert not plot.plotItem.getAxis("right").isVisible()
+    assert not any("accuracy" in t for t in plot.legend_labels())
+    # hiding a loss in the legend hides its curves
+    plot.legend.set_shown("loss:rnn_loss", False)
+    assert not plot.per_loss["rnn_loss"].smooth.isVisible()
+    assert plot.per_loss["lstm_loss"].smooth.isVisible()
+    path = tmp_path / "loss.csv"
+    panel.export_csv("loss", path)
+    head = path.read_text().splitlines()[0].split(",")
+    assert head[:8] == ["step", "epoch", "loss", "loss_smoothed", "train_loss", "val_loss",
+                        "train_accuracy", "val_accuracy"]
+    assert head[8:] == ["rnn_loss", "rnn_loss_smoothed", "rnn_loss_train_loss",
+                        "rnn_loss_val_loss", "lstm_loss", "lstm_loss_smoothed",
+                        "lstm_loss_train_loss", "lstm_loss_val_loss"]
+
+
+def test_a_regression_graph_shows_no_accuracy(qtbot, tmp_path):
+    from tests.graphs import mlp_dict
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.tanh(x[:, :3]).astype(np.float32))
+    d = dict(mlp_dict(), training={"dataset": {"source": "npz", "path": "data.npz"},
+                                   "optimizer": {"type": "adam", "lr": 0.01},
+                                   "validation_split": 0.25, "batch_size": 15, "epochs": 2})
+    path = tmp_path / "mse.ncg.json"
+    path.write_text(json.dumps(d))
+    ctl, panel, _, _ = rig(qtbot, open_doc(path))
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.info.classifiers == [] and not ctl.info.classifier
+    assert not panel.loss.plotItem.getAxis("right").isVisible()
+    assert panel.loss.legend_labels() == ["loss", "loss (smoothed)", "validation loss"]
+    assert not panel.loss.several
+
+
+def test_a_classifier_after_a_regression_shows_accuracy_again(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.info.classifiers == ["loss"]
+    assert panel.loss.plotItem.getAxis("right").isVisible()
+    assert panel.loss.legend_labels()[-2:] == ["training accuracy", "validation accuracy"]
+
+
+def test_empty_plots_draw_sane_axes_even_when_small(qtbot):
+    ctl, panel, _, _ = rig(qtbot)
+    for size in ((900, 300), (1400, 700)):
+        panel.resize(*size)
+        panel.show()
+        qtbot.waitExposed(panel)
+        qtbot.wait(50)
+        for plot in (panel.loss, panel.grads.plot):
+            for side in ("left", "bottom"):
+                assert label_rects(plot, side), (plot.objectName(), side)  # labelled
+                assert_labels_apart(plot, side)
+    lo, hi = panel.grads.plot.plotItem.vb.viewRange()[1]
+    assert lo == pytest.approx(-3, abs=0.2) and hi == pytest.approx(1, abs=0.2)  # 1e-3..10
+    assert panel.loss.plotItem.vb.viewRange()[0][1] == pytest.approx(100, rel=0.05)
+    assert not panel.loss.plotItem.getAxis("right").isVisible()  # no accuracy yet
+
+
+def test_a_crowded_log_axis_never_draws_labels_over_each_other(qtbot):
+    """pyqtgraph labels a log axis's minor ticks too; squeezed, they overlap unless the
+    axis leaves some out."""
+    from gui.training.plots import GradNormPlot
+    plot = GradNormPlot()
+    qtbot.addWidget(plot)
+    plot.resize(400, 90)
+    plot.show()
+    qtbot.waitExposed(plot)
+    for lo, hi in ((0.0, 1.0), (-0.3, 0.8), (-6.0, 2.0)):
+        plot.plotItem.vb.setYRange(lo, hi, padding=0)
+        qtbot.wait(20)
+        assert label_rects(plot, "left")
+        assert_labels_apart(plot, "left")
+
+
+def test_after_a_run_train_continues_unless_the_settings_changed(qtbot):
+    from gui.training import CONTINUE, RESTART
+    doc = open_doc()
+    ctl, panel, _, _ = rig(qtbot, doc, epochs=1)
+    choices: list = []
+    ctl.next_run_changed.connect(choices.append)
+    assert not ctl.next_run().can_continue  # nothing trained yet
+    ctl.start()
+    finish(qtbot, ctl)
+    first = ctl.info.total_steps
+    nxt = ctl.next_run()
+    assert nxt.can_continue and nxt.default == CONTINUE and nxt.step == first
+    assert choices and choices[-1] == nxt
+    assert not panel.next_label.isHidden() and str(first) in panel.next_label.text()
+    doc.graph.nodes["fc1"].pos = (5.0, 5.0)  # moving a node changes nothing trained
+    assert ctl.next_run().default == CONTINUE
+    # another learning rate: Train restarts, and says why
+    training = json.loads(json.dumps(doc.graph.training))
+    training["optimizer"]["lr"] = training["optimizer"].get("lr", 0.001) / 2
+    doc.set_training(training)
+    qtbot.waitUntil(lambda: choices[-1].default == RESTART, timeout=2000)
+    nxt = ctl.next_run()
+    assert nxt.can_continue and "optimizer" in nxt.reason
+    assert "restarts" in panel.next_label.text() and "optimizer" in panel.next_label.text()
+    ctl.start()  # the default: restart from the initial weights, the curves start over
+    finish(qtbot, ctl)
+    assert ctl.info.step_offset == 0 and ctl.info.kept_weights is None
+    assert np.array_equal(panel.loss.steps.data, np.arange(1, first + 1))
+    # asked for, it continues all the same (the settings changed before the last run)
+    doc.set_training({**training, "optimizer": {**training["optimizer"], "lr": 1.234e-4}})
+    assert ctl.next_run().default == RESTART
+    ctl.start(CONTINUE)
+    finish(qtbot, ctl)
+    assert ctl.info.step_offset == first and "continuing" in ctl.info.kept_weights
+    # and a restart asked for while nothing changed
+    assert ctl.next_run().default == CONTINUE
+    ctl.start(RESTART)
+    finish(qtbot, ctl)
+    assert ctl.info.step_offset == 0
+
+
+def test_a_graph_edit_or_a_failed_run_makes_train_restart(qtbot, tmp_path):
+    from gui.training import RESTART
+    doc = open_doc()
+    ctl, _, _, _ = rig(qtbot, doc, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    doc.set_param("fc1", "units", 64)
+    nxt = ctl.next_run()
+    assert nxt.default == RESTART and "graph" in nxt.reason
+    doc = open_doc(training={"optimizer": {"type": "sgd", "lr": 1e30}}, tmp=tmp_path)
+    ctl, _, _, _ = rig(qtbot, doc, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    assert ctl.last_done.reason == "error"
+    assert ctl.next_run().default == RESTART and "failed" in ctl.next_run().reason
+
+
+def test_progress_and_plots_count_steps_alike_over_continued_runs(qtbot):
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    ctl.start()
+    finish(qtbot, ctl)
+    first = ctl.info.total_steps
+    assert panel.progress.maximum() == first and f"step {first}/{first}" in \
+        panel.progress.format()
+    ctl.start()  # continues
+    qtbot.waitUntil(lambda: ctl.info is not None and ctl.info.step_offset == first,
+                    timeout=20000)
+    finish(qtbot, ctl)
+    end = 2 * first
+    assert panel.progress.maximum() == panel.progress.value() == end
+    fmt = panel.progress.format()
+    assert f"step {end}/{end}" in fmt and "epoch 2/2" in fmt, fmt
+    assert panel.loss.steps.data[-1] == end  # the plot's step axis says the same
+    assert panel.grads.plot.steps.data[-1] == end
+    assert int(panel.loss.epochs.data[-1]) == 1  # the second epoch, counted from 0
+    assert panel.loss.plotItem.vb.viewRange()[0][1] >= end  # the axis spans the run
+
+
+def test_the_main_window_offers_continue_and_restart_after_a_run(qtbot):
+    w = main_window(qtbot, epochs=1)
+    cont, restart = w.actionContinueTraining, w.actionRestartTraining
+    assert not cont.isEnabled() and not restart.isEnabled()
+    assert cont in w.train_choice_menu.actions() and restart in w.train_choice_menu.actions()
+    assert cont in w.train_menu.actions() and restart in w.train_menu.actions()
+    w.train()
+    finish(qtbot, w.training)
+    first = w.training.info.total_steps
+    assert cont.isEnabled() and restart.isEnabled()
+    assert cont.font().bold() and not restart.font().bold()  # what a plain Train does
+    assert str(first) in cont.text()
+    assert "continues" in w.actionTrain.toolTip()
+    restart.trigger()
+    qtbot.waitUntil(lambda: w.training.info is not None and w.training.state == "idle"
+                    and w.training.last_done is not None, timeout=30000)
+    assert w.training.info.step_offset == 0
+    cont.trigger()
+    finish(qtbot, w.training)
+    assert w.training.info.step_offset == first
+
+
+def test_each_layout_is_remembered_as_the_user_left_it(qtbot):
+    from PySide6.QtCore import Qt
+    w = main_window(qtbot, epochs=1)
+    w.train()
+    finish(qtbot, w.training)
+    assert w.dock_layout == "training" and not w.palette_dock.isVisible()
+    w.resizeDocks([w.bottom_dock], [420], Qt.Orientation.Vertical)  # the user drags
+    qtbot.waitUntil(lambda: abs(w.bottom_dock.height() - 420) <= 4, timeout=2000)
+    w.set_dock_layout("editing")
+    assert w.actionEditingLayout.isChecked() and w.palette_dock.isVisible()
+    qtbot.waitUntil(lambda: w.bottom_dock.height() < 400, timeout=2000)
+    w.set_dock_layout("training")
+    qtbot.waitUntil(lambda: abs(w.bottom_dock.height() - 420) <= 4, timeout=2000)
+    assert not w.palette_dock.isVisible()
+    # and in the next session too
+    w.set_dock_layout("editing")
+    w.close()
+    w2 = main_window(qtbot, epochs=1)
+    w2.set_dock_layout("training")
+    qtbot.waitUntil(lambda: abs(w2.bottom_dock.height() - 420) <= 4, timeout=2000)
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    """The WCAG contrast ratio of two colours."""
+    def lum(c: QColor) -> float:
+        ch = [v / 255 for v in (c.red(), c.green(), c.blue())]
+        ch = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in ch]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_legends_and_check_boxes_read_on_both_themes(qtbot, name):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from gui import theme
+    theme.apply_theme(name, QApplication.instance())
+    try:
+        ctl, panel, _, _ = rig(qtbot, epochs=1)
+        panel.apply_theme()
+        ctl.start()
+        finish(qtbot, ctl)
+        t = theme.current()
+        base = QColor(t.base)
+        for lst in (panel.loss.legend, panel.grads.layer_list):
+            pal = lst.palette()
+            assert contrast(pal.color(QPalette.ColorRole.Text), base) >= 7  # entry text
+            # Fusion draws a check box's frame in the window colour made darker
+            frame = pal.color(QPalette.ColorRole.Window).darker(140)
+            assert contrast(frame, base) >= 2.5, (name, frame.name())
+        labels = panel.loss.legend_labels()
+        assert "training accuracy" in labels and "validation accuracy" in labels
+        curves = [panel.loss.train_acc, panel.loss.val_acc, panel.loss.smooth, panel.loss.val,
+                  *panel.grads.plot.curves.values()]
+        for c in curves:
+            color = c.opts["pen"].color()
+            assert contrast(color, base) >= 2.5, (name, c.name(), color.name())
+    finally:
+        theme.apply_theme("light", QApplication.instance())

@@ -45,6 +45,7 @@ from core.validate import analyze
 
 MLP = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
 LSTM = ROOT / "resources" / "examples" / "lstm_sine.ncg.json"
+TWO_LOSSES = ROOT / "resources" / "examples" / "vanishing_gradients.ncg.json"
 
 
 def remote_run(graph, timeout=60.0, **kw):
@@ -76,6 +77,7 @@ def local_run(path: Path, **overrides):
 @pytest.mark.parametrize("path, overrides", [
     (MLP, {"epochs": 2, "device": "cpu"}),
     (LSTM, {"steps": 12, "device": "cpu"}),  # recurrent: state-gradient norms ride along
+    (TWO_LOSSES, {"steps": 6, "device": "cpu"}),  # each loss's value rides along
 ])
 def test_a_remote_run_reports_what_an_in_process_run_computes(path, overrides):
     rt, events = remote_run(load_graph(path), overrides=overrides, base_dir=path.parent)
@@ -89,6 +91,11 @@ def test_a_remote_run_reports_what_an_in_process_run_computes(path, overrides):
         assert [e.step for e in steps] == list(range(tr.total_steps))
         assert [e.loss for e in steps] == [e.loss for e in want]  # bit for bit
         assert [e.grad_norm for e in steps] == [e.grad_norm for e in want]
+        assert [e.losses for e in steps] == [e.losses for e in want]
+        assert ready[0].losses == tr.loss_nodes
+        assert ready[0].classifiers == [c.loss for c in tr.classifiers]
+        if path == TWO_LOSSES:
+            assert list(steps[0].losses) == ["rnn_loss", "lstm_loss"]
         assert steps[-1].state_grad_norm == want[-1].state_grad_norm
         if path == LSTM:
             assert steps[-1].state_grad_norm
@@ -256,11 +263,25 @@ def test_every_event_reads_back_what_it_writes():
         [replace(step, state_grad_norm={}), replace(plain, state_grad_norm={"h": [0.1, 0.2]})]
     epoch = EpochEvent(2, 0.5, None, 1.25, 0.75)
     assert EpochEvent.from_json(wire(epoch.to_json())) == epoch
+    # several losses: each loss's figures, per step (in a batch, named once) and per epoch
+    a = StepEvent(0, 0, 0.1, 0.9, {"fc1/W": 0.2}, 0.2, 2, 4, losses={"ce": 0.5, "mse": 0.4})
+    b = replace(a, step=1, losses={"ce": 0.3, "mse": 0.2})
+    batch = wire(StepEvent.batch_to_json([a, b]))
+    assert batch["loss_names"] == ["ce", "mse"] and batch["rows"][1][6] == [0.3, 0.2]
+    assert StepEvent.batch_from_json(batch) == [a, b]
+    assert StepEvent.from_json(wire(a.to_json())).losses == a.losses
+    epoch = EpochEvent(0, 0.9, 0.8, 1.0, 0.5, 0.6, {"ce": {"train_loss": 0.5, "val_loss": 0.5,
+                                                           "train_accuracy": 0.5,
+                                                           "val_accuracy": 0.6},
+                                                    "mse": {"train_loss": 0.4, "val_loss": 0.3}})
+    assert EpochEvent.from_json(wire(epoch.to_json())) == epoch
     done = DoneEvent.from_json(wire(DoneEvent("error", 3, ParamError("bad", node="fc1"))
                                     .to_json(error_to_json)), error_from_json)
     assert (done.reason, done.steps, type(done.error), done.error.node) == \
         ("error", 3, ParamError, "fc1")
     ready = ReadyEvent("cpu", None, 46, 23, True, "continuing", 123)
+    assert ReadyEvent.from_json(wire(ready.to_json())) == ready
+    ready = ReadyEvent("cpu", None, 46, 23, True, None, 123, ["ce", "mse"], ["ce"])
     assert ReadyEvent.from_json(wire(ready.to_json())) == ready
     report = ClassificationReport(0.5, 0.75, np.array([[3, 1], [0, 4]], np.int64))
     back = ClassificationReport.from_json(wire(report.to_json()))

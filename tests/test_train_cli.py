@@ -163,6 +163,38 @@ def test_log_of_a_regression_graph_has_no_accuracy(tmp_path):
         assert set(e) == {"event", "epoch", "train_loss", "val_loss", "seconds"}
 
 
+def test_log_of_a_graph_with_several_losses_names_each_loss(tmp_path):
+    """docs/format.md section 5: ``losses`` in steps and epochs, only with several losses."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.tanh(x[:, :3]).astype(np.float32),
+             c=np.argmax(x[:, :3], axis=1).astype(np.int64))
+    d = mlp_dict()
+    d["nodes"] += [node("c", "Target", shape=[], dtype="int64", field="c"),
+                   node("ce", "CrossEntropyLoss")]
+    d["edges"] += [edge("fc2", "ce:pred"), edge("c", "ce:target")]
+    d["training"] = {"dataset": {"source": "npz", "path": "data.npz"}, "batch_size": 10,
+                     "epochs": 1, "validation_split": 0.25,
+                     "optimizer": {"type": "adam", "lr": 0.01}}
+    log = tmp_path / "m.jsonl"
+    r = run("train", write(tmp_path / "two.ncg.json", d), "--log", log)
+    assert r.returncode == 0, r.stderr
+    events = read_log(log)
+    steps = [e for e in events if e["event"] == "step"]
+    (epoch,) = [e for e in events if e["event"] == "epoch"]
+    for e in steps:
+        assert list(e) == ["event", "epoch", "step", "time", "loss", "losses", "grad_norm",
+                           "global_grad_norm"]
+        assert list(e["losses"]) == ["loss", "ce"]  # graph order
+        assert sum(e["losses"].values()) == pytest.approx(e["loss"], rel=1e-5)
+    assert list(epoch) == ["event", "epoch", "train_loss", "val_loss", "train_accuracy",
+                           "val_accuracy", "losses", "seconds"]
+    assert list(epoch["losses"]["loss"]) == ["train_loss", "val_loss"]  # MSE: no accuracy
+    assert list(epoch["losses"]["ce"]) == ["train_loss", "val_loss", "train_accuracy",
+                                           "val_accuracy"]
+    assert epoch["val_accuracy"] == epoch["losses"]["ce"]["val_accuracy"]
+
+
 # ---- the terminal ------------------------------------------------------------------------------
 def test_quiet_when_stdout_is_not_a_terminal(tmp_path):
     r = run("train", MLP_DIGITS, "--epochs", "1", "--save-weights", tmp_path / "w.npz")

@@ -287,6 +287,92 @@ def test_mse_graph_reports_no_accuracy(tmp_path):
     assert set(ep.to_json()) == {"event", "epoch", "train_loss", "seconds"}
 
 
+def two_losses_dict() -> dict:
+    """x [4] -> fc1 -> a classifier head (cls: 3 classes, cross-entropy with yc) and a
+    regression head (reg: 2 outputs, MSE with yr)."""
+    return graph_dict(
+        [node("x", "Input", shape=[4]), node("fc1", "Dense", units=6), node("act", "Tanh"),
+         node("cls", "Dense", units=3), node("yc", "Target", shape=[], dtype="int64", field="yc"),
+         node("ce", "CrossEntropyLoss"),
+         node("reg", "Dense", units=2), node("yr", "Target", shape=[2], dtype="float32",
+                                       field="yr"),
+         node("mse", "MSELoss")],
+        [edge("x", "fc1"), edge("fc1", "act"), edge("act", "cls"), edge("act", "reg"),
+         edge("cls", "ce:pred"), edge("yc", "ce:target"),
+         edge("reg", "mse:pred"), edge("yr", "mse:target")], name="two_losses")
+
+
+def two_losses_data(n: int = 48) -> dict:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    return {"x": x, "yc": np.argmax(x[:, :3], axis=1).astype(np.int64),
+            "yr": np.tanh(x[:, :2]).astype(np.float32)}
+
+
+def test_several_losses_report_each_loss_per_step_under_its_node(tmp_path):
+    a = npz_analysis(tmp_path, two_losses_dict(), two_losses_data(), batch_size=12, epochs=1,
+                     shuffle=False, regularization={"l2": 0.01},
+                     optimizer={"type": "sgd", "lr": 0.1})
+    trainer, events, done = train(a, base_dir=tmp_path)
+    assert trainer.loss_nodes == ["ce", "mse"] and trainer.several_losses
+    assert [c.loss for c in trainer.classifiers] == ["ce"]
+    steps = steps_of(events)
+    assert len(steps) == 4
+    for s in steps:
+        assert list(s.losses) == ["ce", "mse"]
+        assert all(math.isfinite(v) and v > 0 for v in s.losses.values())
+        # the step's loss is their sum plus the L2 penalty
+        assert s.loss > sum(s.losses.values())
+    # step 0, recomputed here: the same init and the first 12 samples in order
+    res = Network(a, seed=0).forward({k: v[:12] for k, v in trainer.train_set.fields.items()},
+                                     train=True)
+    for nid in ("ce", "mse"):
+        assert steps[0].losses[nid] == float(res.losses[nid])
+    js = steps[0].to_json()
+    assert list(js) == ["event", "epoch", "step", "time", "loss", "losses", "grad_norm",
+                        "global_grad_norm"]
+    assert StepEvent.from_json(js).losses == steps[0].losses
+
+
+def test_several_losses_report_each_loss_per_epoch_and_accuracy_only_for_a_classifier(
+        tmp_path):
+    a = npz_analysis(tmp_path, two_losses_dict(), two_losses_data(64), batch_size=12,
+                     epochs=2, validation_split=0.25, optimizer={"type": "adam", "lr": 0.01})
+    trainer, events, done = train(a, base_dir=tmp_path)
+    assert done.reason == "finished"
+    sizes = np.array([12] * 4)
+    for ep in epochs_of(events):
+        assert set(ep.losses) == {"ce", "mse"}
+        ce, mse = ep.losses["ce"], ep.losses["mse"]
+        assert list(ce) == ["train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+        assert list(mse) == ["train_loss", "val_loss"]  # regression: no accuracy
+        # the graph-wide accuracy is the (first) classifier's
+        assert ep.train_accuracy == ce["train_accuracy"]
+        assert ep.val_accuracy == ce["val_accuracy"]
+        for nid in ("ce", "mse"):
+            per_step = np.array([s.losses[nid] for s in steps_of(events)
+                                 if s.epoch == ep.epoch])
+            assert ep.losses[nid]["train_loss"] == pytest.approx(
+                float(per_step @ sizes / sizes.sum()), rel=1e-9)
+        assert ce["val_loss"] + mse["val_loss"] == pytest.approx(ep.val_loss, rel=1e-5)
+        js = ep.to_json()
+        assert list(js) == ["event", "epoch", "train_loss", "val_loss", "train_accuracy",
+                            "val_accuracy", "losses", "seconds"]
+        assert EpochEvent.from_json(js).losses == ep.losses
+    # the last epoch's validation accuracy, recomputed from the final weights
+    assert epochs_of(events)[-1].losses["ce"]["val_accuracy"] == pytest.approx(
+        float(np.mean(np.argmax(trainer.net.predict(
+            {k: trainer.val_set[k] for k in trainer.val_set.fields}, "cls"), axis=1)
+            == trainer.val_set["yc"])), abs=1e-9)
+
+
+def test_one_loss_reports_no_per_loss_figures():
+    trainer, events, _ = train(example("mlp_digits"), steps=3)
+    assert not trainer.several_losses
+    assert all(s.losses == {} for s in steps_of(events))
+    assert all(e.losses == {} and "losses" not in e.to_json() for e in epochs_of(events))
+
+
 def drain(trainer: Trainer, timeout: float = 120) -> list:
     """Every event from the trainer's queue up to and including the DoneEvent."""
     out = []

@@ -15,6 +15,7 @@ The JSON is written in two places and read back in one:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,12 +39,18 @@ class StepEvent:
     total_steps: int = 0
     # recurrent graphs: node -> norm of the gradient reaching its state at each time step
     state_grad_norm: dict[str, list[float]] = field(default_factory=dict)
+    # graphs with several losses: loss node -> its value on the batch (no penalty); empty
+    # with one loss, whose value ``loss`` already is
+    losses: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The metrics-log line (docs/format.md section 5); time rounded to microseconds."""
         d = {"event": "step", "epoch": self.epoch, "step": self.step,
-             "time": round(self.time, 6), "loss": self.loss, "grad_norm": self.grad_norm,
-             "global_grad_norm": self.global_grad_norm}
+             "time": round(self.time, 6), "loss": self.loss}
+        if self.losses:  # several losses only: a one-loss log keeps its keys
+            d["losses"] = self.losses
+        d["grad_norm"] = self.grad_norm
+        d["global_grad_norm"] = self.global_grad_norm
         if self.state_grad_norm:  # recurrent graphs only (docs/format.md section 5)
             d["state_grad_norm"] = self.state_grad_norm
         return d
@@ -53,19 +60,27 @@ class StepEvent:
         """The event of a ``to_json`` object; the step counts, which the log leaves out,
         read as 0."""
         return cls(d["epoch"], d["step"], d["time"], d["loss"], d["grad_norm"],
-                   d["global_grad_norm"], state_grad_norm=d.get("state_grad_norm") or {})
+                   d["global_grad_norm"], state_grad_norm=d.get("state_grad_norm") or {},
+                   losses=d.get("losses") or {})
 
     @staticmethod
     def batch_to_json(events: Sequence[StepEvent]) -> dict:
         """Consecutive steps (at least one) as one wire object: ``{"rows": [[epoch, step,
         time, loss, global_grad_norm, grad_norm], ...], "steps_per_epoch": n,
         "total_steps": n}``, plus ``"state_grad_norm"`` of the last step that has them:
-        those lists are long, and only the latest is shown. Time is not rounded."""
+        those lists are long, and only the latest is shown. With several losses, each row
+        ends with their values, in the order of ``"loss_names"`` (names once per batch).
+        Time is not rounded."""
         last = events[-1]
         d: dict[str, Any] = {
             "rows": [[e.epoch, e.step, e.time, e.loss, e.global_grad_norm, e.grad_norm]
                      for e in events],
             "steps_per_epoch": last.steps_per_epoch, "total_steps": last.total_steps}
+        if last.losses:
+            names = list(last.losses)
+            d["loss_names"] = names
+            for row, e in zip(d["rows"], events, strict=True):
+                row.append([e.losses.get(n, math.nan) for n in names])
         state = next((e.state_grad_norm for e in reversed(events) if e.state_grad_norm), None)
         if state:
             d["state_grad_norm"] = state
@@ -75,7 +90,10 @@ class StepEvent:
     def batch_from_json(cls, d: dict) -> list[StepEvent]:
         """The steps of a ``batch_to_json`` object; the state-gradient norms go to the last."""
         spe, total = d.get("steps_per_epoch", 0), d.get("total_steps", 0)
-        evs = [cls(r[0], r[1], r[2], r[3], r[5], r[4], spe, total) for r in d["rows"]]
+        names = d.get("loss_names") or ()
+        evs = [cls(r[0], r[1], r[2], r[3], r[5], r[4], spe, total,
+                   losses=dict(zip(names, r[6], strict=True)) if names else {})
+               for r in d["rows"]]
         if evs and d.get("state_grad_norm"):
             evs[-1].state_grad_norm = d["state_grad_norm"]
         return evs
@@ -87,8 +105,12 @@ class EpochEvent:
     train_loss: float
     val_loss: float | None
     seconds: float
-    train_accuracy: float | None = None
+    train_accuracy: float | None = None  # of the first classification loss
     val_accuracy: float | None = None
+    # graphs with several losses: loss node -> {"train_loss", "val_loss", "train_accuracy",
+    # "val_accuracy"}, each key only where the graph-wide one would be there for that loss
+    # alone; empty with one loss
+    losses: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The metrics-log line (docs/format.md section 5): figures that are None are left out."""
@@ -99,6 +121,8 @@ class EpochEvent:
             d["train_accuracy"] = self.train_accuracy
         if self.val_accuracy is not None:
             d["val_accuracy"] = self.val_accuracy
+        if self.losses:  # several losses only: a one-loss log keeps its keys
+            d["losses"] = self.losses
         d["seconds"] = round(self.seconds, 6)
         return d
 
@@ -106,7 +130,7 @@ class EpochEvent:
     def from_json(cls, d: dict) -> EpochEvent:
         """The event of a ``to_json`` object (seconds rounded to microseconds)."""
         return cls(d["epoch"], d["train_loss"], d.get("val_loss"), d["seconds"],
-                   d.get("train_accuracy"), d.get("val_accuracy"))
+                   d.get("train_accuracy"), d.get("val_accuracy"), d.get("losses") or {})
 
 
 @dataclass

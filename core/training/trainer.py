@@ -34,8 +34,8 @@ from core.training.events import (
     StepEvent,
 )
 from core.training.metrics import Classifier, correct_count, predicted_classes
-from core.training.step import training_step
-from core.validate import Analysis
+from core.training.step import host_losses, training_step
+from core.validate import Analysis, analyze
 from kernels import backend
 
 
@@ -60,6 +60,13 @@ class Trainer:
                  init_weights: dict[str, np.ndarray] | None = None, init_weights_file=None,
                  on_event: Callable[[Event], None] | None = None, dtype=np.float32,
                  queue_events: bool = True):
+        data = None
+        if analysis.auto_shaped and analysis.field_shapes is None:
+            # "auto" shapes come from the data: analyse again with the loaded fields, so the
+            # network is built from the very shapes check_fields holds the data to
+            data = datasets.load_dataset(config.dataset, base_dir, seed=config.seed)
+            analysis = analyze(analysis.graph, datasets.DatasetFields(
+                data.field_shapes(), data.name, data.file))
         analysis.raise_if_invalid()
         self.analysis = analysis
         self.config = config
@@ -78,7 +85,8 @@ class Trainer:
         self._last_batch: dict | None = None
         self._probe: Network | None = None
 
-        data = datasets.load_dataset(config.dataset, base_dir, seed=config.seed)
+        if data is None:
+            data = datasets.load_dataset(config.dataset, base_dir, seed=config.seed)
         fields: dict[str, list] = {}
         for nid in analysis.order:
             layer = analysis.layers[nid]
@@ -88,9 +96,12 @@ class Trainer:
         data = datasets.check_fields(data, fields)
         self.train_set, self.val_set = data.split(config.validation_split, config.seed)
 
-        self.classifier = self._classification_head()
+        self.loss_nodes = analysis.losses()
+        # each loss that classifies has an accuracy; the first one gives the graph's figures
+        self.classifiers = self._classification_heads()
+        self.classifier = self.classifiers[0] if self.classifiers else None
         # the pred and target values stay available to measure accuracy
-        outputs = [self.classifier.pred, self.classifier.target] if self.classifier else []
+        outputs = list(dict.fromkeys(n for c in self.classifiers for n in (c.pred, c.target)))
         self.net = Network(analysis, device=self.device, dtype=dtype, seed=config.seed,
                            outputs=outputs)
         if init_weights is not None:
@@ -104,8 +115,9 @@ class Trainer:
         self.epoch = 0
         self.last_error: Exception | None = None
 
-    def _classification_head(self) -> Classifier | None:
-        """The first loss that classifies: how it decides, and the nodes it reads."""
+    def _classification_heads(self) -> list[Classifier]:
+        """The losses that classify, in graph order: how each decides, the nodes it reads."""
+        heads = []
         for nid in self.analysis.losses():
             layer = self.analysis.layers[nid]
             ins = self.analysis.inputs[nid]
@@ -113,8 +125,13 @@ class Trainer:
                 continue
             decision = layer.decision(self.analysis.shapes[ins["pred"].src])
             if decision is not None:
-                return Classifier(decision, ins["pred"].src, ins["target"].src, nid)
-        return None
+                heads.append(Classifier(decision, ins["pred"].src, ins["target"].src, nid))
+        return heads
+
+    @property
+    def several_losses(self) -> bool:
+        """Per-loss figures are reported (steps' and epochs' ``losses``) only then."""
+        return len(self.loss_nodes) > 1
 
     # ---- control from any thread -------------------------------------------------------------
     def pause(self) -> None:
@@ -235,39 +252,79 @@ class Trainer:
         if self.on_event is not None:
             self.on_event(ev)
 
-    def _accuracy(self, values: dict) -> tuple[float, int]:
+    def _accuracy(self, values: dict, head: Classifier | None = None) -> tuple[float, int]:
         """(correct, count) of a batch, from the forward pass's pred and target values."""
-        head = self.classifier
+        head = head or self.classifier
         return correct_count(values[head.pred], values[head.target], head.decision)
+
+    def _count_accuracy(self, accs: dict[str, _Accuracy], values: dict) -> None:
+        for head in self.classifiers:
+            c, m = self._accuracy(values, head)
+            accs[head.loss].correct += c
+            accs[head.loss].count += m
 
     def evaluate(self, data) -> tuple[float | None, float | None]:
         """(mean loss, accuracy) over ``data`` in evaluation mode (None for no data)."""
+        loss, acc, _ = self._evaluate(data)
+        return loss, acc
+
+    def _evaluate(self, data) -> tuple[float | None, float | None, dict[str, dict]]:
+        """``evaluate`` and, with several losses, each loss's ``{"val_loss",
+        "val_accuracy"}`` (accuracy only for a loss that classifies)."""
         if data is None or len(data) == 0:
-            return None, None
-        total, count, acc = 0.0, 0, _Accuracy()
+            return None, None, {}
+        total, count = 0.0, 0
+        accs = {h.loss: _Accuracy() for h in self.classifiers}
+        sums = dict.fromkeys(self.loss_nodes, 0.0) if self.several_losses else {}
         for batch in data.batches(self.config.batch_size, False, None):
             res = self.net.forward(batch, train=False)
             n = len(next(iter(batch.values())))
-            total += float(res.loss) * n
+            if sums:
+                loss, per_loss = host_losses(self.net, res)
+                for k, v in per_loss.items():
+                    sums[k] += v * n
+            else:
+                loss = float(res.loss)
+            total += loss * n
             count += n
-            if self.classifier:
-                c, m = self._accuracy(res.values)
-                acc.correct += c
-                acc.count += m
-        return total / count, acc.value
+            self._count_accuracy(accs, res.values)
+        per = {}
+        for nid, v in sums.items():
+            per[nid] = {"val_loss": v / count}
+            if nid in accs:
+                per[nid]["val_accuracy"] = accs[nid].value
+        first = accs[self.classifier.loss].value if self.classifier else None
+        return total / count, first, per
+
+    def _epoch_losses(self, sums: dict[str, float], n: int, accs: dict[str, _Accuracy],
+                      val: dict[str, dict]) -> dict[str, dict]:
+        """An epoch's ``losses`` (several losses only): per loss node, its figures in the
+        order of the graph-wide ones; a figure that does not apply is left out."""
+        out = {}
+        for nid in sums:
+            d = {"train_loss": sums[nid] / max(n, 1)}
+            if nid in val:
+                d["val_loss"] = val[nid]["val_loss"]
+            if nid in accs and accs[nid].value is not None:
+                d["train_accuracy"] = accs[nid].value
+            if val.get(nid, {}).get("val_accuracy") is not None:
+                d["val_accuracy"] = val[nid]["val_accuracy"]
+            out[nid] = d
+        return out
 
     def train_step(self, batch) -> StepEvent:
         """One optimizer step on ``batch``; raises ``NonFiniteError`` before updating."""
+        per_loss: dict[str, float] | None = {} if self.several_losses else None
         try:
             loss, norms, global_norm, res = training_step(self.net, self.optimizer, batch,
-                                                          self.config)
+                                                          self.config, per_loss)
         except NonFiniteError as e:
             raise NonFiniteError(f"non-finite {e.message} at step {self.step}; the weights "
                                  "before this step are kept", node=e.node, phase=e.phase) from None
         self._last_result = res
         return StepEvent(self.epoch, self.step, time.monotonic() - self._t0, loss, norms,
                          global_norm, self.steps_per_epoch, self.total_steps,
-                         self.net.state_gradient_norms())
+                         self.net.state_gradient_norms(), per_loss or {})
 
     def run(self) -> DoneEvent:
         """Train until done, stopped or failed; returns (and emits) the ``DoneEvent``."""
@@ -285,7 +342,9 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 t_epoch = time.monotonic()
-                loss_sum, n_sum, acc = 0.0, 0, _Accuracy()
+                loss_sum, n_sum = 0.0, 0
+                accs = {h.loss: _Accuracy() for h in self.classifiers}
+                sums = dict.fromkeys(self.loss_nodes, 0.0) if self.several_losses else {}
                 for batch in self.train_set.batches(c.batch_size, c.shuffle, self.data_rng):
                     self._serve_calls()
                     self._wait_running()
@@ -296,10 +355,9 @@ class Trainer:
                     n = len(next(iter(batch.values())))
                     loss_sum += ev.loss * n
                     n_sum += n
-                    if self.classifier:
-                        cc, m = self._accuracy(self._last_result.values)
-                        acc.correct += cc
-                        acc.count += m
+                    for k, v in ev.losses.items():
+                        sums[k] += v * n
+                    self._count_accuracy(accs, self._last_result.values)
                     self.step += 1
                     self._emit(ev)
                     if self.step >= self.total_steps:
@@ -307,9 +365,11 @@ class Trainer:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
-                val_loss, val_acc = self.evaluate(self.val_set)
+                val_loss, val_acc, val_per = self._evaluate(self.val_set)
+                train_acc = accs[self.classifier.loss].value if self.classifier else None
                 self._emit(EpochEvent(self.epoch, loss_sum / max(n_sum, 1), val_loss,
-                                      time.monotonic() - t_epoch, acc.value, val_acc))
+                                      time.monotonic() - t_epoch, train_acc, val_acc,
+                                      self._epoch_losses(sums, n_sum, accs, val_per)))
                 self.epoch += 1
         except Exception as e:  # noqa: BLE001 - every failure must end in a DoneEvent
             reason, error = "error", e

@@ -142,7 +142,8 @@ class Inspector(QWidget):
             pal.setColor(QPalette.Window, theme.current().color("highlight"))
             pal.setColor(QPalette.WindowText, theme.current().color("base"))
             self.banner.setPalette(pal)
-            self.banner.setText("Training is running: the graph is read-only until it stops.")
+            self.banner.setText("Training (running or paused) holds the graph: it is "
+                                "read-only until training stops.")
         self.banner.setVisible(locked)
 
 

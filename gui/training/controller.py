@@ -8,13 +8,14 @@ not the step rate. Training and painting never share the GIL (docs/live-training
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_HZ = 10  # UI updates per second while training (the issue asks for >= 10)
 IDLE, RUNNING, PAUSED, STOPPING = "idle", "running", "paused", "stopping"
+CONTINUE, RESTART = "continue", "restart"  # what a run after a run starts from
 
 
 @dataclass
@@ -48,14 +50,53 @@ class RunInfo:
     layers: list[str]  # nodes with parameters, in graph order
     kept_weights: str | None  # a note when training continues from earlier weights
     pid: int = 0  # the training process
+    epoch_offset: int = 0  # epochs of earlier runs on the same weights
+    losses: list[str] = field(default_factory=list)  # the loss nodes, in graph order
+    classifiers: list[str] = field(default_factory=list)  # those that report accuracy
+
+    @property
+    def end_step(self) -> int:
+        """The step the run ends at, counted as the plots count: over continued runs."""
+        return self.step_offset + self.total_steps
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """What Train does when nothing runs: continue from the trained weights, or restart
+    from the initial ones (the seed's, or the loaded file's)."""
+    can_continue: bool  # there are trained weights to continue from
+    default: str  # CONTINUE or RESTART: what a plain Train does
+    reason: str  # why Train restarts although it could continue ("" otherwise)
+    step: int  # steps done on the trained weights: where a continued run starts
+
+    @property
+    def text(self) -> str:
+        """The choice in a sentence, for the training view and the Train action's tip."""
+        if not self.can_continue:
+            return ""
+        if self.default == CONTINUE:
+            return (f"Train continues from the trained weights (step {self.step}); "
+                    "Restart starts over from the initial weights.")
+        return (f"Train restarts from the initial weights: {self.reason}. Continue keeps "
+                f"the trained weights (step {self.step}).")
+
+    @property
+    def short(self) -> str:
+        """``text`` in a few words, for a label beside the tabs."""
+        if not self.can_continue:
+            return ""
+        if self.default == CONTINUE:
+            return f"Train continues from step {self.step}"
+        return f"Train restarts: {self.reason}"
 
 
 class TrainingController(QObject):
     """Train, pause, resume and stop the document's graph; weights, evaluation, snapshots.
 
     document: a ``gui.document.Document`` (``analysis``, ``graph.training``, ``path``,
-    ``set_locked``). Trained weights persist between runs: Train after a run continues from
-    them (with a fresh optimizer) until ``reset_weights`` or ``load_weights``. They live in
+    ``set_locked``). Trained weights persist between runs: a run after a run continues from
+    them (with a fresh optimizer) or restarts from the initial weights (``next_run``,
+    ``start(mode)``), until ``reset_weights`` or ``load_weights``. They live in
     the training process, which stays after a run to answer snapshots and evaluations;
     ``shutdown`` ends it.
     """
@@ -71,6 +112,7 @@ class TrainingController(QObject):
     evaluated = Signal(object)  # ClassificationReport or None
     weights_reset = Signal()  # weights re-initialised or loaded: earlier curves are history
     request_failed = Signal(str, str)  # what was asked ("Evaluate"), why it failed
+    next_run_changed = Signal(object)  # NextRun: continue or restart, and why
 
     def __init__(self, document, parent: QObject | None = None, **overrides):
         super().__init__(parent)
@@ -88,6 +130,8 @@ class TrainingController(QObject):
         self._loaded_note = "starting from the loaded weights"
         self._info: RunInfo | None = None
         self._steps_done = 0  # over the runs on the current weights
+        self._epochs_done = 0  # epochs those runs finished
+        self._run_key: tuple | None = None  # what the last run trained (see _settings_key)
         self._rate_window: deque[tuple[float, int]] = deque()
         self._rate = 0.0
         self._last_status = 0.0
@@ -101,6 +145,9 @@ class TrainingController(QObject):
         graph_reset = getattr(document, "graph_reset", None)
         if graph_reset is not None:  # another graph opened: its weights are not these
             graph_reset.connect(self._on_graph_reset)
+        changed = getattr(document, "analysis_changed", None)
+        if changed is not None:  # an edit may change what Train does next
+            changed.connect(lambda *_: self._emit_next_run())
 
     # ---- wiring ------------------------------------------------------------------------
     def set_scene(self, scene) -> None:
@@ -152,14 +199,57 @@ class TrainingController(QObject):
         return f"{dev} · {self._state}"
 
     # ---- controls ----------------------------------------------------------------------
-    def start(self) -> bool:
-        """Train the document's graph (or resume when paused). False, with ``failed``
-        emitted, when the graph or its training settings are not valid."""
+    def next_run(self) -> NextRun:
+        """Whether a run now can continue from trained weights, and what Train does:
+        continue, unless the graph or the training settings changed since the last run or
+        it failed (then restart)."""
+        tr = self._trainer
+        can = (self._state == IDLE and tr is not None and tr.done is not None and tr.alive
+               and self._run_key is not None)
+        if not can:
+            return NextRun(False, RESTART, "", 0)
+        graph, optimizer, rest = self._settings_key()
+        then = self._run_key
+        reason = ""
+        if graph != then[0]:
+            reason = "the graph changed since the last run"
+        elif optimizer != then[1]:
+            reason = "the optimizer settings changed since the last run"
+        elif rest != then[2]:
+            reason = "the training settings changed since the last run"
+        elif tr.done.reason == "error":
+            reason = "the last run failed"
+        return NextRun(True, RESTART if reason else CONTINUE, reason, self._steps_done)
+
+    def _settings_key(self) -> tuple[str, str, str]:
+        """What a run trains, to compare with the last run: the graph less the layout, the
+        optimizer settings, the other training settings."""
+        g = self.document.graph
+        graph = json.dumps([[(n.id, n.type, n.params) for n in g.nodes.values()],
+                            [e.to_dict() for e in g.edges]], sort_keys=True, default=str)
+        training = {**g.training, **{k: v for k, v in self.overrides.items() if v is not None}}
+        optimizer = json.dumps(training.get("optimizer"), sort_keys=True, default=str)
+        rest = json.dumps({k: v for k, v in training.items() if k != "optimizer"},
+                          sort_keys=True, default=str)
+        return graph, optimizer, rest
+
+    def _emit_next_run(self) -> None:
+        self.next_run_changed.emit(self.next_run())
+
+    def start(self, mode: str | None = None) -> bool:
+        """Train the document's graph (or resume when paused). ``mode``: CONTINUE from the
+        trained weights or RESTART from the initial ones; None does what ``next_run``
+        says. False, with ``failed`` emitted, when the graph or its training settings are
+        not valid."""
         if self._state == PAUSED:
             self.resume()
             return True
         if self._state != IDLE:
             return False
+        choice = self.next_run()
+        mode = mode or choice.default
+        if mode == CONTINUE and not choice.can_continue:
+            mode = RESTART  # nothing trained to continue from
         flush = getattr(self.document, "flush", None)
         analysis = flush() if flush is not None else self.document.analysis
         if not analysis.ok:
@@ -174,24 +264,32 @@ class TrainingController(QObject):
         except NeuroCanvasError as e:
             self._fail(e.node, str(e))
             return False
+        if mode == RESTART and (choice.can_continue or self._info is not None):
+            self._close_trainer()  # the trained weights and their curves are history
+            self._forget_run()
         self._clear_runtime_marks()
+        epoch_offset = self._epochs_done
         try:
             init, offset, note = self._initial_weights()
         except (NeuroCanvasError, RemoteError) as e:  # the last run's process is gone
             log.warning("cannot continue from the trained weights: %s", e)
             self._forget_run()
             init, offset, note = None, 0, "the trained weights were lost; starting fresh"
+            epoch_offset = 0
         self._close_trainer()
         self._steps_done = offset
+        self._epochs_done = epoch_offset
+        self._run_key = self._settings_key()
         self._rate_window.clear()
         self._rate = 0.0
         self.stop_requested_at = None
         self.last_done = None
         self.heat.set_graph(analysis.shared_root, analysis.layers)
         base_dir = self._base_dir()
-        self._starting = (analysis, offset, init, note)
+        self._starting = (analysis, offset, init, note, epoch_offset)
         self.document.set_locked(True)
         self._set_state(RUNNING)
+        self._emit_next_run()
         # the child loads the dataset and builds the network; commands sent meanwhile wait
         # in its pipe, so Pause and Stop work from the first moment
         try:
@@ -255,6 +353,7 @@ class TrainingController(QObject):
                 self._emit_steps(steps)
                 steps = []
             if isinstance(ev, EpochEvent):
+                self._epochs_done += 1
                 self.epoch_done.emit(ev)
             elif isinstance(ev, ReadyEvent):
                 self._started(ev)
@@ -269,13 +368,16 @@ class TrainingController(QObject):
     def _started(self, ready: ReadyEvent) -> None:
         if self._starting is None:
             return
-        analysis, offset, _, _ = self._starting
+        analysis, offset, _, _, epoch_offset = self._starting
         self._starting = None
         layers = [n for n in analysis.order if analysis.param_count(n) > 0]
         epochs = math.ceil(ready.total_steps / max(ready.steps_per_epoch, 1))
+        classifiers = list(ready.classifiers) or (analysis.losses()[:1] if ready.classifier
+                                                  else [])
         self._info = RunInfo(ready.device, ready.device_note, ready.total_steps,
                              ready.steps_per_epoch, epochs, offset, ready.classifier,
-                             analysis.recurrent, layers, ready.note, ready.pid)
+                             analysis.recurrent, layers, ready.note, ready.pid, epoch_offset,
+                             list(ready.losses) or analysis.losses(), classifiers)
         self.run_started.emit(self._info)
         if ready.device_note:
             log.info(ready.device_note)
@@ -303,7 +405,7 @@ class TrainingController(QObject):
 
     def _done(self, done: DoneEvent) -> None:
         if self._starting is not None:  # it never started (no dataset...): keep the weights
-            _, _, init, note = self._starting
+            _, _, init, note, _ = self._starting
             self._starting = None
             self._close_trainer()
             if init is not None:
@@ -329,6 +431,7 @@ class TrainingController(QObject):
             self._fail(None, f"training stopped by an internal error: {err}")
         self._emit_status(force=True)
         self.finished.emit(done)
+        self._emit_next_run()
 
     def _fail(self, node: str | None, message: str, runtime: bool = True) -> None:
         if runtime and self.problems is not None and hasattr(self.problems,
@@ -457,6 +560,7 @@ class TrainingController(QObject):
         self._loaded, self._loaded_note = state, "starting from the loaded weights"
         self._close_trainer()
         self._forget_run()
+        self._emit_next_run()
 
     def reset_weights(self) -> bool:
         """Forget trained and loaded weights: the next run starts from the seed's
@@ -466,6 +570,7 @@ class TrainingController(QObject):
         self._loaded = None
         self._close_trainer()
         self._forget_run()
+        self._emit_next_run()
         return True
 
     def _close_trainer(self) -> None:
@@ -483,6 +588,8 @@ class TrainingController(QObject):
 
     def _forget_run(self) -> None:
         self._steps_done = 0
+        self._epochs_done = 0
+        self._run_key = None
         self._latest_step = None
         self._info = None
         self.heat.clear()

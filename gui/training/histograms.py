@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from gui.training.legend import curve_colors, title_legend
+from gui.training.plots import axes
+
 BINS = 50
-_COLORS = [(30, 90, 200), (230, 120, 20), (60, 160, 80), (180, 60, 160), (120, 120, 120)]
+TITLES = {"weights": "weights", "grads": "gradients", "activations": "activations (latest batch)"}
+
+
+def _colors() -> list[QColor]:
+    col = curve_colors()
+    return [col.loss, col.validation, col.accuracy, *col.series]
 
 
 def histogram(values: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndarray] | None:
@@ -37,13 +46,11 @@ class HistogramView(QWidget):
         self.plots: dict[str, pg.PlotWidget] = {}
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        for kind, label in (("weights", "weights"), ("grads", "gradients"),
-                            ("activations", "activations (latest batch)")):
-            pw = pg.PlotWidget()
+        for kind, label in TITLES.items():
+            pw = pg.PlotWidget(axisItems=axes())
             pw.setObjectName(f"{kind}Histogram")
-            pw.plotItem.setTitle(label)
+            pw.plotItem.setTitle(label)  # with the arrays' names: a legend over no bar
             pw.plotItem.setLabel("left", "count")
-            pw.plotItem.addLegend(offset=(-5, 5))
             self.plots[kind] = pw
             row.addWidget(pw)
         lay = QVBoxLayout(self)
@@ -57,7 +64,7 @@ class HistogramView(QWidget):
     def clear(self, message: str = "Select a node to look inside it.") -> None:
         for kind, pw in self.plots.items():
             pw.plotItem.clear()
-            pw.plotItem.legend.clear()
+            pw.plotItem.setTitle(TITLES[kind])
             self.counts[kind] = {}
         self.title.setText(message)
         self.step = None
@@ -79,13 +86,19 @@ class HistogramView(QWidget):
 
     def _draw(self, kind: str, arrays: dict[str, np.ndarray]) -> None:
         pw = self.plots[kind]
+        colors = _colors()
+        entries = []
         for i, (key, arr) in enumerate(sorted(arrays.items())):
             h = histogram(arr)
             if h is None:
                 continue
             edges, counts = h
-            color = _COLORS[i % len(_COLORS)]
+            color = colors[i % len(colors)]
+            fill = QColor(color)
+            fill.setAlpha(90)
             pw.plotItem.plot(edges, counts, stepMode="center", fillLevel=0,
-                             pen=pg.mkPen(color, width=1), brush=(*color, 90),
+                             pen=pg.mkPen(color, width=1), brush=fill,
                              name=key.split("/", 1)[-1])
+            entries.append((key.split("/", 1)[-1], color))
             self.counts[kind][key] = int(counts.sum())
+        pw.plotItem.setTitle(title_legend(TITLES[kind], entries))

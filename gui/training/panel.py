@@ -1,5 +1,11 @@
 """The training view: progress, device and speed, the loss and gradient plots, histograms of
-a selected node, evaluation, and the weights and export buttons."""
+a selected node, evaluation, and the weights and export buttons.
+
+The curves share one page ("Curves"): the loss above, the gradients below (and, for a
+recurrent graph, the gradient at each time step beside them), both spanning the run's
+steps, each with its legend beside it. The buttons sit in the tab bar's corner, so the plots
+get the height.
+"""
 from __future__ import annotations
 
 import time
@@ -7,6 +13,7 @@ import time
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -24,13 +31,48 @@ from core.errors import NeuroCanvasError
 from core.remote import RemoteError
 from core.timefmt import fmt_time
 from gui import theme
-from gui.training.controller import IDLE, PAUSED, RUNNING, RunInfo, TrainingController
+from gui.training.controller import (
+    IDLE,
+    PAUSED,
+    RUNNING,
+    NextRun,
+    RunInfo,
+    TrainingController,
+)
 from gui.training.evaluation import EvaluationView
 from gui.training.heat import HeatLegend
 from gui.training.histograms import HistogramView
-from gui.training.plots import GradientView, LossPlot, export_png, write_csv
+from gui.training.plots import GradientView, LossPlot, LossView, export_png, write_csv
 
 SNAPSHOT_HZ = 2.0  # histogram refreshes per second while training
+STACKED_MIN_HEIGHT = 240  # a plot lower than this on a stacked page: side by side instead
+SIDE_BY_SIDE_MIN_WIDTH = 400  # ... when the plots are at least this wide there
+
+
+class CurvesPage(QWidget):
+    """The loss and the gradients on one page: stacked when each gets enough height (the
+    training layout), side by side in a low, wide dock (the editing layout)."""
+
+    def __init__(self, loss: QWidget, grads: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("trainingCurves")
+        self.box = QBoxLayout(QBoxLayout.Direction.TopToBottom, self)
+        self.box.setContentsMargins(0, 2, 0, 0)
+        self.box.addWidget(loss, 1)
+        self.box.addWidget(grads, 1)
+
+    @staticmethod
+    def direction_for(width: int, height: int) -> QBoxLayout.Direction:
+        legend = 200  # the lists beside the plots
+        if height // 2 < STACKED_MIN_HEIGHT and width // 2 - legend >= SIDE_BY_SIDE_MIN_WIDTH:
+            return QBoxLayout.Direction.LeftToRight
+        return QBoxLayout.Direction.TopToBottom
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        d = self.direction_for(event.size().width(), event.size().height())
+        if d != self.box.direction():
+            self.box.setDirection(d)
 
 
 class TrainingPanel(QWidget):
@@ -55,10 +97,14 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("not trained yet")
         self.status = QLabel("")
         self.status.setObjectName("trainStatus")
-        self.lock_label = QLabel("🔒 graph locked while training")
+        self.lock_label = QLabel("graph locked while training")  # (fonts lack a lock emoji)
         self.lock_label.setObjectName("trainLock")
         self.lock_label.setToolTip("Stop training to edit the graph")
         self.lock_label.setVisible(bool(getattr(controller.document, "locked", False)))
+        # after a run: whether Train continues or restarts, said in words
+        self.next_label = QLabel("")
+        self.next_label.setObjectName("nextRun")
+        self.next_label.setVisible(False)
         self.legend = HeatLegend()
         head = QHBoxLayout()
         head.addWidget(self.progress, 2)
@@ -67,17 +113,23 @@ class TrainingPanel(QWidget):
         head.addWidget(self.legend, 1)
 
         self.loss = LossPlot()
+        self.loss_view = LossView(self.loss)
         self.grads = GradientView()
+        self.curves = CurvesPage(self.loss_view, self.grads)
         self.hist = HistogramView()
         self.eval_view = EvaluationView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("trainingTabs")
-        self.tabs.addTab(self.loss, "Loss")
-        self.tabs.addTab(self.grads, "Gradients")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.curves, "Curves")
         self.tabs.addTab(self.hist, "Inside a node")
         self.tabs.addTab(self.eval_view, "Evaluation")
 
-        buttons = QHBoxLayout()
+        corner = QWidget()
+        buttons = QHBoxLayout(corner)
+        buttons.setContentsMargins(0, 0, 0, 2)
+        buttons.addWidget(self.next_label)
+        buttons.addSpacing(8)
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setToolTip("Accuracy and confusion matrix on the validation split")
         self.evaluate_button.clicked.connect(self._on_evaluate)
@@ -100,16 +152,16 @@ class TrainingPanel(QWidget):
                 act.setData(f"{which}:{fmt}")
         menu.triggered.connect(self._on_export_action)
         self.export_button.setMenu(menu)
-        for b in (self.evaluate_button, self.save_button, self.load_button, self.reset_button):
+        for b in (self.evaluate_button, self.save_button, self.load_button, self.reset_button,
+                  self.export_button):
             buttons.addWidget(b)
-        buttons.addStretch(1)
-        buttons.addWidget(self.export_button)
+        self.tabs.setCornerWidget(corner)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
         lay.addLayout(head)
         lay.addWidget(self.tabs, 1)
-        lay.addLayout(buttons)
 
         self.node: str | None = None
         self._snapshot_in_flight = False
@@ -128,6 +180,7 @@ class TrainingPanel(QWidget):
         c.evaluated.connect(self.eval_view.show_report)
         c.request_failed.connect(self._error)
         c.weights_reset.connect(self.clear)
+        c.next_run_changed.connect(self._on_next_run)
         locked = getattr(c.document, "locked_changed", None)
         if locked is not None:
             locked.connect(self.lock_label.setVisible)
@@ -139,21 +192,32 @@ class TrainingPanel(QWidget):
         self.apply_theme()
 
     def apply_theme(self) -> None:
-        """Plot backgrounds and axes in the colours of the current theme."""
+        """Plot backgrounds, axes, curves and legends in the colours of the current theme."""
         for plot in self.findChildren(pg.PlotWidget):
             theme.style_plot(plot)
+        self.loss.apply_theme()
+        self.grads.apply_theme()
 
     # ---- run ---------------------------------------------------------------------------
     def _on_run_started(self, info: RunInfo) -> None:
         self.info = info
         self._steps, self._epoch = 0, 0
         self._t_start = time.monotonic()
-        self.loss.begin_run(info.step_offset, info.classifier)
-        self.grads.begin_run(info.step_offset, info.layers, info.recurrent)
-        self.progress.setRange(0, max(info.total_steps, 1))
-        self.progress.setValue(0)
-        self.progress.setFormat(f"epoch 1/{info.epochs} · step 0/{info.total_steps}")
+        self.loss.begin_run(info.step_offset, info.classifier, info.losses, info.classifiers,
+                            info.total_steps, info.epoch_offset)
+        self.grads.begin_run(info.step_offset, info.layers, info.recurrent, info.total_steps)
+        # steps and epochs counted as the plots count them: over continued runs
+        self.progress.setRange(0, max(info.end_step, 1))
+        self.progress.setValue(info.step_offset)
+        self.progress.setFormat(f"epoch {info.epoch_offset + 1}/{info.epoch_offset + info.epochs}"
+                                f" · step {info.step_offset}/{info.end_step}")
         self.evaluate_button.setEnabled(info.classifier)
+
+    def _on_next_run(self, choice: NextRun) -> None:
+        self.next_label.setText(choice.short)
+        self.next_label.setToolTip(choice.text + " (Train's menu offers both.)"
+                                   if choice.text else "")
+        self.next_label.setVisible(bool(choice.text))
 
     def _on_steps(self, events: list) -> None:
         self.loss.add_steps(events)
@@ -169,15 +233,17 @@ class TrainingPanel(QWidget):
         info = self.info
         if info is None:
             return
-        total = info.total_steps
-        self.progress.setValue(min(self._steps, total))
-        text = f"epoch {self._epoch + 1}/{info.epochs} · step {self._steps}/{total}"
+        total, steps = info.total_steps, min(self._steps, info.total_steps)
+        self.progress.setValue(info.step_offset + steps)
+        epoch = info.epoch_offset + self._epoch + 1
+        text = (f"epoch {epoch}/{info.epoch_offset + info.epochs} · "
+                f"step {info.step_offset + steps}/{info.end_step}")
         if done_text:
             text += f" · {done_text}"
         else:
             rate = self.controller.steps_per_second
             if rate > 0:
-                text += f" · {fmt_time((total - self._steps) / rate)} left"
+                text += f" · {fmt_time((total - steps) / rate)} left"
         self.progress.setFormat(text)
 
     def _on_finished(self, done) -> None:
