@@ -31,6 +31,11 @@ def open_editor(graph: str | None, commands: list[str]) -> int:
               "'make run', or use the commands (see 'python main.py --help')",
               file=sys.stderr)
         return 2
+    from gui.platform_check import xcb_problem
+    problem = xcb_problem()  # Qt would abort the process with a page of advice instead
+    if problem:
+        print(f"{cli.PROG}: error: {problem}", file=sys.stderr)
+        return 2
     from gui.main_window import run_editor  # the commands never load Qt
     return run_editor(graph)
 

@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
     frames = int(argv[1]) if len(argv) > 1 else 150
     app = QApplication.instance() or QApplication(argv)
     from gui.canvas import GraphScene, GraphView
+    from gui.canvas.view import MIN_ZOOM
     from gui.document import Document
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
         view = GraphView(scene)
         view.resize(1600, 1000)
         view.show()
-        view.fit_view()
+        view.fit_view(min_zoom=MIN_ZOOM)  # the whole graph, however small
         app.processEvents()
         view.viewport().repaint()
         t3 = time.perf_counter()

@@ -4,6 +4,12 @@ Every edit the editor makes goes through a method here, which builds one undo co
 (``gui.commands``) and pushes it on the document's QUndoStack; the command changes only the
 model. The views (canvas, inspector, problems panel) subscribe to the model's change events
 and to ``analysis_changed``, which fires after shape inference has run on the edited graph.
+
+The analysis checks the data nodes against the graph's dataset (peeked at without loading
+it, cached by ``core.datasets.peek``) and lists what else stops training
+(``Analysis.not_ready``, ``core.readiness``); ``status_text`` says whether the graph can
+train. ``edited`` fires on every change of what the graph computes or of its training
+settings (not on moves or labels), so views can drop what a run reported about the old one.
 """
 from __future__ import annotations
 
@@ -16,13 +22,15 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from core import catalogue
 from core.connections import check_connection, resolve_ports
+from core.datasets.peek import dataset_stamp
 from core.errors import EdgeError, GraphEditError, GraphFileError, NeuroCanvasError
 from core.fileformat import FORMAT, VERSION, dumps, graph_from_dict, load_graph
 from core.files import atomic_write
 from core.graph import Edge, Graph, GraphEvent, Node, check_id, fresh_id
 from core.layout import layered_layout
 from core.params import resolve_params
-from core.validate import Analysis, analyze
+from core.readiness import analyze_for_training, status_text
+from core.validate import Analysis
 from gui import commands as cmd
 
 CLIPBOARD_MIME = "application/x-neurocanvas-graph"
@@ -40,6 +48,7 @@ class Document(QObject):
     path_changed = Signal(object)  # Path | None
     locked_changed = Signal(bool)
     graph_reset = Signal()  # a new graph was opened into the document
+    edited = Signal()  # what the graph computes or its training settings changed
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -48,6 +57,7 @@ class Document(QObject):
         self.path: Path | None = None
         self.locked = False
         self._analysis: Analysis | None = None
+        self._dataset_stamp: tuple | None = None  # of the file the analysis peeked at
         self._revalidate = QTimer(self)
         self._revalidate.setSingleShot(True)
         self._revalidate.setInterval(0)
@@ -61,16 +71,40 @@ class Document(QObject):
     # ---- validation --------------------------------------------------------------------
     @property
     def analysis(self) -> Analysis:
-        """Validation and shapes of the graph as it is now (recomputed lazily)."""
+        """Validation and shapes of the graph as it is now, checked against its dataset,
+        with what else stops training in ``not_ready`` (recomputed lazily)."""
         if self._analysis is None:
-            self._analysis = analyze(self.graph)
+            base = self.base_dir()
+            self._dataset_stamp = dataset_stamp(self.graph.training.get("dataset"), base)
+            self._analysis = analyze_for_training(self.graph, base)
         return self._analysis
+
+    @property
+    def status_text(self) -> str:
+        """"Ready to train", or what stops training (``core.readiness.status_text``)."""
+        return status_text(self.analysis)
+
+    def base_dir(self) -> Path:
+        """Where a relative dataset path starts: the graph file's folder (else the working
+        directory, as training takes it)."""
+        return self.path.resolve().parent if self.path else Path.cwd()
+
+    def recheck_dataset(self) -> Analysis:
+        """The analysis, first redone (and announced) when the dataset file it checked has
+        changed on disk since (Train asks, as nothing else would notice)."""
+        if self._analysis is not None and self._dataset_stamp != dataset_stamp(
+                self.graph.training.get("dataset"), self.base_dir()):
+            self._analysis = None
+            self._revalidate.stop()
+            self._emit_analysis()
+        return self.flush()
 
     def _on_graph_event(self, event: GraphEvent) -> None:
         if event.kind in ("node_moved", "node_extra_changed", "name_changed"):
             return  # layout and labels do not change shapes
         self._analysis = None
         self._revalidate.start()  # coalesce the events of one command into one analysis
+        self.edited.emit()
 
     def _emit_analysis(self) -> None:
         self.analysis_changed.emit(self.analysis)
@@ -363,7 +397,12 @@ class Document(QObject):
         return dumps(self.graph)
 
     def _set_path(self, path: Path | None) -> None:
+        moved = (path.resolve().parent if path else None) != \
+            (self.path.resolve().parent if self.path else None)
         self.path = path
+        if moved and self._analysis is not None:  # a relative dataset path means another file
+            self._analysis = None
+            self._revalidate.start()
         self.path_changed.emit(path)
 
 

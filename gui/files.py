@@ -5,6 +5,7 @@ copies of unsaved work, and the example graphs.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import time
@@ -17,14 +18,50 @@ from core.files import atomic_write
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "examples"
 MAX_RECENT = 10
+APP_DIR_NAME = "NeuroCanvas"
+
+
+def _data_base() -> Path | None:
+    """The platform's folder for applications' data (~/.local/share on Linux)."""
+    base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+    return Path(base) if base else None
 
 
 def home() -> Path:
+    """The editor's own folder: ``$NEUROCANVAS_HOME``, else <data folder>/NeuroCanvas.
+
+    Built from the generic data folder and one name rather than from AppDataLocation, which
+    appends organization *and* application name (NeuroCanvas/NeuroCanvas) and, before the
+    QApplication names are set, the name of the Python executable.
+    """
     override = os.environ.get("NEUROCANVAS_HOME")
     if override:
         return Path(override)
-    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
-    return Path(base or Path.home() / ".neurocanvas")
+    base = _data_base()
+    if base is None:
+        return Path.home() / ".neurocanvas"
+    d = base / APP_DIR_NAME
+    _move_doubled_folder(d)
+    return d
+
+
+def _move_doubled_folder(d: Path) -> None:
+    """Earlier versions used <data>/NeuroCanvas/NeuroCanvas: move its settings and recovery
+    files up one level, so an upgrade keeps them (and work left by a crash)."""
+    old = d / APP_DIR_NAME
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        target = d / entry.name
+        if not target.exists():
+            try:
+                entry.rename(target)
+            except OSError:
+                pass  # left where it was; the editor starts with fresh settings
+    try:
+        old.rmdir()  # only when everything moved
+    except OSError:
+        pass
 
 
 def settings() -> QSettings:
@@ -54,6 +91,53 @@ def clear_recent_files() -> None:
 
 def examples() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.ncg.json"))
+
+
+# words the Examples menu writes in capitals
+_ACRONYMS = {"mlp", "cnn", "rnn", "lstm", "gru", "mse", "l1", "l2", "xor"}
+
+
+def _readable(name: str) -> str:
+    """'mlp-spirals-l2-dropout' -> 'MLP spirals L2 dropout'."""
+    words = [w for w in name.replace("_", "-").split("-") if w]
+    out = [w.upper() if w.lower() in _ACRONYMS else w.lower() for w in words]
+    if out and out[0].islower():
+        out[0] = out[0][:1].upper() + out[0][1:]
+    return " ".join(out)
+
+
+@dataclass
+class Example:
+    """A shipped example graph as the Examples menu shows it."""
+    path: Path
+    title: str  # the file's "title" if it has one, else its graph name made readable
+    description: str  # the file's "description", or ""
+
+    @property
+    def tooltip(self) -> str:
+        """The file name, and the description below it (rich text, so Qt wraps it)."""
+        if not self.description:
+            return self.path.name
+        return f"<p><b>{html.escape(self.path.name)}</b><br>{html.escape(self.description)}</p>"
+
+
+def example_info(path: Path) -> Example:
+    """Title and description of an example; a file that cannot be read gets its file name
+    (opening it then says what is wrong)."""
+    stem = path.name.removesuffix(".ncg.json").removesuffix(".json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        name = data.get("name")
+        title = _readable(name if isinstance(name, str) and name != "untitled" else stem)
+    description = data.get("description")
+    return Example(path, title.strip() or stem,
+                   description.strip() if isinstance(description, str) else "")
 
 
 # ---- recovery --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Small painted icons: one glyph per node category, and the application icon.
+"""Small painted icons: one glyph per node category, the application icon, the lock sign.
 
 Drawn with QPainter rather than shipped as files, so they follow the theme's category colours
 and stay sharp at any size. Icons are cached per (theme, category, size); switching the theme
@@ -7,9 +7,11 @@ gives new icons on the next call.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from gui import theme
 
@@ -268,3 +270,78 @@ def reset_icon(size: int = 16) -> QIcon:
             icon.addPixmap(_category_pixmap("Recurrent", size, scale, t.color("muted_text")))
         _cache[key] = icon
     return icon
+
+
+def lock_icon(colour: QColor | str | None = None, size: int = 16) -> QIcon:
+    """A padlock, painted: the "locked while training" sign. The emoji it replaces is missing
+    from many fonts and showed as an empty box."""
+    c = QColor(colour) if colour is not None else theme.current().color("text")
+    key = (theme.current().name, f"__lock__{c.name(QColor.HexArgb)}", size)
+    icon = _cache.get(key)
+    if icon is None:
+        icon = QIcon()
+        for scale in (1, 2):
+            pm = QPixmap(size * scale, size * scale)
+            pm.setDevicePixelRatio(scale)
+            pm.fill(Qt.transparent)
+            p = QPainter(pm)
+            p.setRenderHint(QPainter.Antialiasing)
+            p.scale(size / 16.0, size / 16.0)
+            p.setPen(_pen(c, 1.7))
+            p.setBrush(Qt.NoBrush)
+            shackle = QPainterPath()
+            shackle.moveTo(5, 7.5)
+            shackle.lineTo(5, 5)
+            shackle.arcTo(QRectF(5, 2, 6, 6), 180, -180)
+            shackle.lineTo(11, 7.5)
+            p.drawPath(shackle)
+            p.setPen(Qt.NoPen)
+            p.setBrush(c)
+            body = QPainterPath()
+            body.addRoundedRect(QRectF(3, 7, 10, 7.5), 1.6, 1.6)
+            hole = QPainterPath()  # the keyhole is cut out, so it shows the background
+            hole.addEllipse(QPointF(8, 10.2), 1.3, 1.3)
+            hole.addRect(QRectF(7.45, 10.2, 1.1, 2.5))
+            p.drawPath(body.subtracted(hole))
+            p.end()
+            icon.addPixmap(pm)
+        _cache[key] = icon
+    return icon
+
+
+class IconLabel(QWidget):
+    """A painted icon and a text side by side, shown and hidden as one widget.
+
+    ``icon`` is a function giving the icon; it is asked again when the palette changes, so a
+    theme switch repaints the icon in the new theme's colours.
+    """
+
+    def __init__(self, icon: Callable[[], QIcon], text: str, parent=None,
+                 icon_size: int = 16):
+        super().__init__(parent)
+        self.setAttribute(Qt.WA_StyledBackground)  # so a style sheet can give it a background
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(5)
+        self.icon_label = QLabel(self)
+        self.text_label = QLabel(text, self)
+        row.addWidget(self.icon_label)
+        row.addWidget(self.text_label)
+        self._icon_size = icon_size
+        self._make_icon = icon
+        self.refresh_icon()
+
+    def refresh_icon(self) -> None:
+        self.icon = self._make_icon()
+        self.icon_label.setPixmap(self.icon.pixmap(self._icon_size, self._icon_size))
+
+    def changeEvent(self, event):  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:
+            self.refresh_icon()
+
+    def text(self) -> str:
+        return self.text_label.text()
+
+    def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name, for callers
+        self.text_label.setText(text)

@@ -17,8 +17,10 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QTabWidget,
+    QToolButton,
 )
 
 from core.errors import NeuroCanvasError
@@ -28,6 +30,10 @@ from gui.document import Document
 APP_NAME = "NeuroCanvas"
 FILE_FILTER = "NeuroCanvas graphs (*.ncg.json *.json);;All files (*)"
 AUTOSAVE_MS = 20_000  # a crash loses at most this much work
+# Two arrangements of the docks, each saved as the user leaves it: editing, and training
+# (the plots get most of the window); the editing one keeps the key it always had.
+LAYOUT_KEYS = {"editing": "windowState", "training": "trainingWindowState"}
+TRAINING_CANVAS_SHARE = 0.2  # of the height, left to the canvas in the training layout
 
 
 class MainWindow(QMainWindow):
@@ -101,6 +107,9 @@ class MainWindow(QMainWindow):
         self.training.run_started.connect(
             lambda *_: self.bottom_tabs.setCurrentWidget(self.training_panel))
         self.training.state_changed.connect(lambda *_: self._update_actions())
+        self.training.state_changed.connect(self._on_training_state)
+        self.training.next_run_changed.connect(lambda *_: self._update_actions())
+        self.dock_layout = "editing"  # LAYOUT_KEYS
 
     def _action(self, name: str, text: str, slot=None, shortcut=None, tip: str = "",
                 checkable: bool = False) -> QAction:
@@ -125,14 +134,20 @@ class MainWindow(QMainWindow):
         self.actionSave = self._action("actionSave", "&Save", self.save, K.Save)
         self.actionSaveAs = self._action("actionSaveAs", "Save &As…", self.save_as, K.SaveAs)
         self.actionQuit = self._action("actionQuit", "&Quit", self.close, K.Quit)
-        self.actionUndo = self.document.undo_stack.createUndoAction(self, "&Undo")
-        self.actionUndo.setObjectName("actionUndo")
-        self.actionUndo.setShortcut(K.Undo)
-        self.actionRedo = self.document.undo_stack.createRedoAction(self, "&Redo")
-        self.actionRedo.setObjectName("actionRedo")
-        self.actionRedo.setShortcuts([K(K.Redo), K("Ctrl+Y")])
-        for a in (self.actionUndo, self.actionRedo):
-            self.addAction(a)
+        # Fixed texts, so the toolbar does not shift with every command; what they would
+        # undo or redo is in their tooltips. Text fields pass these keys on unless they hold
+        # uncommitted typing (gui.param_fields.route_edit_keys).
+        stack = self.document.undo_stack
+        self.actionUndo = self._action("actionUndo", "&Undo", lambda: stack.undo(), K.Undo)
+        self.actionRedo = self._action("actionRedo", "&Redo", lambda: stack.redo(),
+                                       [K("Ctrl+Shift+Z"), K("Ctrl+Y")])
+        # the signals' arguments only: the stack also emits while it is being destroyed
+        stack.canUndoChanged.connect(self.actionUndo.setEnabled)
+        stack.canRedoChanged.connect(self.actionRedo.setEnabled)
+        stack.undoTextChanged.connect(lambda t, a=self.actionUndo: _undo_tip(a, "Undo", t))
+        stack.redoTextChanged.connect(lambda t, a=self.actionRedo: _undo_tip(a, "Redo", t))
+        _undo_tip(self.actionUndo, "Undo", "")
+        _undo_tip(self.actionRedo, "Redo", "")
         self.actionDelete = self._action("actionDelete", "&Delete",
                                          lambda: self._edit(self.scene.delete_selection),
                                          [K(K.Delete), K(Qt.Key_Backspace)],
@@ -166,6 +181,27 @@ class MainWindow(QMainWindow):
                                         "Pause or resume training", checkable=True)
         self.actionStop = self._action("actionStop", "&Stop", None, "Shift+F5",
                                        "Stop training")
+        # after a run: go on from the trained weights, or start over (Train picks one)
+        self.actionContinueTraining = self._action(
+            "actionContinueTraining", "&Continue from the trained weights",
+            lambda: self.request_train("continue"),
+            tip="Train on from where the last run ended (the optimizer starts afresh)")
+        self.actionRestartTraining = self._action(
+            "actionRestartTraining", "&Restart from the initial weights",
+            lambda: self.request_train("restart"),
+            tip="Train from the initial weights; the curves start over")
+        self.layout_group = QActionGroup(self)
+        self.actionEditingLayout = self._action(
+            "actionEditingLayout", "&Editing Layout", lambda: self.set_dock_layout("editing"),
+            tip="Palette, canvas and inspector get the room", checkable=True)
+        self.actionTrainingLayout = self._action(
+            "actionTrainingLayout", "T&raining Layout",
+            lambda: self.set_dock_layout("training"),
+            tip="The training plots get most of the window (chosen when a run starts)",
+            checkable=True)
+        for a in (self.actionEditingLayout, self.actionTrainingLayout):
+            self.layout_group.addAction(a)
+        self.actionEditingLayout.setChecked(True)
         self.theme_group = QActionGroup(self)
         self.actionLightTheme = self._action("actionLightTheme", "&Light",
                                              lambda: self.set_theme("light"), checkable=True)
@@ -182,9 +218,13 @@ class MainWindow(QMainWindow):
         m.addActions([self.actionNew, self.actionOpen])
         self.recent_menu = m.addMenu("Open &Recent")
         self.examples_menu = m.addMenu("&Examples")
+        self.examples_menu.setToolTipsVisible(True)  # the file name and description
         for path in files.examples():
-            a = self.examples_menu.addAction(path.name.removesuffix(".ncg.json"))
-            a.setToolTip(str(path))
+            info = files.example_info(path)
+            a = self.examples_menu.addAction(info.title)
+            a.setToolTip(info.tooltip)
+            a.setStatusTip(path.name)
+            a.setData(str(path))
             a.triggered.connect(lambda _=False, p=path: self.open_example(p))
         m.addSeparator()
         m.addActions([self.actionSave, self.actionSaveAs])
@@ -207,11 +247,15 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         for dock in (self.palette_dock, self.inspector_dock, self.bottom_dock):
             m.addAction(dock.toggleViewAction())
+        m.addSeparator()
+        m.addActions([self.actionEditingLayout, self.actionTrainingLayout])
         themes = m.addMenu("&Theme")
         themes.addActions([self.actionLightTheme, self.actionDarkTheme])
 
         m = mb.addMenu("&Train")
         m.addActions([self.actionTrain, self.actionPause, self.actionStop])
+        m.addSeparator()
+        m.addActions([self.actionContinueTraining, self.actionRestartTraining])
         self.train_menu = m
 
         tb = self.addToolBar("Main")
@@ -223,12 +267,20 @@ class MainWindow(QMainWindow):
         tb.addActions([self.actionFitView, self.actionAutoLayout])
         tb.addSeparator()
         tb.addActions([self.actionTrain, self.actionPause, self.actionStop])
+        # Train's button offers the choice after a run as a menu beside it
+        self.train_choice_menu = QMenu(self)
+        self.train_choice_menu.addActions([self.actionContinueTraining,
+                                           self.actionRestartTraining])
+        train_button = tb.widgetForAction(self.actionTrain)
+        train_button.setMenu(self.train_choice_menu)
+        train_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
 
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
         self.summary_label = QLabel()
         self.summary_label.setObjectName("graphSummary")
-        self.lock_label = QLabel("🔒 Locked while training")
+        from gui.icons import IconLabel, lock_icon  # painted: fonts lack the lock emoji
+        self.lock_label = IconLabel(lock_icon, "Locked while training")
         self.lock_label.setObjectName("lockIndicator")
         self.lock_label.setVisible(False)
         sb.addPermanentWidget(self.lock_label)
@@ -246,10 +298,17 @@ class MainWindow(QMainWindow):
         self.palette.node_requested.connect(self.add_node_at_center)
         self.problems.node_activated.connect(self.focus_node)
         from gui.training import attach
-        attach(self.training, self.training_panel, train=self.actionTrain,
+        # Train goes through request_train, which says why when training cannot start
+        attach(self.training, self.training_panel, train=None,
                pause=self.actionPause, stop=self.actionStop, scene=self.scene,
                problems=self.problems, status_bar=self.statusBar(),
                selection=self.scene.selection_ids_changed)
+        self.actionTrain.triggered.connect(lambda *_: self.request_train())
+        from gui.training import show_next_run
+        show_next_run(self.training, self.actionContinueTraining, self.actionRestartTraining)
+        self.training.failed.connect(self._on_training_failed)
+        d.edited.connect(self._on_edited)
+        self._on_analysis(d.analysis)  # a new window says at once that it cannot train yet
 
     # ---- documents ---------------------------------------------------------------------
     def open_file(self, path: str | Path) -> None:
@@ -259,11 +318,22 @@ class MainWindow(QMainWindow):
         self.autosaver.clear()
         files.add_recent_file(path)
         self._fill_recent_menu()
-        QTimer.singleShot(0, self.view.fit_view)
+        self.view.fit_when_ready()
 
     def save_file(self, path: str | Path) -> None:
-        """Save the open graph to ``path`` atomically, without dialogs."""
-        self.document.save(path)
+        """Save the open graph to ``path`` atomically, without dialogs. An untitled graph
+        saved to a new file takes the file's name (shown in messages and exported code)."""
+        stem = Path(path).name.removesuffix(".ncg.json").removesuffix(".json")
+        renamed = bool(stem) and (self.document.graph.name or "untitled") == "untitled" \
+            and Path(path) != self.document.path and not self.document.locked
+        if renamed:
+            self.document.set_name(stem)  # one undo step, like a rename in the inspector
+        try:
+            self.document.save(path)
+        except BaseException:
+            if renamed:  # a save that failed changes nothing
+                self.document.undo_stack.undo()
+            raise
         self.autosaver.clear()
         files.add_recent_file(path)
         self._fill_recent_menu()
@@ -300,7 +370,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open example", str(e))
             return
         self.document.undo_stack.setClean()
-        QTimer.singleShot(0, self.view.fit_view)
+        self.view.fit_when_ready()
 
     def save(self) -> bool:
         if self.document.path is None:
@@ -340,7 +410,7 @@ class MainWindow(QMainWindow):
         if self.maybe_save():
             self.autosaver.clear()
             files.settings().setValue("windowGeometry", self.saveGeometry())
-            files.settings().setValue("windowState", self.saveState())
+            files.settings().setValue(LAYOUT_KEYS[self.dock_layout], self.saveState())
             self.training.shutdown()  # ends the training process
             event.accept()
         else:
@@ -356,8 +426,46 @@ class MainWindow(QMainWindow):
 
     def _default_dock_sizes(self) -> None:
         """The canvas gets most of the window."""
+        if self.dock_layout != "editing":  # a run began before this first arrangement
+            return
         self.resizeDocks([self.palette_dock, self.inspector_dock], [220, 330], Qt.Horizontal)
         self.resizeDocks([self.bottom_dock], [max(230, self.height() // 3)], Qt.Vertical)
+
+    def set_dock_layout(self, name: str) -> None:
+        """Arrange the docks for "editing" or for "training" (``LAYOUT_KEYS``): the
+        arrangement left is saved, the one chosen comes back as the user last left it (the
+        default the first time)."""
+        if name != self.dock_layout:
+            s = files.settings()
+            s.setValue(LAYOUT_KEYS[self.dock_layout], self.saveState())
+            self.dock_layout = name
+            state = s.value(LAYOUT_KEYS[name])
+            if not (isinstance(state, QByteArray) and self.restoreState(state)):
+                if name == "training":
+                    self._training_dock_sizes()
+                else:
+                    self.palette_dock.show()
+                    self._default_dock_sizes()
+            if name == "training":
+                self.bottom_tabs.setCurrentWidget(self.training_panel)
+            self.view.fit_when_ready()  # the canvas changes size as the docks settle
+        (self.actionTrainingLayout if name == "training"
+         else self.actionEditingLayout).setChecked(True)
+
+    def _training_dock_sizes(self) -> None:
+        """The training plots get most of the height; the canvas keeps a strip, where the
+        gradient heat shows, and the palette goes (nothing is added while training)."""
+        self.palette_dock.hide()
+        self.bottom_dock.show()
+        if self.bottom_dock.isFloating():  # the user's own arrangement
+            return
+        shared = self.centralWidget().height() + self.bottom_dock.height()
+        canvas = max(120, int(shared * TRAINING_CANVAS_SHARE))
+        self.resizeDocks([self.bottom_dock], [shared - canvas], Qt.Vertical)
+
+    def _on_training_state(self, state: str) -> None:
+        if state == "running" and self.training.building:  # a run starts, not a resume
+            self.set_dock_layout("training")
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -420,6 +528,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot recover", str(e))
             return False
         rec.discard()
+        self.view.fit_when_ready()
         self.autosave()  # the recovered work is now this window's to protect
         self.statusBar().showMessage(f"Recovered unsaved work on {rec.label}", 8000)
         return True
@@ -459,9 +568,9 @@ class MainWindow(QMainWindow):
     def _on_analysis(self, analysis) -> None:
         g = self.document.graph
         total = sum(analysis.param_count(n) for n in g.nodes)
-        n_problems = len(analysis.problems)
-        status = "valid" if not n_problems else \
-            f"{n_problems} problem{'s' if n_problems != 1 else ''}"
+        # what stops training counts as a problem: "valid" means "can train"
+        n_problems = len(analysis.problems) + len(getattr(analysis, "not_ready", ()))
+        status = self.document.status_text
         self.summary_label.setText(f"{len(g.nodes)} nodes · {len(g.edges)} edges · "
                                    f"{total:,} parameters · {status}")
         if n_problems:
@@ -485,15 +594,67 @@ class MainWindow(QMainWindow):
             self.actionRedo.setEnabled(self.document.undo_stack.canRedo())
         self.recent_menu.setEnabled(not locked and bool(self.recent_menu.actions()))
         self.examples_menu.setEnabled(not locked)
+        # as gui.training.bind_actions would: Train starts when idle and resumes when paused;
+        # it stays enabled for a graph that cannot train, so that pressing it says why
+        state = self.training.state
+        self.actionTrain.setEnabled(state in ("idle", "paused"))
+        tip = ((self.training.next_run().text or "Train the network on its dataset")
+               if state in ("idle", "paused") else
+               "Already training: pause (F6) or stop (Shift+F5) first")
+        self.actionTrain.setToolTip(tip)
+        self.actionTrain.setStatusTip(tip)
 
     def _update_title(self, *_args) -> None:
         self.setWindowTitle(f"{self.document.title}[*] — {APP_NAME}")
         self.setWindowModified(self.document.dirty)
 
     # ---- training ----------------------------------------------------------------------
-    def train(self) -> None:
-        """Start (or resume) training, as actionTrain does."""
-        self.actionTrain.trigger()
+    def train(self) -> bool:
+        """Start (or resume) training, as actionTrain does; False (and why, in the status
+        bar) when it cannot."""
+        return self.request_train()
+
+    def request_train(self, mode: str | None = None) -> bool:
+        """Train (F5): start, or resume a paused run. Never silent: a refusal says why in the
+        status bar; problems that stop training bring the problems list to the front with
+        the first culprit node selected. True when training started or resumed. ``mode``
+        after a run: "continue" or "restart" (None: what ``training.next_run()`` says)."""
+        from core.readiness import first_culprit, refusal
+        state = self.training.state
+        if state == "paused":
+            return self.training.start()  # resumes
+        if state != "idle":
+            why = ("training is stopping; train again once it has stopped" if state == "stopping"
+                   else "already training: pause (F6) or stop (Shift+F5) first")
+            self.statusBar().showMessage(f"Cannot train: {why}", 10000)
+            return False
+        analysis = self.document.recheck_dataset()  # a data file may have changed on disk
+        why = refusal(analysis)
+        if why is not None:
+            self._show_problems(first_culprit(analysis))
+            self.statusBar().showMessage(why, 15000)
+            return False
+        return self.training.start(mode)  # a refusal of its own comes back through failed
+
+    def _show_problems(self, node_id: str | None) -> None:
+        self.bottom_dock.show()
+        self.bottom_dock.raise_()
+        self.bottom_tabs.setCurrentWidget(self.problems)
+        self.problems.select_first()
+        if node_id is not None:
+            self.focus_node(node_id)
+
+    def _on_training_failed(self, node_id, message: str) -> None:
+        """A run that could not start or that failed (a dataset that does not fit, a NaN)."""
+        self._show_problems(node_id if node_id in self.document.graph.nodes else None)
+        self.statusBar().showMessage(f"Training failed: {message}", 15000)
+
+    def _on_edited(self) -> None:
+        """What a run reported was about the graph as it was: it goes with an edit."""
+        self.problems.clear_runtime_problems()
+        clear = getattr(self.scene, "clear_highlight", None)
+        if clear is not None:
+            clear()
 
     def stop_training(self) -> None:
         self.training.stop()
@@ -526,19 +687,36 @@ class MainWindow(QMainWindow):
         self.view.viewport().update()
 
 
+def _undo_tip(action: QAction, verb: str, command_text: str) -> None:
+    """What Undo or Redo would do, in its tooltip and status tip (its text stays fixed)."""
+    tip = f"{verb} {command_text}" if command_text else f"Nothing to {verb.lower()}"
+    action.setToolTip(tip)
+    action.setStatusTip(tip)
+
+
 def run_editor(path: str | None = None) -> int:
     """Start the application, optionally opening ``path``; returns the exit status."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = start_editor(path)  # noqa: F841 - kept alive while the event loop runs
+    return app.exec()
+
+
+def start_editor(path: str | None = None) -> MainWindow:
+    """The editor's first window, shown, with ``path`` open; run_editor then runs the event
+    loop. Work left by a crash is offered back on the first turn of the loop, whether or not
+    a graph was given."""
+    app = QApplication.instance()
+    # No organization name: Qt would put it before the application's name in the data and
+    # settings paths (NeuroCanvas/NeuroCanvas).
     app.setApplicationName(APP_NAME)
-    app.setOrganizationName(APP_NAME)
     theme.apply_theme(str(files.settings().value("theme", "light")), app)
     try:
         from gui.icons import app_icon
         app.setWindowIcon(app_icon())
     except ImportError:
         pass
-    window = MainWindow(check_recovery=path is None)
+    window = MainWindow(check_recovery=True)
     if path is not None:
         window.open_path(path)
     window.show()
-    return app.exec()
+    return window

@@ -3,10 +3,14 @@
 Dragging a type starts a QDrag whose MIME data (``NODE_MIME``) holds the type name in UTF-8;
 the canvas accepts that drop (docs/format.md section 8). A double-click (or Enter) asks for the node
 with ``node_requested``; the main window adds it at the centre of the view.
+
+The search ranks types with ``rank_types``, which the canvas quick-add (Tab) shares: the exact
+name first, then name prefixes, then the other matches; Enter adds the first.
 """
 from __future__ import annotations
 
 import html
+import re
 
 from PySide6.QtCore import QMimeData, QPoint, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QDrag, QFont, QFontMetrics, QPainter, QPalette, QPixmap
@@ -24,11 +28,54 @@ from core import catalogue
 from core.layers.base import CATEGORIES, Layer
 from core.params import REQUIRED, ParamSpec
 from gui import icons, theme
+from gui.param_fields import route_edit_keys
 
 NODE_MIME = "application/x-neurocanvas-node"
 
 _TYPE_ROLE = Qt.UserRole + 1  # type name on a node item; None on a category item
-_SEARCH_ROLE = Qt.UserRole + 2  # lower-case text the filter matches against
+
+
+# ---- search ranking ------------------------------------------------------------------------
+def match_rank(query: str, cls: type[Layer]) -> int | None:
+    """How well a node type matches a search, lower is better; None: not at all.
+
+    0 the exact name, 1 a name prefix, 2 a name substring, 3 the name's letters in order
+    ("bce" for BinaryCrossEntropyLoss), 4 every word in the name, description or category.
+    Names compare without case, spaces, '-' or '_' ("max pool" is a prefix of MaxPool2D).
+    """
+    q = query.strip().lower()
+    key = re.sub(r"[\s_-]+", "", q)
+    if not key:
+        return None
+    name = cls.type_name.lower()
+    if name == key:
+        return 0
+    if name.startswith(key):
+        return 1
+    if key in name:
+        return 2
+    if len(key) >= 3 and _in_order(key, name):
+        return 3
+    haystack = f"{name}\n{cls.doc}\n{cls.category}".lower()
+    if all(w in haystack for w in q.split()):
+        return 4
+    return None
+
+
+def _in_order(letters: str, text: str) -> bool:
+    it = iter(text)
+    return all(ch in it for ch in letters)
+
+
+def rank_types(query: str) -> list[str]:
+    """The catalogue types matching ``query``, best first (``match_rank``); ties keep the
+    catalogue order. Every type, in catalogue order, for an empty query."""
+    types = [cls for group in catalogue.by_category().values() for cls in group]
+    if not query.strip():
+        return [c.type_name for c in types]
+    scored = [(r, i, cls.type_name) for i, cls in enumerate(types)
+              if (r := match_rank(query, cls)) is not None]
+    return [name for _, _, name in sorted(scored)]
 
 
 def node_mime_data(type_name: str) -> QMimeData:
@@ -62,6 +109,8 @@ class NodePalette(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.set_filter)
         self.search.returnPressed.connect(self._request_first_match)
+        # Ctrl+Z undoes typing here while there is typing to undo, else the last graph edit
+        route_edit_keys(self.search, self.search.isUndoAvailable)
         self.tree = _PaletteTree(self)
         self.tree.itemDoubleClicked.connect(self._on_double_click)
         self.tree.type_activated.connect(self.node_requested)
@@ -81,6 +130,7 @@ class NodePalette(QWidget):
         layout.addWidget(self.doc_label)
         self._categories: dict[str, QTreeWidgetItem] = {}
         self._types: dict[str, QTreeWidgetItem] = {}
+        self._children: dict[str, list[QTreeWidgetItem]] = {}  # each category's usual order
         self._populate()
 
     # ---- contents ----------------------------------------------------------------------
@@ -102,13 +152,12 @@ class NodePalette(QWidget):
             for cls in classes:
                 item = QTreeWidgetItem([cls.type_name])
                 item.setData(0, _TYPE_ROLE, cls.type_name)
-                item.setData(0, _SEARCH_ROLE,
-                             f"{cls.type_name}\n{cls.doc}\n{category}".lower())
                 item.setIcon(0, icons.category_icon(category))
                 item.setToolTip(0, type_tooltip(cls))
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsDragEnabled)
                 cat_item.addChild(item)
                 self._types[cls.type_name] = item
+            self._children[category] = [cat_item.child(i) for i in range(cat_item.childCount())]
         self.tree.expandAll()
 
     def refresh_icons(self) -> None:
@@ -137,9 +186,7 @@ class NodePalette(QWidget):
     def visible_types(self) -> list[str]:
         """The type names the filter lets through, in the order shown."""
         out = []
-        for cat_item in self._categories.values():
-            if cat_item.isHidden():
-                continue
+        for cat_item in self._shown_categories():
             for i in range(cat_item.childCount()):
                 child = cat_item.child(i)
                 if not child.isHidden():
@@ -147,7 +194,12 @@ class NodePalette(QWidget):
         return out
 
     def visible_categories(self) -> list[str]:
-        return [c for c, item in self._categories.items() if not item.isHidden()]
+        """The category headings the filter leaves, in the order shown."""
+        return [item.text(0) for item in self._shown_categories()]
+
+    def _shown_categories(self) -> list[QTreeWidgetItem]:
+        items = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        return [item for item in items if not item.isHidden()]
 
     def mime_data(self, type_name: str) -> QMimeData:
         """What dragging the item of ``type_name`` carries (the same call a drag makes)."""
@@ -158,29 +210,55 @@ class NodePalette(QWidget):
         return self.search.text()
 
     def set_filter(self, text: str) -> None:
-        """Show only the types whose name, doc or category contains ``text`` (any case);
-        hide categories left empty and expand those with matches."""
+        """Show only the types ``text`` matches (``rank_types``: name, doc or category, any
+        case), best first: the categories in the order of their best match, the types in
+        each by rank; the best one is made current. Categories left empty are hidden and
+        those with matches expanded; an empty text shows every type in the usual order."""
         if self.search.text() != text:
             self.search.setText(text)  # comes back here through textChanged
             return
-        words = text.lower().split()
-        first_match = None
+        ranked = rank_types(text) if text.strip() else None
+        order = {name: i for i, name in enumerate(ranked)} if ranked is not None else None
+        current = self.tree.currentItem()
+        self._arrange(order)
         for cat_item in self._categories.values():
             shown = 0
             for i in range(cat_item.childCount()):
                 child = cat_item.child(i)
-                haystack = child.data(0, _SEARCH_ROLE)
-                match = all(w in haystack for w in words)
+                match = order is None or child.data(0, _TYPE_ROLE) in order
                 child.setHidden(not match)
-                if match:
-                    shown += 1
-                    first_match = first_match or child
+                shown += match
             cat_item.setHidden(shown == 0)
             if shown:
                 cat_item.setExpanded(True)
-        if words and first_match is not None:
-            self.tree.setCurrentItem(first_match)
+        if ranked:
+            self.tree.setCurrentItem(self._types[ranked[0]])
+        elif current is not None and self.tree.currentItem() is not current:
+            self.tree.setCurrentItem(current)  # re-inserted by _arrange
         self._show_doc(self.tree.currentItem())
+
+    def _arrange(self, order: dict[str, int] | None) -> None:
+        """Put categories and types in the order of ``order`` (type name -> rank; None:
+        the usual order, CATEGORIES and names), moving items only where it changes."""
+        far = len(self._types)
+
+        def rank(item: QTreeWidgetItem) -> int:
+            return order.get(item.data(0, _TYPE_ROLE), far) if order is not None else 0
+
+        best: dict[str, int] = {}
+        for category, cat_item in self._categories.items():
+            want = sorted(self._children[category], key=rank)  # stable: ties stay in order
+            best[category] = rank(want[0]) if want else far
+            have = [cat_item.child(i) for i in range(cat_item.childCount())]
+            if have != want:
+                cat_item.takeChildren()
+                cat_item.addChildren(want)
+        want_top = sorted(self._categories.values(), key=lambda c: best[c.text(0)])
+        have_top = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        if have_top != want_top:
+            while self.tree.topLevelItemCount():
+                self.tree.takeTopLevelItem(0)
+            self.tree.addTopLevelItems(want_top)
 
     def _request_first_match(self) -> None:
         """Enter in the search field adds the selected match (or the first one)."""
@@ -191,6 +269,11 @@ class NodePalette(QWidget):
             name = visible[0] if visible else None
         if name:
             self.node_requested.emit(name)
+            self._settle_search()
+
+    def _settle_search(self) -> None:
+        """After adding a node from the search, Ctrl+Z undoes the add, not the typing."""
+        self.search.setText(self.search.text())  # same text; clears its undo history
 
     def focus_search(self) -> None:
         self.search.setFocus(Qt.ShortcutFocusReason)

@@ -3,18 +3,24 @@
 A field shows a raw JSON value (what the graph file holds), checks what the user enters
 with the spec (``spec.coerce``) and, only when it is valid, emits ``committed`` with the new
 raw value: once per finished edit (Enter, focus leaving, a step of a spin box, a choice in a
-combo). An invalid entry shows its message under the field and emits nothing. ``set_value``
+combo). An invalid entry shows its message under the field, a red frame round the editor,
+and emits nothing; the typed text stays until it is fixed or Escape drops it. ``set_value``
 shows a value from the model and never emits, so refreshing a view cannot push a command.
+
+Text fields share Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y with the window (``route_edit_keys``): they
+undo the field's own typing only while it holds text not yet committed, and otherwise reach
+the window's Undo and Redo, so graph edits undo wherever the focus is.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QPalette
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
+from PySide6.QtGui import QKeySequence, QPalette, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import ParamError
 from core.params import (
+    AUTO,
     REQUIRED,
     Bool,
     Choice,
@@ -45,6 +52,48 @@ from core.params import (
 from gui import icons, theme
 
 _INT32 = 2**31 - 1
+# what a spin box keeps as typed (to say what is wrong with it) instead of refusing the key
+_NUMBERISH = re.compile(r"[\s+\-−\d.eE]*")
+# the window's Undo and Redo keys (QKeySequence.Redo alone is Ctrl+Y on some platforms)
+_UNDO_KEYS = (QKeySequence("Ctrl+Z"), QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y"))
+
+
+def is_undo_key(event) -> bool:
+    """A key event that asks for Undo or Redo."""
+    return (event.matches(QKeySequence.Undo) or event.matches(QKeySequence.Redo)
+            or QKeySequence(event.keyCombination()) in _UNDO_KEYS)
+
+
+class _EditKeys(QObject):
+    """The keys a text editor shares with the window (see ``route_edit_keys``)."""
+
+    def __init__(self, widget: QWidget, pending: Callable[[], bool],
+                 revert: Callable[[], None] | None):
+        super().__init__(widget)
+        self._pending, self._revert = pending, revert
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        kind = event.type()
+        if kind == QEvent.ShortcutOverride:
+            if is_undo_key(event) and not self._pending():
+                # QLineEdit (and QSpinBox through it) would take the key for its own
+                # undo; left untaken, the window's Undo/Redo shortcut runs
+                event.ignore()
+                return True
+        elif kind == QEvent.KeyPress and event.key() == Qt.Key_Escape \
+                and self._revert is not None and self._pending():
+            self._revert()
+            return True
+        return False
+
+
+def route_edit_keys(widget: QWidget, pending: Callable[[], bool],
+                    revert: Callable[[], None] | None = None) -> None:
+    """Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y in ``widget`` undo its own typing only while
+    ``pending()`` (it holds text not yet committed); otherwise they reach the window's Undo
+    and Redo actions. Escape calls ``revert`` (drop the uncommitted text) while pending."""
+    _EditKeys(widget, pending, revert)
 
 
 class InputError(ValueError):
@@ -148,6 +197,11 @@ class ParamField(QWidget):
         self._update_reset()
         if spec.doc:
             self.editor.setToolTip(spec.doc)
+        self._shown_text = self._typed_text()  # what set_value put there: the committed text
+        text = self._text_editor()
+        if text is not None:
+            route_edit_keys(self._key_target(), self.has_pending_text, self.revert)
+            text.textChanged.connect(lambda _t: self._sync_error())
 
     # ---- to override -------------------------------------------------------------------
     def _make_editor(self) -> QWidget:
@@ -160,6 +214,18 @@ class ParamField(QWidget):
     def _read(self) -> Any:
         """The raw value the editor holds; raises InputError for text that does not parse."""
         raise NotImplementedError
+
+    def _text_editor(self) -> QLineEdit | None:
+        """The line edit the user types in (None: the field takes no typing)."""
+        return None
+
+    def _key_target(self) -> QWidget:
+        """The widget that has the focus while the user types."""
+        return self._text_editor()
+
+    def _frame_widget(self) -> QWidget:
+        """The widget framed in red while the entry is invalid."""
+        return self.editor
 
     # ---- the model side ----------------------------------------------------------------
     def value(self) -> Any:
@@ -176,8 +242,27 @@ class ParamField(QWidget):
         finally:
             self.editor.blockSignals(blocked)
             self._loading = False
+        self._shown_text = self._typed_text()
         self._update_reset()
         self._update_message()
+
+    def _typed_text(self) -> str | None:
+        edit = self._text_editor()
+        return edit.text() if edit is not None else None
+
+    def has_pending_text(self) -> bool:
+        """The editor holds typed text that differs from the committed value."""
+        return self._typed_text() != self._shown_text
+
+    def revert(self) -> None:
+        """Drop uncommitted text (Escape): show the committed value again."""
+        self.set_value(self._value)
+
+    def _sync_error(self) -> None:
+        # text back at the committed value (typed back, or put back by a spin box step)
+        if self._input_error is not None and not self.has_pending_text():
+            self._input_error = None
+            self._update_message()
 
     def set_problem(self, message: str | None) -> None:
         """A problem validation found with the stored value (shown when the input is fine)."""
@@ -216,6 +301,8 @@ class ParamField(QWidget):
         self._update_message()
         if not _same(raw, self._value):
             self.committed.emit(raw)
+        elif self.has_pending_text():
+            self.set_value(self._value)  # "5.0" for 5: show it as committed
         return True
 
     def check(self, raw: Any) -> None:
@@ -258,6 +345,21 @@ class ParamField(QWidget):
             self.message.setText("")
         self.message.setVisible(bool(text))
         self.editor.setProperty("invalid", bool(self._input_error))
+        _frame_invalid(self._frame_widget(), bool(self._input_error))
+
+
+def _frame_invalid(widget: QWidget, invalid: bool) -> None:
+    """A red frame round an editor holding an invalid entry (its own type only, so a spin
+    box's inner line edit gets no second frame)."""
+    kind = next((k for k in ("QAbstractSpinBox", "QLineEdit", "QComboBox")
+                 if widget.inherits(k)), None)
+    if kind is None:
+        return
+    if invalid:
+        widget.setStyleSheet(f"{kind} {{ border: 1px solid {theme.current().error}; "
+                             f"border-radius: 3px; padding: 1px 2px; }}")
+    elif widget.styleSheet():
+        widget.setStyleSheet("")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -271,13 +373,44 @@ def _same(a: Any, b: Any) -> bool:
 
 # ---- kinds ---------------------------------------------------------------------------------
 class _SpinBox(QSpinBox):
-    """A spin box that ignores the wheel unless focused, so scrolling the panel is safe."""
+    """The spin box of an IntField. It ignores the wheel unless focused, so scrolling the
+    panel is safe. Text the range refuses (-5 below a minimum of 1, 0, 1.5) stays as typed
+    and the field says why: plain QSpinBox drops the '-' key (-5 becomes 5) and puts the
+    old value back on Enter, silently. So number-like text passes the validator, and Enter
+    and focus-out ask the field first."""
+
+    @property
+    def _field(self) -> IntField:
+        return self.parentWidget()  # not an attribute: no reference cycle for the GC
+
+    def validate(self, text, pos):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.Invalid and _NUMBERISH.fullmatch(text):
+            state = QValidator.Intermediate
+        return state, text, pos
 
     def wheelEvent(self, event):  # noqa: N802
         if self.hasFocus():
             super().wheelEvent(event)
         else:
             event.ignore()
+
+    def keyPressEvent(self, event):  # noqa: N802
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not self._field.accept_text():
+            event.accept()  # kept as typed, shown as invalid
+            return
+        super().keyPressEvent(event)
+
+    def focusOutEvent(self, event):  # noqa: N802
+        text = self.lineEdit().text()
+        ok = self._field.accept_text()
+        super().focusOutEvent(event)  # puts the last value back when the text is refused
+        if not ok:
+            self.lineEdit().setText(text)
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        super().stepBy(steps)
+        self._field._sync_error()  # a step from refused text puts the value back
 
 
 class IntField(ParamField):
@@ -320,6 +453,41 @@ class IntField(ParamField):
         if self._none_allowed and v == spin.minimum():
             return None
         return v
+
+    def _text_editor(self) -> QLineEdit:
+        return self.editor.lineEdit()
+
+    def _key_target(self) -> QWidget:
+        return self.editor  # the spin box holds the focus, not its line edit
+
+    def accept_text(self) -> bool:
+        """Enter or focus-out: check the typed text with the spec. True lets the spin box
+        take it (and commit it through valueChanged); False shows why it cannot be and
+        leaves it as typed."""
+        spin: QSpinBox = self.editor
+        text = spin.lineEdit().text().strip()
+        if self._none_allowed and text == spin.specialValueText():
+            return True
+        if not text:  # empty: back to the default, as in the text fields
+            if self.spec.required:
+                self.show_input_error("required: this parameter has no default")
+                return False
+            self.reset()
+            return True
+        lo = spin.minimum() + (1 if self._none_allowed else 0)
+        try:
+            value = parse_number(text)
+            self.check(value)
+            if not lo <= value <= spin.maximum():
+                raise InputError(f"expected an integer from {lo} to {spin.maximum()}")
+        except (InputError, ParamError) as e:
+            self.show_input_error(getattr(e, "message", None) or str(e))
+            return False
+        self._input_error = None
+        self._update_message()
+        if text != spin.textFromValue(int(value)):
+            spin.setValue(int(value))  # "1e3", "+5": taken as the number they mean
+        return True
 
     def commit(self) -> bool:
         # None from the "default" entry is a reset, not a missing value
@@ -394,6 +562,9 @@ class TextField(ParamField):
         text = self.editor.text().strip()
         return text or None
 
+    def _text_editor(self) -> QLineEdit:
+        return self.editor
+
 
 class FloatField(TextField):
     """A text field taking any number notation (``0.001``, ``1e-3``); empty = default."""
@@ -406,19 +577,29 @@ class FloatField(TextField):
 
 
 class ShapeField(TextField):
-    """A shape typed as ``28, 28`` (empty: a scalar, ``[]``)."""
+    """A shape typed as ``28, 28`` (empty: a scalar, ``[]``); ``auto`` where the spec takes
+    the shape of the dataset field (Input and Target)."""
 
     def _make_editor(self) -> QWidget:
         edit = super()._make_editor()
-        edit.setPlaceholderText("empty: a scalar []  ·  e.g. 1, 28, 28")
+        hint = "empty: a scalar []  ·  e.g. 1, 28, 28"
+        if getattr(self.spec, "allow_auto", False):
+            hint = f"{AUTO}: from the dataset  ·  " + hint
+        edit.setPlaceholderText(hint)
         return edit
 
     def _show(self, value: Any) -> None:
+        if value == AUTO:
+            self.editor.setText(AUTO)
+            return
         self.editor.setText(format_value(value) if isinstance(value, (list, tuple)) else
                             ("" if value is None else json.dumps(value)))
 
     def _read(self) -> Any:
-        return parse_int_list(self.editor.text())
+        text = self.editor.text().strip()
+        if getattr(self.spec, "allow_auto", False) and text.lower() == AUTO:
+            return AUTO
+        return parse_int_list(text)
 
 
 class IntPairField(TextField):
@@ -510,6 +691,12 @@ class PaddingField(ParamField):
         if not values:
             raise InputError("expected a number of cells (such as 1) or a pair h, w")
         return values[0] if len(values) == 1 else values
+
+    def _text_editor(self) -> QLineEdit:
+        return self.cells
+
+    def _frame_widget(self) -> QWidget:
+        return self.cells
 
 
 class NodeRefField(ParamField):

@@ -1,10 +1,12 @@
 """The problems panel: what is wrong with the graph, one row per problem.
 
-It lists the validation problems of the document's current analysis (refilled on every
-``analysis_changed``, so fixed problems disappear), followed by problems training reported
+It lists the validation problems of the document's current analysis and what else stops
+training (``Analysis.not_ready``: no loss, no dataset...), refilled on every
+``analysis_changed`` so fixed problems disappear; then problems training reported
 (``set_runtime_problems``: a NaN that names a node, a dataset that does not fit), which stay
-until ``clear_runtime_problems``. Clicking a row, or Enter on it, emits ``node_activated``
-with the node it names, so the main window can select and show that node.
+until ``clear_runtime_problems`` (the main window calls it when the graph is edited).
+Clicking a row, or Enter on it, emits ``node_activated`` with the node it names, so the
+main window can select and show that node.
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ from core.errors import (
     SharedWithError,
     UnknownTypeError,
 )
+from core.readiness import ReadinessError
 from core.validate import Analysis
 from gui import icons
 
 _KINDS = ((UnknownTypeError, "Unknown type"), (SharedWithError, "Sharing"),
           (ParamError, "Parameter"), (EdgeError, "Connection"), (ShapeError, "Shape"),
-          (CycleError, "Cycle"))
+          (CycleError, "Cycle"), (ReadinessError, "Setup"))
 RUNTIME_KIND = "Training"
 
 _NODES_ROLE = Qt.UserRole + 1  # tuple of node ids the row concerns
@@ -35,6 +38,8 @@ _NODES_ROLE = Qt.UserRole + 1  # tuple of node ids the row concerns
 
 def problem_kind(problem: Exception) -> str:
     """A short human name of the kind of a validation problem."""
+    if isinstance(problem, ParamError) and (problem.param or "").startswith("training."):
+        return "Setup"  # a training setting, not a node's parameter
     for cls, name in _KINDS:
         if isinstance(problem, cls):
             return name
@@ -88,10 +93,19 @@ class ProblemsPanel(QTreeWidget):
 
     # ---- contents ----------------------------------------------------------------------
     def show_analysis(self, analysis: Analysis) -> None:
-        """List the problems of ``analysis`` (the runtime problems stay below them)."""
+        """List the problems of ``analysis`` and what stops it training (the runtime
+        problems stay below them)."""
+        stop = list(analysis.problems) + list(getattr(analysis, "not_ready", ()))
         self._analysis_rows = [ProblemRow(tuple(p.nodes), str(p), problem_kind(p))
-                               for p in analysis.problems]
+                               for p in stop]
         self._refill()
+
+    def select_first(self) -> None:
+        """Make the first row current and show it (Train refused: here is why)."""
+        if self.topLevelItemCount():
+            item = self.topLevelItem(0)
+            self.setCurrentItem(item)
+            self.scrollToItem(item)
 
     def set_runtime_problems(self, problems: list[tuple[str | None, str]]) -> None:
         """Problems training reported, as (node id or None, message); they replace earlier

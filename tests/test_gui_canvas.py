@@ -275,6 +275,96 @@ def test_dropping_a_picked_edge_back_changes_nothing(canvas):
     assert all(i.isVisible() for i in scene.edges.values())
 
 
+def test_replacing_an_occupied_input_says_so_as_one_undo_step(canvas):
+    doc, scene, view = canvas()
+    messages = []
+    scene.message.connect(messages.append)
+    before = edge_set(doc)
+    mouse_drag(view, port_pos(scene, "fc1", "out", True), port_pos(scene, "fc2", "in", False))
+    assert edge_set(doc) == before - {("act", "out", "fc2", "in", 0)} | \
+        {("fc1", "out", "fc2", "in", 0)}
+    assert messages == ["Replaced the edge from act into fc2:in"]
+    assert doc.undo_stack.count() == 1
+    doc.undo_stack.undo()
+    assert edge_set(doc) == before
+    assert_scene_matches(doc, scene)
+    mouse_drag(view, port_pos(scene, "x", "out", True), port_pos(scene, "y", "out", True))
+    assert messages[1:] and "Replaced" not in messages[-1]  # a refusal says only that
+
+
+def test_moving_an_edge_onto_an_occupied_input_says_so_as_one_undo_step(canvas):
+    d = loop_placed()
+    d["edges"].append(edge("x", "add:in1"))
+    doc, scene, view = canvas(d)
+    messages = []
+    scene.message.connect(messages.append)
+    before = edge_set(doc)
+    mouse_drag(view, port_pos(scene, "add", "in0", False), port_pos(scene, "add", "in1", False))
+    assert ("d", "out", "add", "in1", 0) in edge_set(doc)
+    assert not any(e[3] in ("in0",) or e[0] == "x" and e[2] == "add" for e in edge_set(doc))
+    assert messages == ["Replaced the edge from x into add:in1"]
+    assert doc.undo_stack.count() == 1
+    doc.undo_stack.undo()
+    assert edge_set(doc) == before
+    assert_scene_matches(doc, scene)
+
+
+def _press_and_move(view, a: QPointF, b: QPointF) -> None:
+    w = view.viewport()
+    QTest.mousePress(w, Qt.LeftButton, Qt.NoModifier, vp(view, a))
+    QTest.mouseMove(w, vp(view, a) + QPoint(3, 3))
+    QTest.mouseMove(w, vp(view, b))
+
+
+def _rubber_curves(scene) -> list:
+    return [i for i in scene.items() if type(i).__name__ == "QGraphicsPathItem"]
+
+
+@pytest.mark.parametrize("how", ["delete", "undo"])
+def test_a_drag_whose_source_node_goes_away_ends_quietly(canvas, how):
+    doc, scene, view = canvas(_two_free())
+    if how == "undo":
+        nid = doc.add_node("Dense", (0, 250), {"units": 4})
+        QApplication.processEvents()
+    else:
+        nid = "x"
+    messages = []
+    scene.message.connect(messages.append)
+    target = port_pos(scene, "fc", "in", False)
+    _press_and_move(view, port_pos(scene, nid, "out", True), target)
+    assert _rubber_curves(scene)
+    if how == "undo":
+        doc.undo_stack.undo()
+    else:
+        doc.delete([nid])
+    assert not _rubber_curves(scene)  # the temporary wire went with its node
+    w = view.viewport()
+    QTest.mouseMove(w, vp(view, target) + QPoint(2, 0))
+    QTest.mouseRelease(w, Qt.LeftButton, Qt.NoModifier, vp(view, target))
+    QApplication.processEvents()
+    assert messages == [] and not doc.graph.edges
+    assert nid not in doc.graph.nodes and not _rubber_curves(scene)
+    assert not scene.port_item("fc", "in", False).highlighted
+    assert_scene_matches(doc, scene)
+
+
+def test_a_drag_of_a_picked_edge_whose_source_goes_away_ends_quietly(canvas):
+    doc, scene, view = canvas()
+    messages = []
+    scene.message.connect(messages.append)
+    _press_and_move(view, port_pos(scene, "fc2", "in", False), QPointF(600, 500))
+    doc.delete(["act"])  # the picked edge came from act
+    assert not _rubber_curves(scene)
+    QTest.mouseRelease(view.viewport(), Qt.LeftButton, Qt.NoModifier,
+                       vp(view, QPointF(600, 500)))
+    QApplication.processEvents()
+    assert messages == [] and not _rubber_curves(scene)
+    assert doc.undo_stack.count() == 1  # the delete only
+    doc.undo_stack.undo()
+    assert_scene_matches(doc, scene)
+    assert all(i.isVisible() for i in scene.edges.values())
+
+
 def test_edge_menu_makes_delay_and_instant_edges(canvas):
     doc, scene, view = canvas()
     e = next(e for e in doc.graph.edges if e.src == "x")
@@ -553,6 +643,16 @@ def test_quick_add_puts_the_node_at_the_given_point(canvas):
     (nid,) = [n for n in doc.graph.nodes if n.startswith("dropout")]
     assert scene.nodes[nid].sceneBoundingRect().contains(QPointF(50, 600))
     assert scene.selected_node_ids() == [nid]
+
+
+def test_quick_add_ranks_exact_then_prefix_then_the_rest(canvas):
+    doc, scene, view = canvas(_two_free())
+    for query, first in (("relu", "ReLU"), ("cross", "CrossEntropyLoss")):
+        popup = view.open_quick_add(QPointF(50, 600))
+        QTest.keyClicks(popup.search, query)
+        assert popup.current_type() == first
+        QTest.keyClick(popup.search, Qt.Key_Return)
+        assert [n.type for n in doc.graph.nodes.values()].count(first) == 1
 
 
 def test_quick_add_ranks_name_prefix_first():

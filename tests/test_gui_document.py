@@ -183,3 +183,73 @@ def test_locked_document_refuses_edits(doc):
         doc.add_node("Dense")
     doc.set_locked(False)
     doc.add_node("Dense")
+
+
+# ---- the dataset and "can train" -----------------------------------------------------------------
+def test_the_status_says_whether_the_graph_can_train_and_what_it_lacks(doc):
+    assert doc.analysis.can_train and doc.status_text == "Ready to train"
+    training = dict(doc.graph.training)
+    doc.set_training({k: v for k, v in training.items() if k != "dataset"})
+    a = doc.flush()
+    assert a.ok and not a.can_train  # the graph is fine; training has no data
+    assert doc.status_text == "Cannot train yet: needs a dataset"
+    assert [p.param for p in a.not_ready] == ["training.dataset"]
+    doc.undo_stack.undo()
+    assert doc.flush().can_train and doc.status_text == "Ready to train"
+    doc.delete(["loss"])
+    assert doc.flush().not_ready and doc.status_text == "Cannot train yet: needs a loss"
+
+
+def test_a_new_input_takes_its_shape_from_the_dataset(doc):
+    nid = doc.add_node("Input", (0, 0))
+    assert doc.graph.nodes[nid].params == {"shape": "auto"}
+    a = doc.flush()
+    assert a.shapes[nid] == (64,) and not a.problems_of(nid)  # the digits' x
+    doc.new()
+    nid = doc.add_node("Input", (0, 0))
+    (p,) = doc.flush().problems_of(nid)
+    assert p.param == "shape" and "the graph has no dataset" in p.message
+
+
+def test_the_dataset_is_checked_while_editing(doc):
+    doc.set_param("x", "shape", [32])
+    (p,) = doc.flush().problems_of("x")
+    assert p.param == "shape" and "[32]" in p.message and "'digits'" in p.message
+    assert doc.status_text == "Cannot train: 1 problem"
+    doc.set_param("y", "dtype", "float32")  # the digit classes read as floats still fit
+    assert len(doc.flush().problems) == 1
+    doc.set_param("x", "shape", None)  # back to the default: "auto"
+    assert doc.flush().can_train and doc.analysis.shapes["x"] == (64,)
+
+
+def test_a_changed_data_file_is_noticed_when_asked(qtbot, tmp_path):
+    import numpy as np
+
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "data.npz"}
+    np.savez(tmp_path / "data.npz", x=np.zeros((8, 64), np.float32), y=np.zeros(8, np.int64))
+    (tmp_path / "g.ncg.json").write_text(json.dumps(d))
+    doc = Document()
+    doc.open(tmp_path / "g.ncg.json")
+    assert doc.analysis.can_train
+    np.savez(tmp_path / "data.npz", x=np.zeros((8, 60), np.float32), y=np.zeros(8, np.int64))
+    assert doc.analysis.can_train  # nothing was edited: the last analysis stands
+    with qtbot.waitSignal(doc.analysis_changed, timeout=1000):
+        a = doc.recheck_dataset()
+    assert [p.node for p in a.problems] == ["x"] and "[60]" in a.problems[0].message
+    (tmp_path / "data.npz").unlink()
+    a = doc.recheck_dataset()
+    assert a.ok and not a.can_train and "no such file" in str(a.not_ready[0])
+
+
+def test_edited_fires_for_what_the_graph_computes_not_for_moves(doc, qtbot):
+    seen = []
+    doc.edited.connect(lambda: seen.append(1))
+    doc.move({"fc1": ((0.0, 0.0), (10.0, 10.0))})
+    doc.set_label("fc1", "hidden")
+    assert not seen
+    doc.set_param("fc1", "units", 32)
+    assert seen
+    seen.clear()
+    doc.set_training({**doc.graph.training, "epochs": 3})
+    assert seen

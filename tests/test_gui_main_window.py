@@ -129,9 +129,11 @@ def test_selection_drives_the_inspector_and_problem_click_selects(window, qtbot)
 
 def test_examples_menu_lists_every_example_and_opens_as_unsaved_copy(window):
     names = [a.text() for a in window.examples_menu.actions()]
-    assert names == [p.name.removesuffix(".ncg.json") for p in files.examples()]
-    assert "mlp_digits" in names
-    action = next(a for a in window.examples_menu.actions() if a.text() == "cnn_digits")
+    # readable titles, with the file name in the tooltip
+    assert names == [files.example_info(p).title for p in files.examples()]
+    assert "MLP digits" in names
+    action = next(a for a in window.examples_menu.actions() if a.text() == "CNN digits")
+    assert "cnn_digits" in action.toolTip()
     action.trigger()
     assert window.document.path is None and "conv1" in window.document.graph.nodes
     assert not window.document.dirty

@@ -128,6 +128,33 @@ def test_palette_double_click_requests_the_node(qtbot, palette):
     assert blocker.args == ["Tanh"]
 
 
+def test_palette_search_ranks_exact_then_prefix_then_the_rest(qtbot, palette):
+    from gui.palette import rank_types
+    assert rank_types("relu") == ["ReLU", "LeakyReLU"]
+    assert rank_types("cross")[:3] == ["CrossEntropyLoss", "BinaryCrossEntropyLoss", "Conv2D"]
+    assert rank_types("elu") == ["ELU", "ReLU", "LeakyReLU"]  # ties: catalogue order
+    assert rank_types("bce")[0] == "BinaryCrossEntropyLoss"  # letters in order
+    assert rank_types("max pool") == ["MaxPool2D"]
+
+    palette.set_filter("relu")
+    assert palette.visible_types() == ["ReLU", "LeakyReLU"]  # shown best first
+    with qtbot.waitSignal(palette.node_requested, timeout=1000) as blocker:
+        qtbot.keyClick(palette.search, Qt.Key_Return)
+    assert blocker.args == ["ReLU"]
+    palette.set_filter("cross")
+    assert palette.visible_categories() == ["Losses", "Convolution", "Activations"]
+    assert palette.visible_types()[0] == "CrossEntropyLoss"
+    with qtbot.waitSignal(palette.node_requested, timeout=1000) as blocker:
+        qtbot.keyClick(palette.search, Qt.Key_Return)
+    assert blocker.args == ["CrossEntropyLoss"]
+    palette.set_filter("")  # the usual order again
+    assert palette.categories() == list(CATEGORIES)
+    names = [n for c in CATEGORIES for n in
+             sorted((k.type_name for k in catalogue.by_category()[c]), key=str.lower)]
+    assert palette.visible_types() == names
+    assert all(palette.category_item(c).isExpanded() for c in CATEGORIES)
+
+
 # ---- inspector: nodes ---------------------------------------------------------------------------
 def test_inspector_edit_changes_inferred_shapes_as_one_undo_step(qtbot, doc, inspector):
     inspector.show_node("fc1")
@@ -160,6 +187,19 @@ def test_inspector_shape_text_field(qtbot, doc, inspector):
     assert field.editor.text() == "4"
 
 
+def test_an_input_shape_can_be_typed_as_auto_and_comes_from_the_dataset(qtbot, doc, inspector):
+    inspector.show_node("x")
+    field = inspector.field("shape")
+    type_into(qtbot, field.editor, "auto")
+    assert doc.graph.nodes["x"].params["shape"] == "auto"
+    doc.flush()
+    assert doc.analysis.shapes["x"] == (2,)  # the spirals' x is [2]
+    assert field.editor.text() == "auto"
+    inspector.show_node("fc1")
+    inspector.show_node("x")  # shown again from the file's value
+    assert inspector.field("shape").editor.text() == "auto"
+
+
 def test_invalid_value_shows_inline_message_and_changes_nothing(qtbot, doc, inspector):
     inspector.show_node("x")
     before, n = json.loads(doc.to_json()), doc.undo_stack.count()
@@ -185,6 +225,53 @@ def test_invalid_value_shows_inline_message_and_changes_nothing(qtbot, doc, insp
     assert "rate" not in doc.graph.nodes[drop].params
     assert doc.undo_stack.count() == n + 2
     assert rate.editor.text() == ""
+
+
+def test_an_out_of_range_number_is_shown_invalid_and_kept_as_typed(qtbot, doc, inspector):
+    conv = doc.add_node("Conv2D")
+    inspector.activateWindow()
+    qtbot.waitUntil(inspector.isActiveWindow, timeout=3000)
+    inspector.show_node(conv)
+    field = inspector.field("filters")  # an Int, at least 1
+    spin = field.editor
+    committed, n = spin.value(), doc.undo_stack.count()
+    for text in ("-5", "0", "1.5"):
+        type_into(qtbot, spin.lineEdit(), text)
+        assert spin.lineEdit().text() == text  # not 5, not the old value
+        assert field.has_input_error() and field.message.isVisible()
+        assert spin.property("invalid") is True and "border" in spin.styleSheet()
+        assert "filters" not in doc.graph.nodes[conv].params or \
+            doc.graph.nodes[conv].params["filters"] == committed
+        assert doc.undo_stack.count() == n
+    assert "expected an integer >= 1" in field.message_text()
+    page = inspector.node_page
+    page.id_edit.setFocus()  # focus leaves: still kept, still nothing committed
+    qtbot.waitUntil(page.id_edit.hasFocus, timeout=3000)
+    assert spin.lineEdit().text() == "1.5" and field.has_input_error()
+    assert doc.undo_stack.count() == n
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key_Escape)  # drops the typing
+    assert spin.value() == committed and spin.lineEdit().text() == str(committed)
+    assert not field.has_input_error() and not spin.styleSheet()
+    type_into(qtbot, spin.lineEdit(), "-5")
+    type_into(qtbot, spin.lineEdit(), "12")  # fixed: committed, the mark goes
+    assert doc.graph.nodes[conv].params["filters"] == 12
+    assert doc.undo_stack.count() == n + 1
+    assert not field.has_input_error() and not field.message.isVisible()
+    assert not spin.styleSheet()
+
+    inspector.show_node(None)  # training settings: the same for their numbers
+    batch = inspector.training_field("batch_size")
+    type_into(qtbot, batch.editor.lineEdit(), "0")
+    assert batch.editor.lineEdit().text() == "0" and batch.has_input_error()
+    assert doc.graph.training["batch_size"] == 16
+    l2 = inspector.training_field("regularization.l2")  # a Float: a text field
+    type_into(qtbot, l2.editor, "-5")
+    assert l2.editor.text() == "-5" and l2.has_input_error()
+    assert "border" in l2.editor.styleSheet()
+    assert "regularization" not in doc.graph.training
+    qtbot.keyClick(l2.editor, Qt.Key_Escape)
+    assert l2.editor.text() == "" and not l2.has_input_error()
 
 
 def test_inspector_fields_fit_the_parameter_kinds(qtbot, doc, inspector):
@@ -338,8 +425,15 @@ def test_training_dataset_choices(qtbot, doc, inspector, tmp_path):
 
 # ---- problems panel -----------------------------------------------------------------------------
 def test_problems_panel_fills_clears_and_names_the_node(qtbot, tmp_path):
+    import numpy as np
+
     d = mlp_dict()
     d["nodes"][1]["params"] = {}  # fc1 has no units
+    # a dataset that fits, so that the only thing stopping training is fc1 (a graph without
+    # a dataset lists that too: the panel shows what stops training)
+    np.savez(tmp_path / "data.npz", x=np.zeros((4, 4), np.float32),
+             y=np.zeros((4, 3), np.float32))
+    d["training"] = {"dataset": {"source": "npz", "path": "data.npz"}}
     doc = open_dict(d, tmp_path)
     panel = ProblemsPanel(doc)
     qtbot.addWidget(panel)

@@ -4,7 +4,12 @@ one Document call that records the result.
 Drag from an output port to an input port, or from an input port back to an output port.
 Dragging from an input that already has an edge picks that edge up (as in Blender): drop it
 on another input to move it there, or on empty canvas to remove it. Hold Alt or Ctrl when
-releasing to make a delay edge (z⁻¹), the way a recurrent loop is closed.
+releasing to make a delay edge (z⁻¹), the way a recurrent loop is closed. Dropping on an
+input that already has an edge replaces that edge (one undo step) and says so.
+
+A drag whose fixed end goes away meanwhile (its node deleted, by the Delete key or an undo,
+or the picked-up edge removed) ends quietly: the scene calls ``node_removed`` and
+``edge_removed`` and drops the drag when they say so.
 """
 from __future__ import annotations
 
@@ -104,8 +109,19 @@ class ConnectionDrag:
 
     def cancel(self) -> None:
         self._cleanup()
-        if self.picked_item is not None:
+        if self.picked_item is not None and self.picked_item.scene() is not None:
             self.picked_item.setVisible(True)
+
+    def node_removed(self, item: NodeItem) -> bool:
+        """A node left the scene during the drag; True when the drag cannot go on (its
+        fixed end was on that node)."""
+        if self.target is not None and self.target.node_item is item:
+            self.target = None  # its highlight went with it
+        return self.fixed.node_item is item
+
+    def edge_removed(self, edge) -> bool:
+        """An edge left the graph during the drag; True when it is the one picked up."""
+        return self.picked is not None and edge is self.picked
 
     def _cleanup(self) -> None:
         if self.target is not None:
@@ -118,6 +134,8 @@ class ConnectionDrag:
         say why."""
         self._cleanup()
         doc = self.scene.document
+        if self.fixed.node_id not in doc.graph.nodes:
+            return  # the node it started from went away: nothing to connect, nothing to say
         target = self._target_at(pos)
         if self.picked_item is not None:
             self.picked_item.setVisible(True)
@@ -134,9 +152,13 @@ class ConnectionDrag:
         out_port, in_port = (self.fixed, target) if self.from_output else (target, self.fixed)
         delay = 1 if wants_delay(modifiers) else (self.picked.delay if self.picked else 0)
         src, sp, dst, dp = out_port.node_id, out_port.name, in_port.node_id, in_port.name
+        occupant = doc.edge_into(dst, dp)  # replaced by the new edge, if it goes in
+        if occupant is self.picked:
+            occupant = None
         try:
             if self.picked is None:
                 doc.connect(src, sp, dst, dp, delay=delay)
+                self._say_replaced(occupant, dst, dp)
                 return
             old_src, old_dst = doc.edge_ports(self.picked)
             if (self.picked.src, old_src, self.picked.dst, old_dst, self.picked.delay) == \
@@ -154,8 +176,15 @@ class ConnectionDrag:
                 doc.connect(src, sp, dst, dp, delay=delay)
             finally:
                 doc.undo_stack.endMacro()
+            self._say_replaced(occupant, dst, dp)
         except NeuroCanvasError as e:
             self.scene.refuse(str(e), pos)
+
+    def _say_replaced(self, old, dst: str, dst_port: str) -> None:
+        # an input takes one edge: the one it had is gone, which the user should hear of
+        if old is not None:
+            self.scene.message.emit(f"Replaced the edge from {old.src_ref} into "
+                                    f"{dst}:{dst_port}")
 
 
 def _fed_port(doc, edge) -> str | None:

@@ -21,6 +21,9 @@ PORT_R = 5.5  # drawn radius of a port
 PORT_HIT_R = 10.0  # radius in which a port takes the mouse
 LOD_TEXT = 0.45  # below this zoom (scene to device scale) text is not drawn
 LOD_DETAIL = 0.25  # below this, only the node body and band
+# Fitting the view never goes below this: node titles are drawn and can be read
+READABLE_ZOOM = 0.6
+assert READABLE_ZOOM > LOD_TEXT
 
 
 def ui_font(point_size: float, bold: bool = False) -> QFont:

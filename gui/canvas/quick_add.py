@@ -1,5 +1,7 @@
 """The quick-add popup (Tab on the canvas): type a few letters, Enter adds that node where
-the cursor was — the node search of Blender's Shift+A and Houdini's Tab menu."""
+the cursor was — the node search of Blender's Shift+A and Houdini's Tab menu. Types are
+ranked as in the palette's search (``gui.palette.rank_types``): exact name, then prefixes,
+then the rest."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPoint, Qt, Signal
@@ -9,30 +11,9 @@ from PySide6.QtWidgets import QFrame, QLineEdit, QListWidget, QListWidgetItem, Q
 from core import catalogue
 from gui import theme
 from gui.canvas.look import category_pixmap
+from gui.palette import rank_types  # the palette's ranking: both searches agree
 
-
-def rank_types(query: str) -> list[str]:
-    """Catalogue types matching ``query``: name prefix first, then name substring, then
-    category or description; every type for an empty query, by category."""
-    types = [cls for cls in sum(catalogue.by_category().values(), [])]
-    q = query.strip().lower()
-    if not q:
-        return [c.type_name for c in types]
-    scored = []
-    for i, cls in enumerate(types):
-        name = cls.type_name.lower()
-        if name.startswith(q):
-            score = 0
-        elif q in name:
-            score = 1
-        elif cls.category.lower().startswith(q):
-            score = 2
-        elif q in cls.doc.lower():
-            score = 3
-        else:
-            continue
-        scored.append((score, i, cls.type_name))
-    return [name for _, _, name in sorted(scored)]
+__all__ = ["QuickAddPopup", "rank_types"]
 
 
 class QuickAddPopup(QFrame):

@@ -181,6 +181,8 @@ class GraphScene(QGraphicsScene):
         item = self.nodes.pop(ev.node_id, None)
         if item is None:
             return
+        if self._conn is not None and self._conn.node_removed(item):
+            self.cancel_interaction()  # dragging from a node that is gone: end quietly
         if self._highlight is not None and self._highlight[0] == ev.node_id:
             self.clear_highlight()
         for e in list(item.edges):  # normally gone already (edge_removed came first)
@@ -192,6 +194,8 @@ class GraphScene(QGraphicsScene):
         self._refresh_unknown_ports(ev.edge)
 
     def _on_edge_removed(self, ev: GraphEvent) -> None:
+        if self._conn is not None and self._conn.edge_removed(ev.edge):
+            self.cancel_interaction()  # the picked-up edge is gone: end quietly
         item = self.edges.get(id(ev.edge))
         if item is not None:
             self._remove_edge_item(item)

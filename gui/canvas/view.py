@@ -4,25 +4,32 @@ Wheel zooms around the cursor; the middle button, Space + drag, or the scroll ba
 Tab opens the quick-add search at the cursor. Delete, arrow-key nudges (Shift: finer),
 copy, paste, duplicate, select all and Home (fit) work when the canvas has focus; the main
 window may bind its actions to the same methods.
+
+Fitting never zooms out below ``READABLE_ZOOM``, where node titles are still legible: a graph
+too large for the view at that zoom shows its start (left and top, where the inputs are).
 """
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRectF, Qt
-from PySide6.QtGui import QAction, QColor, QCursor, QKeySequence, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsView, QLabel, QMenu
+from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QAction, QColor, QCursor, QKeySequence, QPainter, QPen, QTransform
+from PySide6.QtWidgets import QGraphicsView, QMenu
 
 from gui import theme
-from gui.canvas.look import NODE_MIME
+from gui.canvas.look import NODE_MIME, READABLE_ZOOM
 from gui.canvas.quick_add import QuickAddPopup
 from gui.canvas.scene import NUDGE, GraphScene
+from gui.icons import IconLabel, lock_icon
 
 MIN_ZOOM = 0.08
 MAX_ZOOM = 3.0
 GRID_MINOR = 20.0
 GRID_MAJOR = 100.0
 MIN_GRID_PX = 7.0  # grid lines closer than this on screen are not drawn
+MAX_FIT_ZOOM = 1.25  # a small graph is fitted no closer than this
+FIT_MARGIN = 40.0  # scene units around the nodes when fitting
+LOCK_TEXT_COLOUR = "#1f2328"  # dark on the theme's warning colour, in both themes
 
 
 class GraphView(QGraphicsView):
@@ -44,16 +51,25 @@ class GraphView(QGraphicsView):
         self.setFocusPolicy(Qt.StrongFocus)
         self.setMouseTracking(True)
         self._pan_from: QPoint | None = None
+        # fit_when_ready: keep fitting on resizes until the user takes the view over
+        self._auto_fit = False
+        self._fitting = False
         self._space = False
         self.quick_add: QuickAddPopup | None = None
         self._quick_add_at = QPointF()
-        self._lock_label = QLabel("Locked while training — stop training to edit", self)
+        self._lock_label = IconLabel(lambda: lock_icon(LOCK_TEXT_COLOUR),
+                                     "Locked while training — stop training to edit", self)
         self._lock_label.setObjectName("canvasLockedSign")
-        self._lock_label.setAttribute(Qt.WA_TransparentForMouseEvents)
+        for w in (self._lock_label, self._lock_label.icon_label, self._lock_label.text_label):
+            w.setAttribute(Qt.WA_TransparentForMouseEvents)  # clicks go on to the canvas
         self._lock_label.hide()
         self._style_lock_label()
         scene.document.locked_changed.connect(self._on_locked)
         self._on_locked(scene.document.locked)
+        scene.document.undo_stack.indexChanged.connect(self._stop_auto_fit)
+        scene.selectionChanged.connect(self._stop_auto_fit)  # e.g. a problem clicked: kept
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._stop_auto_fit)  # the user moved a scroll bar
 
     def graph_scene(self) -> GraphScene:
         return self.scene()
@@ -64,6 +80,7 @@ class GraphView(QGraphicsView):
 
     def set_zoom(self, factor: float, anchor_under_mouse: bool = False) -> None:
         """Scale to ``factor`` (clamped) around the view centre, or the cursor."""
+        self._auto_fit = False  # a zoom asked for is kept, also when the window resizes
         factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
         old = self.transformationAnchor()
         if not anchor_under_mouse:
@@ -76,20 +93,62 @@ class GraphView(QGraphicsView):
         delta = event.angleDelta().y() or event.pixelDelta().y()
         if not delta:
             return
+        self._auto_fit = False
         self.set_zoom(self.zoom() * math.pow(1.0015, delta), anchor_under_mouse=True)
         event.accept()
 
-    def fit_view(self) -> None:
-        """Show the whole drawing (not closer than 1:1.25)."""
-        rect = self.graph_scene().nodes_rect()
+    def fit_view(self, *, min_zoom: float = READABLE_ZOOM) -> None:
+        """Show the whole drawing, not closer than MAX_FIT_ZOOM and never farther out than
+        ``min_zoom`` (READABLE_ZOOM: titles stay legible; MIN_ZOOM fits any graph whole).
+        Along an axis where the drawing does not fit at that zoom, show its start (the left
+        or top edge): the inputs, where reading a graph begins."""
+        scene = self.graph_scene()
+        rect = scene.nodes_rect()
         if rect.isNull():
             self.centerOn(0, 0)
             return
-        self.fitInView(rect.adjusted(-40, -40, 40, 40), Qt.KeepAspectRatio)
-        if self.zoom() > 1.25 or self.zoom() < MIN_ZOOM:
-            self.set_zoom(self.zoom())
-            self.set_zoom(min(self.zoom(), 1.25))
-            self.centerOn(rect.center())
+        for edge in scene.edges.values():  # backward edges loop round outside the nodes
+            rect = rect.united(edge.sceneBoundingRect())
+        rect = rect.adjusted(-FIT_MARGIN, -FIT_MARGIN, FIT_MARGIN, FIT_MARGIN)
+        vp = self.viewport().rect()
+        if vp.width() < 2 or vp.height() < 2:
+            return  # not laid out yet; fit_when_ready fits again once it has a size
+        fit = min(vp.width() / rect.width(), vp.height() / rect.height())
+        zoom = min(MAX_FIT_ZOOM, max(min_zoom, MIN_ZOOM, fit))
+        self.setTransform(QTransform.fromScale(zoom, zoom))
+        seen_w, seen_h = vp.width() / zoom, vp.height() / zoom
+        x = rect.center().x() if rect.width() <= seen_w else rect.left() + seen_w / 2
+        y = rect.center().y() if rect.height() <= seen_h else rect.top() + seen_h / 2
+        self.centerOn(x, y)
+
+    def fit_when_ready(self) -> None:
+        """Fit a graph just opened: now, when the view is first shown, and again on every
+        resize until the user zooms, pans, clicks, types or edits. The window's final size
+        comes late: docks settle a turn of the event loop after show, and a window manager
+        resizes the window after it is mapped."""
+        self._auto_fit = True
+        self._fit_if_auto()
+        QTimer.singleShot(0, self, self._fit_if_auto)
+
+    def auto_fitting(self) -> bool:
+        """True while the view still follows resizes with a fit (see fit_when_ready)."""
+        return self._auto_fit
+
+    def _fit_if_auto(self) -> None:
+        # the guard: a fit that shows or hides a scroll bar resizes the viewport again
+        if self._auto_fit and not self._fitting:
+            self._fitting = True
+            try:
+                self.fit_view()
+            finally:
+                self._fitting = False
+
+    def _stop_auto_fit(self, *_args) -> None:
+        self._auto_fit = False
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        self._fit_if_auto()
 
     def center_scene_pos(self) -> QPointF:
         """The scene point at the middle of the view (palette double-click adds there)."""
@@ -106,6 +165,7 @@ class GraphView(QGraphicsView):
         v.setValue(v.value() - delta.y())
 
     def mousePressEvent(self, event):
+        self._auto_fit = False  # the user has the view now; a resize no longer refits it
         if event.button() == Qt.MiddleButton or (self._space
                                                  and event.button() == Qt.LeftButton):
             self._pan_from = event.position().toPoint()
@@ -141,6 +201,7 @@ class GraphView(QGraphicsView):
         return super().event(event)
 
     def keyPressEvent(self, event):
+        self._auto_fit = False
         scene = self.graph_scene()
         key, mods = event.key(), event.modifiers()
         step = 1.0 if mods & Qt.ShiftModifier else NUDGE
@@ -286,8 +347,10 @@ class GraphView(QGraphicsView):
     def _style_lock_label(self) -> None:
         t = theme.current()
         self._lock_label.setStyleSheet(
-            f"QLabel {{ background: {t.warning}; color: #1f2328; border-radius: 6px; "
-            "padding: 4px 10px; font-weight: bold; }")
+            f"#canvasLockedSign {{ background: {t.warning}; border-radius: 6px; }}"
+            f"QLabel {{ background: transparent; color: {LOCK_TEXT_COLOUR}; "
+            "font-weight: bold; }")
+        self._lock_label.layout().setContentsMargins(10, 4, 10, 4)
         self._lock_label.adjustSize()
 
     def _place_lock_label(self) -> None:
@@ -308,6 +371,7 @@ class GraphView(QGraphicsView):
     def resizeEvent(self, event):
         super().resizeEvent(event)
         self._place_lock_label()
+        self._fit_if_auto()
 
     def restyle(self) -> None:
         """Take the current theme's colours for the view's own widgets."""

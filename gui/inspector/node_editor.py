@@ -33,7 +33,7 @@ from gui.inspector.widgets import (
     row_label,
     set_error,
 )
-from gui.param_fields import NodeRefField, ParamField, make_field
+from gui.param_fields import NodeRefField, ParamField, make_field, route_edit_keys
 
 
 def strip_node_prefix(message: str, node_id: str) -> str:
@@ -88,6 +88,12 @@ class NodeEditor(QWidget):
         self.label_edit.setObjectName("nodeLabelEdit")
         self.label_edit.setPlaceholderText("optional title shown on the canvas")
         self.label_edit.editingFinished.connect(self._commit_label)
+        # Ctrl+Z in these undoes typing only while it is not yet committed, else the graph
+        route_edit_keys(self.id_edit, lambda: self.id_edit.text() != (self.node_id or ""),
+                        self.refresh_header)
+        route_edit_keys(self.label_edit,
+                        lambda: self.label_edit.text() != self._committed_label(),
+                        self.refresh_header)
         self.shape_label = QLabel(self)
         self.shape_label.setObjectName("outputShape")
         self.shape_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -176,6 +182,10 @@ class NodeEditor(QWidget):
         with QSignalBlocker(self.label_edit):
             self.label_edit.setText(node.extra.get("label") or "")
         set_error(self.id_message, None)
+
+    def _committed_label(self) -> str:
+        node = self.document.graph.nodes.get(self.node_id)
+        return (node.extra.get("label") or "") if node is not None else ""
 
     def refresh_param(self, name: str | None) -> None:
         node = self.document.graph.nodes.get(self.node_id)

@@ -43,7 +43,7 @@ from gui.inspector.widgets import (
     row_label,
     set_error,
 )
-from gui.param_fields import ParamField, make_field
+from gui.param_fields import ParamField, make_field, route_edit_keys
 
 
 class _Text(ParamSpec):
@@ -143,6 +143,10 @@ class TrainingEditor(QWidget):
         self.name_edit = QLineEdit(self)
         self.name_edit.setObjectName("graphNameEdit")
         self.name_edit.editingFinished.connect(self._commit_name)
+        # Ctrl+Z here undoes typing only while it is not yet committed, else the graph
+        route_edit_keys(self.name_edit,
+                        lambda: self.name_edit.text() != (self.document.graph.name or ""),
+                        self._show_name)
         graph_box = QGroupBox("Graph", self)
         graph_form = new_form()
         graph_box.setLayout(graph_form)
@@ -518,6 +522,10 @@ class TrainingEditor(QWidget):
             edit()
         except NeuroCanvasError as e:
             set_error(self.message, str(e))
+
+    def _show_name(self) -> None:
+        with QSignalBlocker(self.name_edit):
+            self.name_edit.setText(self.document.graph.name or "")
 
     def _commit_name(self) -> None:
         name = self.name_edit.text().strip()
