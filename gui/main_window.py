@@ -429,7 +429,8 @@ class MainWindow(QMainWindow):
         if self.dock_layout != "editing":  # a run began before this first arrangement
             return
         self.resizeDocks([self.palette_dock, self.inspector_dock], [220, 330], Qt.Horizontal)
-        self.resizeDocks([self.bottom_dock], [max(230, self.height() // 3)], Qt.Vertical)
+        # the problems list needs a few rows; the training layout gives the plots their room
+        self.resizeDocks([self.bottom_dock], [max(160, self.height() // 5)], Qt.Vertical)
 
     def set_dock_layout(self, name: str) -> None:
         """Arrange the docks for "editing" or for "training" (``LAYOUT_KEYS``): the

@@ -56,6 +56,9 @@ class CurvesPage(QWidget):
     def __init__(self, loss: QWidget, grads: QWidget, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("trainingCurves")
+        # the editing layout keeps the bottom dock low (the canvas comes first there); the
+        # plots get their room in the training layout
+        self.setMinimumHeight(90)
         self.box = QBoxLayout(QBoxLayout.Direction.TopToBottom, self)
         self.box.setContentsMargins(0, 2, 0, 0)
         self.box.addWidget(loss, 1)
