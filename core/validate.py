@@ -374,6 +374,33 @@ def _infer_shapes(a: Analysis) -> None:
             errors[nid] = ShapeError("the input of a TimeCollect must run once per time step "
                                      "(downstream of a sequence Input or a delay edge)",
                                      node=nid, port="in")
+    # The recurrent part ends at its TimeCollect nodes: what comes after runs once, so a
+    # delay edge there (into a loss beside a TimeCollect, or back from after it) has no
+    # time steps to delay over.
+    after: set[str] = set()
+    for nid, layer in a.layers.items():
+        if layer.collects_steps:
+            after |= {nid} | nx.descendants(a.instant, nid)
+    for e in graph.edges:
+        if not e.delay or not ({e.src, e.dst} & after) or e.dst not in a.inputs:
+            continue
+        port = next((p for p, fed in a.inputs[e.dst].items() if fed is e), e.dst_port)
+        where = e.dst if e.dst in after else e.src
+        errors.setdefault(e.dst, EdgeError(
+            f"edge {e}: a delay edge must stay inside the recurrent part, which ends at a "
+            f"TimeCollect; '{where}' runs once, after it", node=e.dst, port=port))
+    for nid in sorted(timed & after):  # reads a per-step value and a whole-sequence one
+        if nid in errors or a.layers[nid].collects_steps:
+            continue
+        src = next((e for e in a.inputs[nid].values() if e.src in timed and not e.delay
+                    and e.src not in after), None)
+        if src is not None:
+            port = next(p for p, fed in a.inputs[nid].items() if fed is src)
+            errors[nid] = EdgeError(
+                f"reads '{src.src}', which runs once per time step, and comes after a "
+                "TimeCollect, which runs once; put a TimeCollect between them",
+                node=nid, port=port)
+    timed -= after
     a.problems.extend(errors.values())
     a.shapes = shapes
     a.timed = timed

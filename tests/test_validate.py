@@ -486,3 +486,37 @@ def test_load_valid_looks_at_the_dataset_only_for_auto_shapes(tmp_path):
     d = data_graph({"shape": [7]}, {"shape": [3]})
     d["training"] = {"dataset": {"source": "npz", "path": "missing.npz"}}
     assert load_valid(str(write(tmp_path / "h.ncg.json", d))).ok  # predict needs no dataset
+
+
+# ---- what passes validation can train: the recurrent part ends at its TimeCollect ----------
+def _after_timecollect(extra_nodes, extra_edges, target_delay=0):
+    nodes = [node("x", "Input", shape=[4, 3], sequence=True), node("wx", "Dense", units=5),
+             node("h", "Tanh"), node("tc", "TimeCollect"),
+             node("y", "Target", shape=[5], dtype="float32"), node("loss", "MSELoss")]
+    edges = [edge("x", "wx"), edge("wx", "h"), edge("h", "tc"),
+             edge("y", "loss:target", delay=target_delay)]
+    return analyze(build(graph_dict(nodes + extra_nodes, edges + extra_edges)))
+
+
+def test_a_delay_edge_into_a_loss_after_the_timecollect_is_refused():
+    a = _after_timecollect([], [edge("tc", "loss:pred")], target_delay=1)
+    (p,) = a.problems
+    assert isinstance(p, EdgeError) and (p.node, p.port) == ("loss", "target")
+    assert "delay edge must stay inside the recurrent part" in p.message
+
+
+def test_a_delay_edge_back_from_after_the_timecollect_is_refused():
+    a = _after_timecollect([node("add", "Add"), node("out", "Dense", units=5)],
+                           [edge("tc", "add:in0"), edge("out", "add:in1", delay=1),
+                            edge("add", "out"), edge("out", "loss:pred")])
+    (p,) = a.problems
+    assert (p.node, p.port) == ("add", "in1") and "runs once, after it" in p.message
+    assert a.timed == {"x", "wx", "h"}
+
+
+def test_a_node_after_the_timecollect_cannot_read_a_per_step_value():
+    a = _after_timecollect([node("add", "Add")],
+                           [edge("tc", "add:in0"), edge("h", "add:in1"),
+                            edge("add", "loss:pred")])
+    (p,) = a.problems
+    assert (p.node, p.port) == ("add", "in1") and "put a TimeCollect between them" in p.message
