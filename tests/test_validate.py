@@ -520,3 +520,23 @@ def test_a_node_after_the_timecollect_cannot_read_a_per_step_value():
                             edge("add", "loss:pred")])
     (p,) = a.problems
     assert (p.node, p.port) == ("add", "in1") and "put a TimeCollect between them" in p.message
+
+
+# ---- bounds: no value can make validation itself slow or large -------------------------------
+@pytest.mark.parametrize("kind", ["Add", "Multiply", "Concat"])
+def test_a_port_count_has_an_upper_bound(kind):
+    a = analyze(build(graph_dict([node("m", kind, inputs=10**8)], [])))
+    bad = [p for p in a.problems if p.param == "inputs"]
+    assert bad and "from 2 to 64" in bad[0].message
+    assert len(a.problems) == 3  # and the two default ports, not 10**8 of them
+
+
+@pytest.mark.parametrize("options", [{"name": "spirals", "n": 10**10},
+                                     {"name": "sine", "steps": 2**63},
+                                     {"name": "sequences", "classes": 10**6}])
+def test_built_in_dataset_options_have_upper_bounds(options):
+    from core.datasets import load_dataset
+    with pytest.raises(ParamError) as e:
+        load_dataset({"source": "builtin", **options}, None, seed=0)
+    key = next(k for k in options if k != "name")
+    assert e.value.param.endswith(key) and "to" in e.value.message

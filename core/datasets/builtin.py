@@ -142,7 +142,8 @@ def _check_sequences(opts: dict[str, Any]) -> None:
                          param="dataset.steps")
 
 
-_N = Int(1000, "number of samples", min=1)
+# upper bounds keep a typo (n: 10**10) from exhausting the machine; docs/format.md 2.9
+_N = Int(1000, "number of samples", min=1, max=10_000_000)
 
 BUILTINS: dict[str, Builtin] = {
     "digits": Builtin(
@@ -166,21 +167,21 @@ BUILTINS: dict[str, Builtin] = {
     "sine": Builtin(
         "next value of a noisy sine: x [steps, 1] float32 window, y [1] float32 "
         "(noise-free next value)",
-        {"n": _N, "steps": Int(20, "time steps per window (T)", min=1),
+        {"n": _N, "steps": Int(20, "time steps per window (T)", min=1, max=100_000),
          "noise": Float(0.05, "std of Gaussian noise on x", min=0.0)}, make_sine,
         fields=lambda o: _xy((o["steps"], 1), (1,), "float32")),
     "sequences": Builtin(
         "which frequency a noisy sinusoid has: x [steps, 1] float32, y int64 class "
         "(class c makes c + 1 cycles)",
-        {"n": _N, "steps": Int(20, "time steps per sequence (T)", min=2),
-         "classes": Int(3, "number of frequencies (classes)", min=2),
+        {"n": _N, "steps": Int(20, "time steps per sequence (T)", min=2, max=100_000),
+         "classes": Int(3, "number of frequencies (classes)", min=2, max=1000),
          "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_sequences,
         _check_sequences, fields=lambda o: _xy((o["steps"], 1), ())),
     "recall": Builtin(
         "long-range memory: x [steps, 2] float32, channel 0 random values in [-1, 1], "
         "channel 1 marks one step (1 there, 0 elsewhere); y [1] float32 the marked value, "
         "to be remembered until the last step",
-        {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1)}, make_recall,
+        {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1, max=100_000)}, make_recall,
         fields=lambda o: _xy((o["steps"], 2), (1,), "float32")),
 }
 

@@ -18,7 +18,7 @@ class _Merge(Layer):
 
     category = "Merge"
     params_spec = {
-        "inputs": Int(default=2, min=2, doc="number of input ports (in0, in1, ...)"),
+        "inputs": Int(default=2, min=2, max=64, doc="number of input ports (in0, in1, ...)"),
     }
 
     @classmethod
