@@ -6,17 +6,20 @@ them and ``core.fileformat`` reads them from a file.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline. Use with ``fullmatch``.
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+POS_LIMIT = 1e6  # |x| and |y| of a node's position (docs/format.md section 2.3)
 
 
 def check_id(node_id: Any) -> str | None:
     """None when ``node_id`` is a valid id, else what is wrong with it."""
-    if not isinstance(node_id, str) or not ID_RE.match(node_id):
+    if not isinstance(node_id, str) or not ID_RE.fullmatch(node_id):
         return (f"invalid id {node_id!r}: expected 1 to 64 letters, digits, '_' or '-'")
     return None
 
@@ -68,6 +71,18 @@ class Edge:
     def __str__(self) -> str:
         delay = f" (delay {self.delay})" if self.delay else ""
         return f"{self.src_ref} -> {self.dst_ref}{delay}"
+
+
+def clamp_pos(pos) -> tuple[float, float]:
+    """``pos`` as two floats within +-``POS_LIMIT`` (a non-finite coordinate becomes 0)."""
+    out = []
+    for p in (pos[0], pos[1]):
+        try:
+            v = float(p)
+        except OverflowError:  # an int too large for a float
+            v = POS_LIMIT if p > 0 else -POS_LIMIT
+        out.append(min(max(v, -POS_LIMIT), POS_LIMIT) if math.isfinite(v) else 0.0)
+    return out[0], out[1]
 
 
 def fresh_id(prefix: str, taken: Iterable[str]) -> str:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from core.elements import Edge, Node, check_id, parse_ref
+from core.elements import POS_LIMIT, Edge, Node, check_id, parse_ref
 from core.errors import GraphFileError
 from core.files import atomic_write
 from core.graph import FORMAT, VERSION, Graph
@@ -25,6 +25,45 @@ EDGE_KEYS = {"from", "to", "delay"}
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _where(path: list) -> str:
+    """``["params", "shape", 1]`` -> ``"params"."shape"[1]``, every key JSON-quoted."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{json.dumps(p)}" for p in path)
+    return text.removeprefix(".") or "the top level"
+
+
+def find_bad_value(value: Any) -> str | None:
+    """What in ``value`` (parsed JSON, at any depth) cannot be in a graph file, and where:
+    a string or key that is not valid Unicode (a lone surrogate such as ``"\\ud800"``), a
+    number that is not finite (``1e999`` parses to inf), or a value JSON has no form for.
+    None when all is well."""
+    stack: list[tuple[Any, list]] = [(value, [])]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"text that is not valid Unicode (a lone surrogate) at {_where(path)}"
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return f"a number that is not finite ({v}) at {_where(path)}"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    return f"a key that is not a string ({k!r}) at {_where(path)}"
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError:
+                    return (f"a key that is not valid Unicode (a lone surrogate) in "
+                            f"{_where(path)}: {k!r}")
+                stack.append((item, path + [k]))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, path + [i]) for i, item in enumerate(v))
+        elif v is not None and not isinstance(v, (bool, int)):
+            return f"a value JSON cannot hold ({type(v).__name__}) at {_where(path)}"
+    return None
 
 
 def graph_from_dict(data: Any, file: str | None = None) -> Graph:
@@ -44,6 +83,9 @@ def graph_from_dict(data: Any, file: str | None = None) -> Graph:
     if version > VERSION:
         raise fail(f"this file has format version {version}, newer than this NeuroCanvas "
                    f"understands (up to {VERSION}); please update NeuroCanvas")
+    bad = find_bad_value({k: v for k, v in data.items() if k not in ("nodes", "edges")})
+    if bad:
+        raise fail(f"not a valid graph file: {bad}")
     name = data.get("name", "untitled")
     if not isinstance(name, str):
         raise fail(f"expected \"name\" to be a string, found {name!r}")
@@ -60,6 +102,9 @@ def graph_from_dict(data: Any, file: str | None = None) -> Graph:
             raise fail(f"node #{i}: {problem}")
         if nid in g.nodes:
             raise fail("duplicate node id", node=nid)
+        bad = find_bad_value(nd)
+        if bad:
+            raise fail(f"not a valid graph file: {bad}", node=nid)
         ntype = nd.get("type")
         if not isinstance(ntype, str) or not ntype:
             raise fail(f"expected \"type\" to be a string, found {ntype!r}", node=nid)
@@ -69,8 +114,11 @@ def graph_from_dict(data: Any, file: str | None = None) -> Graph:
         pos = nd.get("pos", [0, 0])
         if (not isinstance(pos, list) or len(pos) != 2
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
-                           and math.isfinite(p) for p in pos)):
+                           for p in pos)):
             raise fail(f"expected \"pos\" to be [x, y], found {pos!r}", node=nid)
+        if not all(abs(p) <= POS_LIMIT for p in pos):  # ints compared exactly, no overflow
+            raise fail(f"\"pos\" {pos!r} is out of range: each coordinate must be between "
+                       f"-{POS_LIMIT:g} and {POS_LIMIT:g}", node=nid)
         extra = {k: v for k, v in nd.items() if k not in NODE_KEYS}
         g.nodes[nid] = Node(nid, ntype, dict(params), (float(pos[0]), float(pos[1])), extra)
     edges = data.get("edges", [])
@@ -79,6 +127,9 @@ def graph_from_dict(data: Any, file: str | None = None) -> Graph:
     for i, ed in enumerate(edges):
         if not isinstance(ed, dict):
             raise fail(f"edge #{i} is not a JSON object")
+        bad = find_bad_value(ed)
+        if bad:
+            raise fail(f"edge #{i}: not a valid graph file: {bad}")
         src, dst = ed.get("from"), ed.get("to")
         if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
             raise fail(f"edge #{i}: expected \"from\" and \"to\" to be strings like "
@@ -129,7 +180,21 @@ def load_graph(path: str | os.PathLike) -> Graph:
 
 
 def dumps(graph: Graph) -> str:
-    return json.dumps(graph.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    """The file text of ``graph``. ``GraphFileError`` (which the editor's save reports) when
+    an edit put something in it that a graph file cannot hold: a lone surrogate, a
+    non-finite number, a value that is not JSON."""
+    data = graph.to_dict()
+    for nd in data.get("nodes", []):
+        bad = find_bad_value(nd)
+        if bad:
+            raise GraphFileError(f"cannot save: {bad}", node=str(nd.get("id")))
+    bad = find_bad_value(data)
+    if bad:
+        raise GraphFileError(f"cannot save: {bad}")
+    try:
+        return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except (ValueError, TypeError, RecursionError) as e:
+        raise GraphFileError(f"cannot save: {e}") from None
 
 
 def save_graph(graph: Graph, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.connections import check_connection
-from core.elements import Edge, Node, check_id, fresh_id, parse_ref
+from core.elements import Edge, Node, check_id, clamp_pos, fresh_id, parse_ref
 from core.errors import GraphEditError
 
 # The file format this model is written as (docs/format.md section 2); core.fileformat
@@ -157,7 +157,7 @@ class Graph:
     def set_pos(self, node_id: str, pos: tuple[float, float]) -> None:
         node = self.node(node_id)
         old = node.pos
-        node.pos = (float(pos[0]), float(pos[1]))
+        node.pos = clamp_pos(pos)  # within +-POS_LIMIT, like a file's (format.md 2.3)
         self._emit(GraphEvent("node_moved", node=node, node_id=node_id, old=old, new=node.pos))
 
     def set_extra(self, node_id: str, key: str, value: Any) -> None:

@@ -6,6 +6,7 @@ what was expected and what was found. Specs also tell the GUI which widget fits.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from core.errors import ParamError
 
 REQUIRED = object()  # default of a parameter the user must give
 AUTO = "auto"  # a Shape that comes from the dataset field the node reads
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # an Identifier, like a node id
 
 
 def _typename(v: Any) -> str:
@@ -137,8 +139,8 @@ class Identifier(ParamSpec):
     """A short name: letters, digits, '_' and '-' (data fields, node ids)."""
 
     def coerce(self, value):
-        if (not isinstance(value, str) or not value or len(value) > 64
-                or not all(c.isalnum() or c in "_-" for c in value) or not value.isascii()):
+        # the whole string must match: no trailing newline, as ``$`` would allow
+        if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
             raise self.fail("a name of letters, digits, '_' or '-' (at most 64)", value)
         return value
 

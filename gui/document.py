@@ -23,6 +23,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from core import catalogue
 from core.connections import check_connection, resolve_ports
 from core.datasets.peek import dataset_stamp
+from core.elements import clamp_pos
 from core.errors import EdgeError, GraphEditError, GraphFileError, NeuroCanvasError
 from core.fileformat import FORMAT, VERSION, dumps, graph_from_dict, load_graph
 from core.files import atomic_write
@@ -344,7 +345,7 @@ class Document(QObject):
             if isinstance(ref, str) and ref in mapping:
                 params["shared_with"] = mapping[ref]
             nodes.append(Node(mapping[nid], node.type, params,
-                              (node.pos[0] + offset[0], node.pos[1] + offset[1]),
+                              clamp_pos((node.pos[0] + offset[0], node.pos[1] + offset[1])),
                               copy.deepcopy(node.extra)))
         edges = [Edge(mapping[e.src], mapping[e.dst], e.src_port, e.dst_port, e.delay,
                       copy.deepcopy(e.extra)) for e in part.edges

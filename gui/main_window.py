@@ -493,13 +493,13 @@ class MainWindow(QMainWindow):
     def autosave(self) -> None:
         """Write unsaved work to this window's recovery file (or remove it when clean)."""
         if self.document.dirty:
-            text = self.document.to_json()
-            if text == self._autosaved_text and self.autosaver.graph_file.exists():
-                return  # nothing changed since the last autosave
-            try:
+            try:  # a timer slot: nothing may escape it, and the next tick tries again
+                text = self.document.to_json()
+                if text == self._autosaved_text and self.autosaver.graph_file.exists():
+                    return  # nothing changed since the last autosave
                 self.autosaver.write(text, self.document.path)
                 self._autosaved_text = text
-            except OSError as e:
+            except (OSError, NeuroCanvasError) as e:
                 self.statusBar().showMessage(f"Autosave failed: {e}", 6000)
         else:
             self.autosaver.clear()

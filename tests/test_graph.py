@@ -481,3 +481,161 @@ def test_add_edge_keeps_the_edge_object():
     graph = build(mlp_dict())
     e = Edge("fc2", "act", delay=1)
     assert graph.add_edge(e) is e and graph.edges[-1] is e
+
+
+# ---- strings and numbers from files are sane (format.md 2.3) -------------------------------------
+GRAPH_HEAD = '{"format": "neurocanvas.graph", "version": 1, '
+
+
+def _load_text(tmp_path, text: str):
+    path = tmp_path / "hostile.ncg.json"
+    path.write_bytes(text.encode("utf-8"))  # the JSON text itself is plain UTF-8
+    return load_graph(path)
+
+
+@pytest.mark.parametrize("body, where, node_id", [
+    ('"nodes": [{"id": "a", "type": "ReLU", "label": "x\\ud800y"}]', '"label"', "a"),
+    ('"nodes": [{"id": "a", "type": "Re\\udfffLU"}]', '"type"', "a"),
+    ('"nodes": [{"id": "a", "type": "ReLU", "params": {"k": ["ok", "\\ud800"]}}]',
+     '"params"."k"[1]', "a"),
+    ('"nodes": [{"id": "a", "type": "ReLU", "\\ud800": 1}]', "a key", "a"),
+    ('"name": "\\ud800"', '"name"', None),
+    ('"training": {"optimizer": {"type": "\\udc00"}}', '"training"."optimizer"."type"', None),
+    ('"edges": [{"from": "a", "to": "b", "note": "\\ud800"}]', "edge #0", None),
+])
+def test_lone_surrogate_refused_naming_where(tmp_path, body, where, node_id):
+    with pytest.raises(GraphFileError) as info:
+        _load_text(tmp_path, GRAPH_HEAD + body + "}")
+    msg = str(info.value)
+    assert "not valid Unicode" in msg and where in msg
+    assert info.value.node == node_id
+    msg.encode("utf-8")  # the message itself can be printed and logged
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("body, where, node_id", [
+    ('"nodes": [{"id": "a", "type": "ReLU", "label": 1e999}]', '"label"', "a"),
+    ('"nodes": [{"id": "a", "type": "Dense", "params": {"units": -1e999}}]',
+     '"params"."units"', "a"),
+    ('"nodes": [{"id": "a", "type": "ReLU", "pos": [1e999, 0]}]', '"pos"[0]', "a"),
+    ('"training": {"optimizer": {"lr": 1e400}}', '"training"."optimizer"."lr"', None),
+    ('"x": [[1e999]]', '"x"[0][0]', None),
+])
+def test_number_overflowing_to_inf_refused_naming_where(tmp_path, body, where, node_id):
+    with pytest.raises(GraphFileError) as info:
+        _load_text(tmp_path, GRAPH_HEAD + body + "}")
+    msg = str(info.value)
+    assert "not finite" in msg and where in msg
+    assert info.value.node == node_id
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_refused(tmp_path, literal):
+    with pytest.raises(GraphFileError, match="not valid JSON"):
+        _load_text(tmp_path, GRAPH_HEAD + '"nodes": [{"id": "a", "type": "ReLU", "label": '
+                   + literal + "}]}")
+
+
+@pytest.mark.parametrize("bad_id", ["a\n", "a\r\n", "\na", "a\x00", "é", "a" * 65, ""])
+def test_id_must_match_in_full(bad_id):
+    with pytest.raises(GraphFileError, match="invalid id"):
+        build(graph_dict([node(bad_id, "ReLU")], []))
+    graph = Graph("g")
+    with pytest.raises(GraphEditError):
+        graph.add_node(Node(bad_id, "ReLU"))
+
+
+def test_trailing_newline_id_refused_in_file_and_rename(tmp_path):
+    with pytest.raises(GraphFileError, match="invalid id 'fc1\\\\n'"):
+        _load_text(tmp_path, GRAPH_HEAD + '"nodes": [{"id": "fc1\\n", "type": "ReLU"}]}')
+    graph = build(mlp_dict())
+    with pytest.raises(GraphEditError):
+        graph.rename("fc1", "fc9\n")
+    assert "fc1" in graph.nodes
+
+
+def test_identifier_params_must_match_in_full():
+    from core.errors import ParamError
+    from core.params import Identifier, NodeRef
+    assert Identifier().coerce("fc1") == "fc1" and NodeRef().coerce("a-b_9") == "a-b_9"
+    for bad in ("fc1\n", "fc 1", "", "x" * 65, "é", 5, None):
+        with pytest.raises(ParamError):
+            Identifier().coerce(bad)
+        with pytest.raises(ParamError):
+            NodeRef().coerce(bad)
+
+
+def test_shared_with_with_trailing_newline_is_a_problem():
+    from core.validate import analyze
+    d = mlp_dict()
+    d["nodes"][3]["params"]["shared_with"] = "fc1\n"
+    problems = analyze(build(d)).problems
+    assert any(p.node == "fc2" and getattr(p, "param", None) == "shared_with"
+               for p in problems)
+
+
+@pytest.mark.parametrize("pos", [[1e12, 0], [0, -1e12], [1000001, 0], [10 ** 400, 0],
+                                 [0, -(10 ** 400)]])
+def test_far_position_refused_naming_the_node(tmp_path, pos):
+    d = mlp_dict()
+    d["nodes"][2]["pos"] = pos
+    path = tmp_path / "far.ncg.json"
+    path.write_text(json.dumps(d), encoding="utf-8")
+    with pytest.raises(GraphFileError) as info:
+        load_graph(path)
+    assert info.value.node == "act" and "out of range" in str(info.value)
+    assert "1e+06" in str(info.value)
+
+
+def test_position_at_the_limit_loads():
+    d = mlp_dict()
+    d["nodes"][2]["pos"] = [1e6, -1000000]
+    assert build(d).nodes["act"].pos == (1e6, -1e6)
+
+
+def test_set_pos_clamps_to_the_documented_range(g, events):
+    from core.elements import POS_LIMIT
+    g.set_pos("d2", (1e12, -1e12))
+    assert g.nodes["d2"].pos == (POS_LIMIT, -POS_LIMIT) and events[-1].new == g.nodes["d2"].pos
+    g.set_pos("d2", (float("nan"), float("inf")))
+    assert g.nodes["d2"].pos == (0.0, 0.0)
+    g.set_pos("d2", (10 ** 400, 3))
+    assert g.nodes["d2"].pos == (POS_LIMIT, 3.0)
+    loads(dumps(g))  # what the editor moved it to always loads again
+
+
+def test_extra_keys_of_any_json_type_are_kept():
+    d = mlp_dict()
+    d["nodes"][1].update({"label": {"a": [1, None, True]}, "color": 5, "z": None})
+    graph = build(d)
+    assert graph.nodes["fc1"].extra == {"label": {"a": [1, None, True]}, "color": 5, "z": None}
+    back = json.loads(dumps(graph))["nodes"][1]
+    assert back["label"] == {"a": [1, None, True]} and back["color"] == 5 and back["z"] is None
+
+
+@pytest.mark.parametrize("label", ["🧠 layer ✓", "שכבה נסתרת", "ctl\x00\x01\x1f\t\n\u202e",
+                                   "\u200b\ufeff", "x" * 5000])
+def test_odd_but_valid_label_saves_and_reloads(tmp_path, label):
+    graph = build(mlp_dict())
+    graph.set_extra("fc1", "label", label)
+    path = tmp_path / "odd.ncg.json"
+    save_graph(graph, path)
+    assert load_graph(path).nodes["fc1"].extra["label"] == label
+
+
+@pytest.mark.parametrize("value, what", [("\ud800", "not valid Unicode"),
+                                         (float("inf"), "not finite"),
+                                         (float("nan"), "not finite"),
+                                         ({1, 2}, "JSON cannot hold")])
+def test_dumps_refuses_what_a_file_cannot_hold_as_a_graph_file_error(tmp_path, value, what):
+    graph = build(mlp_dict())
+    graph.set_extra("fc1", "label", value)
+    path = tmp_path / "g.ncg.json"
+    with pytest.raises(GraphFileError, match=what) as info:
+        save_graph(graph, path)
+    assert info.value.node == "fc1" and '"label"' in str(info.value)
+    assert not path.exists()
+    graph.set_extra("fc1", "label", None)
+    graph.training = {"optimizer": {"lr": float("inf")}}
+    with pytest.raises(GraphFileError, match="not finite"):
+        dumps(graph)

@@ -792,3 +792,34 @@ def test_a_node_of_unknown_type_opens_with_the_ports_its_edges_use(canvas):
     assert item.problems and "Mystery" in item.problems[0]
     assert_scene_matches(doc, scene)
     view.grab()
+
+
+# ---- a label that is not a string (a file may hold any JSON there) -----------------------------
+def _render(scene: GraphScene) -> None:
+    from PySide6.QtGui import QImage, QPainter
+    image = QImage(800, 400, QImage.Format.Format_ARGB32)
+    image.fill(0)
+    painter = QPainter(image)
+    try:
+        scene.render(painter)
+    finally:
+        painter.end()
+
+
+@pytest.mark.parametrize("label", [5, {"a": 1}, [1, "x"], True, None, 2.5, ""])
+def test_non_string_label_paints_without_raising(canvas, label):
+    d = mlp_placed()
+    d["nodes"][1]["label"] = label
+    doc, scene, view = canvas(d)
+    item = scene.nodes["fc1"]
+    assert item.label is None and item.title == "fc1" and item.subtitle == "Dense"
+    _render(scene)
+    view.viewport().repaint()
+    assert doc.graph.nodes["fc1"].extra.get("label") == label  # kept, only not shown
+    # a later change of the key to something that is not text is not shown either
+    doc.graph.set_extra("fc1", "label", {"b": [2]})
+    assert scene.nodes["fc1"].label is None
+    _render(scene)
+    doc.graph.set_extra("fc1", "label", "first layer")
+    assert scene.nodes["fc1"].title == "first layer"
+    _render(scene)

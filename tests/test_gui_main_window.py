@@ -250,3 +250,18 @@ def _dead_pid() -> int:
     except ProcessLookupError:
         return pid
     return 2**22 + 12345  # above the usual pid_max
+
+
+def test_an_autosave_that_cannot_write_the_document_says_so_and_keeps_trying(window,
+                                                                            monkeypatch):
+    window.open_file(MLP)
+    window.document.set_param("fc1", "units", 33)
+
+    def refuse():
+        raise GraphFileError("cannot save: a number that is not finite", node="fc1")
+    monkeypatch.setattr(window.document, "to_json", refuse)
+    window.autosave()  # a timer slot: must not raise
+    assert "Autosave failed" in window.statusBar().currentMessage()
+    monkeypatch.undo()
+    window.autosave()
+    assert window.autosaver.graph_file.exists()

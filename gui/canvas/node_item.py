@@ -32,6 +32,12 @@ from gui.canvas.port_item import PortItem, paint_port
 PORTS_TOP = HEADER_H + 4.0
 
 
+def _text_label(label) -> str | None:
+    """The caption to show: a string label only. A file may hold any JSON under "label" (it
+    is kept and written back); a number, list or object there is not shown."""
+    return label if isinstance(label, str) and label else None
+
+
 class NodeItem(QGraphicsItem):
     """One node of the graph. The scene keeps it in step with the model; it never edits."""
 
@@ -44,7 +50,7 @@ class NodeItem(QGraphicsItem):
         self.category = cls.category if cls is not None else ""
         self.doc = cls.doc if cls is not None else f"unknown node type '{type_name}'"
         self.has_params = bool(cls is not None and cls.param_names)
-        self.label = label
+        self.label = _text_label(label)
         self.shape_text = "?"
         self.params_text = ""
         self.problems: list[str] = []
@@ -138,6 +144,7 @@ class NodeItem(QGraphicsItem):
         return f"{self.node_id} · {self.type_name}" if self.label else self.type_name
 
     def set_identity(self, node_id: str, label: str | None) -> None:
+        label = _text_label(label)
         if (node_id, label) != (self.node_id, self.label):
             self.node_id, self.label = node_id, label
             self._refresh_tooltip()

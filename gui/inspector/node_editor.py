@@ -180,12 +180,12 @@ class NodeEditor(QWidget):
         with QSignalBlocker(self.id_edit):
             self.id_edit.setText(node.id)
         with QSignalBlocker(self.label_edit):
-            self.label_edit.setText(node.extra.get("label") or "")
+            self.label_edit.setText(_label(node))
         set_error(self.id_message, None)
 
     def _committed_label(self) -> str:
         node = self.document.graph.nodes.get(self.node_id)
-        return (node.extra.get("label") or "") if node is not None else ""
+        return _label(node) if node is not None else ""
 
     def refresh_param(self, name: str | None) -> None:
         node = self.document.graph.nodes.get(self.node_id)
@@ -264,3 +264,9 @@ class NodeEditor(QWidget):
             self.document.set_label(self.node_id, self.label_edit.text().strip() or None)
         except NeuroCanvasError as e:
             set_error(self.id_message, e.message)
+
+
+def _label(node) -> str:
+    """The node's caption; a label that is not text (kept from a file) shows as none."""
+    label = node.extra.get("label")
+    return label if isinstance(label, str) else ""
