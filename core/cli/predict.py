@@ -9,9 +9,9 @@ from core.cli.common import UsageError, graph_seed
 from core.errors import DataError, NeuroCanvasError
 from core.files import atomic_write
 from core.network import Network, default_output
-from core.npz import read_npz
+from core.npz import read_npz, read_npz_headers
 from core.validate import load_valid
-from core.weights import load_weights
+from core.weights import load_weights, network_shapes
 
 
 def cmd_predict(args) -> int:
@@ -22,14 +22,18 @@ def cmd_predict(args) -> int:
     if a.layers[node].is_loss:
         raise UsageError(f"--node '{node}' is a loss; pick the node whose output you want")
     net = Network(a, outputs=[node], with_losses=False, seed=graph_seed(a))
-    net.load_state_dict(load_weights(args.weights), file=args.weights)
-    data = read_npz(args.input, DataError, "a NumPy .npz file")
+    net.load_state_dict(load_weights(args.weights, network_shapes(net)), file=args.weights)
     needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
+    # the arrays' headers are checked (size cap) before any is read, and only those needed
+    names = read_npz_headers(args.input, DataError, "a NumPy .npz file")
     for fld, nid in needed.items():
         kind = a.graph.nodes[nid].type
-        if fld not in data:
+        if fld not in names:
             raise DataError(f"no array '{fld}' for {kind} node '{nid}' (the file has: "
-                            f"{', '.join(sorted(data)) or 'nothing'})", file=args.input)
+                            f"{', '.join(sorted(names)) or 'nothing'})", file=args.input)
+    data = read_npz(args.input, DataError, "a NumPy .npz file", keys=list(needed))
+    for fld, nid in needed.items():
+        kind = a.graph.nodes[nid].type
         if data[fld].ndim == 0:
             raise DataError(f"array '{fld}' for {kind} node '{nid}' is a single value; "
                             "expected samples along a first axis", file=args.input)

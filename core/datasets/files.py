@@ -26,9 +26,18 @@ import numpy as np
 
 from core.datasets.dataset import Dataset, check_keys, check_samples
 from core.errors import DataError, ParamError
-from core.npz import read_npz, read_npz_headers
+from core.npz import read_npz, read_npz_headers, regular_file
 
 NPZ_KIND = "an .npz archive (one array per field, as np.savez writes)"
+EXCERPT_CHARS = 60  # the most of a file's text a message quotes
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` as a message may quote it: characters that are not printable as ``?``, and
+    cut to ``limit`` characters (ending in ``...``), so that naming the wrong file (say,
+    /proc/self/environ) does not copy it into the message."""
+    s = "".join(c if c.isprintable() else "?" for c in text)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
 def resolve(cfg: Mapping[str, Any], base_dir: str | os.PathLike | None) -> Path:
@@ -89,6 +98,7 @@ def _delimiter(value: Any) -> str:
 
 
 def _open_text(p: Path) -> TextIO:
+    regular_file(p, DataError)  # a FIFO or device is refused before it is opened
     try:
         return open(p, newline="", encoding="utf-8-sig")  # -sig: a BOM is no header text
     except FileNotFoundError:
@@ -107,6 +117,9 @@ def _csv_rows(p: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             for row in reader:
+                if any("\x00" in c for c in row):  # binary, or /proc/self/environ
+                    raise DataError(f"line {reader.line_num} holds a NUL character, so this "
+                                    "is not a csv text file", file=file)
                 if any(c.strip() for c in row):
                     yield reader.line_num, row
         except UnicodeDecodeError:
@@ -149,12 +162,15 @@ def check_csv_header(header: list[str], target: str, file: str) -> list[str]:
     for col, name in enumerate(header, 1):
         if not name:
             raise DataError(f"header column {col} has no name", file=file)
+        if not name.isprintable():  # no part of such a file is quoted
+            raise DataError(f"header column {col} has a name that is not printable text",
+                            file=file)
         if name in seen:
-            raise DataError(f"header names column '{name}' twice", file=file)
+            raise DataError(f"header names column '{excerpt(name)}' twice", file=file)
         seen.add(name)
     if target not in header:
         raise DataError(f"target_column '{target}' is not a column; the header has: "
-                        f"{', '.join(header)}", file=file)
+                        f"{excerpt(', '.join(header))}", file=file)
     if len(header) < 2:
         raise DataError(f"has only the target column '{target}'; expected feature columns "
                         f"beside it", file=file)
@@ -199,6 +215,6 @@ def _parse_cells(body: list[tuple[int, list[str]]], header: list[str], file: str
             except ValueError:
                 ok, why = False, "a number"
             if not ok:
-                raise DataError(f"row {i} (line {line}), column '{header[col]}': expected "
-                                f"{why}, found {cell!r}", file=file)
+                raise DataError(f"row {i} (line {line}), column '{excerpt(header[col])}': "
+                                f"expected {why}, found {excerpt(cell)!r}", file=file)
     raise DataError("holds a cell that is not a number", file=file)  # pragma: no cover

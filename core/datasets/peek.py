@@ -54,9 +54,9 @@ def _stamp(p: Path) -> tuple | None:
     reader then says why, uncached)."""
     try:
         st = os.stat(p)
-    except OSError:
+        return (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
-    return (str(p.resolve()), st.st_mtime_ns, st.st_size)
 
 
 def _cached(key: tuple | None, read) -> DatasetFields:
