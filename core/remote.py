@@ -28,7 +28,16 @@ steps) plus ``"ev"``, read back by the class's ``from_json``: the schema of an e
 written once, in ``core.training.events`` (``ReadyEvent`` here). Errors cross as
 ``error_to_json`` objects.
 
-Closing stdin ends the child, so a GUI that dies leaves no training process behind.
+Limits: a JSON line is at most ``MAX_LINE`` bytes (1 MiB) and a payload at most
+``MAX_PAYLOAD`` bytes (1 GiB; only the initial weights travel to the child). The child answers
+a frame it cannot take (not JSON, over a limit, a ``"payload"`` that is no byte count, an
+unknown command, a field of the wrong type) with ``{"ev": "error", "error": {...}}``, or with
+``{"reply": n, "error": {...}}`` when it carries a request's integer ``"id"``, and reads on:
+an oversized line or payload is skipped in chunks, never held whole.
+
+Closing stdin ends the child, so a GUI that dies leaves no training process behind; on Linux
+the child also asks for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), and everywhere it
+watches ``os.getppid()``, so that one stuck loading its data ends too.
 """
 from __future__ import annotations
 
@@ -75,19 +84,69 @@ class RemoteError(RuntimeError):
 
 
 # ---- frames --------------------------------------------------------------------------------
+MAX_LINE = 1 << 20  # bytes in one JSON line, its end of line included
+MAX_PAYLOAD = 1 << 30  # bytes in one payload the child takes
+PARENT_PID_ENV = "NEUROCANVAS_PARENT_PID"  # the child's parent, as the parent saw itself
+_CHUNK = 1 << 16
+
+
+class FrameError(ValueError):
+    """A frame that could not be read, skipped whole: the stream is still in step.
+    ``header`` is its object when that much was read."""
+
+    def __init__(self, message: str, header: dict | None = None):
+        super().__init__(message)
+        self.header = header
+
+
+def _skip(stream: BinaryIO, n: int | None) -> bool:
+    """Read past ``n`` bytes (None: the rest of the line) in chunks; False at the end."""
+    while n is None or n > 0:
+        chunk = stream.readline(_CHUNK) if n is None else stream.read(min(n, _CHUNK))
+        if not chunk:
+            return False
+        if n is None:
+            if chunk.endswith(b"\n"):
+                return True
+        else:
+            n -= len(chunk)
+    return True
+
+
 def encode_frame(header: dict, payload: bytes = b"") -> bytes:
     if payload:
         header = {**header, "payload": len(payload)}
     return json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n" + payload
 
 
-def read_frame(stream: BinaryIO) -> tuple[dict, bytes] | None:
-    """The next frame, or None at the end of the stream (or a truncated frame)."""
-    line = stream.readline()
+def read_frame(stream: BinaryIO, max_line: int | None = None,
+               max_payload: int | None = None) -> tuple[dict, bytes] | None:
+    """The next frame, or None at the end of the stream (or a truncated frame).
+
+    A frame that cannot be taken raises ``FrameError`` once it is skipped: a line that is
+    not a JSON object, a ``"payload"`` that is no byte count, a line over ``max_line`` bytes
+    or a payload over ``max_payload`` bytes (None: no limit)."""
+    line = stream.readline(max_line if max_line else -1)
+    if max_line and len(line) >= max_line and not line.endswith(b"\n"):
+        if not _skip(stream, None):
+            return None
+        raise FrameError(f"a line over the limit of {max_line} bytes was skipped")
     if not line.endswith(b"\n"):
         return None
-    header = json.loads(line)
-    n = int(header.get("payload", 0))
+    try:
+        header = json.loads(line)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise FrameError(f"not a JSON line: {e}") from None
+    if not isinstance(header, dict):
+        raise FrameError(f"expected a JSON object, found {type(header).__name__}")
+    n = header.get("payload", 0)
+    if type(n) is not int or n < 0:
+        raise FrameError(f"expected \"payload\" to be a byte count, found {n!r}", header)
+    if max_payload is not None and n > max_payload:
+        if not _skip(stream, n):
+            return None
+        raise FrameError(f"a payload of {n} bytes is over the limit of {max_payload} bytes "
+                         "and was skipped", header)
     payload = stream.read(n) if n else b""
     if len(payload) != n:
         return None
@@ -189,7 +248,9 @@ class RemoteTrainer:
     on_event is called on a reader thread with each ``ReadyEvent``, ``StepEvent``,
     ``EpochEvent`` and ``DoneEvent``, in order. A build that fails (a missing dataset...)
     ends in a ``DoneEvent`` with reason "error" and the typed error; so does a child that
-    dies, with a ``RemoteError``. Requests (``snapshot``, ``classification_report``,
+    dies, with a ``RemoteError``. On Linux the child ends when the thread that created this
+    object ends (``PR_SET_PDEATHSIG`` watches the thread): create it on one that outlives it,
+    such as the UI thread. Requests (``snapshot``, ``classification_report``,
     ``state_dict``) return Futures, served between two steps.
     """
 
@@ -214,6 +275,7 @@ class RemoteTrainer:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env.update(blas_threads(env))
+        env[PARENT_PID_ENV] = str(os.getpid())
         self._proc = subprocess.Popen([sys.executable, "-m", "core.train_worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         _live.add(self)
@@ -385,3 +447,6 @@ class RemoteTrainer:
             self._emit(self.info)
         elif ev == "done":
             self._finish(DoneEvent.from_json(h, error_from_json))
+        elif ev == "error":  # a frame the child could not take: a bug here, not the user's
+            log.warning("the training process refused a frame: %s",
+                        (h.get("error") or {}).get("message"))

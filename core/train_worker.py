@@ -5,13 +5,21 @@ It reads an ``open`` frame on stdin (the graph, settings, initial weights), buil
 while this process's main thread answers commands. Steps are sent in batches about 20 times
 a second; the per-step cost is one append under a lock. See ``core.remote`` for the wire
 format. It never imports Qt.
+
+A frame it cannot take is answered with an error frame and skipped (see ``core.remote``).
+It ends when its parent does, even while loading data: ``PR_SET_PDEATHSIG`` on Linux, and
+a thread watching ``os.getppid()`` everywhere. It leaves with ``os._exit`` once its output
+is flushed: the command thread may still be inside a read of stdin, and an interpreter that
+finalizes under it aborts ("Fatal Python error: _enter_buffered_busy", exit 134).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import BinaryIO
@@ -21,13 +29,55 @@ import numpy as np
 from core.errors import NeuroCanvasError, WeightsError
 from core.fileformat import loads
 from core.npz import npz_bytes, read_npz_bytes
-from core.remote import ReadyEvent, encode_frame, error_to_json, read_frame
+from core.remote import (
+    MAX_LINE,
+    MAX_PAYLOAD,
+    PARENT_PID_ENV,
+    FrameError,
+    ReadyEvent,
+    encode_frame,
+    error_to_json,
+    read_frame,
+)
 from core.training.config import parse_training
 from core.training.events import DoneEvent, EpochEvent, StepEvent
 from core.training.trainer import Trainer
 from core.validate import analyze
 
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
+PARENT_POLL_S = 0.5  # how often the fallback looks whether the parent is still there
+REQUESTS = ("snapshot", "report", "weights")
+PR_SET_PDEATHSIG = 1
+
+
+def _shown(v) -> str:
+    """``repr(v)``, cut short: a refusal never echoes a long field back whole."""
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def watch_parent() -> None:
+    """End this process when its parent ends: a parent-death signal where Linux offers one,
+    and a thread that exits once ``os.getppid()`` changes (the parent died, the child was
+    handed to another). The parent's pid comes from ``PARENT_PID_ENV`` when set, so that a
+    parent that died before this ran is noticed too."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc symbol: the thread below still watches
+            pass
+    try:
+        parent = int(os.environ.get(PARENT_PID_ENV, ""))
+    except ValueError:
+        parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="neurocanvas-parent", daemon=True).start()
 
 
 def merge_weights(net, init: dict[str, np.ndarray], note: str | None) -> str | None:
@@ -130,19 +180,50 @@ class Worker:
             tr.start()
 
     # ---- commands ------------------------------------------------------------------------
+    def refuse(self, message: str, h: dict | None = None) -> None:
+        """Answer a frame that cannot be taken: as the reply to its request when it has an
+        integer ``"id"`` (the parent's Future fails), else with an ``error`` frame."""
+        error = {"type": None, "message": message}
+        rid = h.get("id") if h else None
+        if type(rid) is int:
+            self.send({"reply": rid, "error": error})
+        else:
+            self.send({"ev": "error", "error": error})
+
     def read_commands(self, inp: BinaryIO) -> None:
-        """On a thread: every command until ``quit`` or the end of stdin."""
+        """On a thread: every command until ``quit`` or the end of stdin. A command that
+        cannot be taken is refused and the next one read."""
         try:
-            while True:
-                frame = read_frame(inp)
+            while not self._broken:
+                try:
+                    frame = read_frame(inp, MAX_LINE, 0)  # no command has a payload
+                except FrameError as e:
+                    self.refuse(str(e), e.header)
+                    continue
                 if frame is None or frame[0].get("cmd") == "quit":
                     break
-                self.command(frame[0])
+                try:
+                    self.command(frame[0])
+                except Exception as e:  # noqa: BLE001 - a bug here must not end the reading
+                    traceback.print_exception(e, file=sys.stderr)
+                    self.refuse(f"{type(e).__name__}: {e}", frame[0])
         finally:
             self.quit.set()
 
     def command(self, h: dict) -> None:
         cmd = h.get("cmd")
+        if not isinstance(cmd, str):
+            return self.refuse(f"expected \"cmd\" to be a command name, found {_shown(cmd)}", h)
+        if cmd not in ("pause", "resume", "stop", *REQUESTS):
+            return self.refuse(f"unknown command {_shown(cmd)}", h)
+        if cmd in REQUESTS and type(h.get("id")) is not int:
+            return self.refuse(f"expected \"id\" of {cmd!r} to be an integer, "
+                               f"found {_shown(h.get('id'))}", h)
+        nodes = h.get("nodes", [])
+        if cmd == "snapshot" and not (isinstance(nodes, list)
+                                      and all(isinstance(n, str) for n in nodes)):
+            return self.refuse(f"expected \"nodes\" to be a list of node names, "
+                               f"found {_shown(nodes)}", h)
         if cmd in ("pause", "resume", "stop"):
             with self._out_lock:  # run() applies the flags under it, then starts
                 tr = self.trainer  # set once built; pause and stop work before the start
@@ -160,16 +241,11 @@ class Worker:
         if tr is None:
             return  # the build failed; the parent has the error already
         if cmd == "snapshot":
-            nodes = h.get("nodes", [])
             fut = tr.call_between_steps(lambda: tr.snapshot(nodes))
         elif cmd == "report":
             fut = tr.call_between_steps(tr.classification_report)
-        elif cmd == "weights":
-            fut = tr.call_between_steps(tr.net.state_dict)
         else:
-            self.send({"reply": rid, "error": {"type": None,
-                                               "message": f"unknown command {cmd!r}"}})
-            return
+            fut = tr.call_between_steps(tr.net.state_dict)
         fut.add_done_callback(lambda f: self._reply(rid, cmd, f))
 
     def _reply(self, rid, cmd: str, fut) -> None:
@@ -188,9 +264,18 @@ class Worker:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the GUI's
+    watch_parent()
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the stream
-    frame = read_frame(inp)
+    try:
+        frame = read_frame(inp, MAX_LINE, MAX_PAYLOAD)
+    except FrameError as e:
+        if e.header is not None and e.header.get("cmd") == "open":  # weights over the limit
+            err = WeightsError(f"the initial weights cannot be taken: {e}")
+            Worker(out).send({"ev": "done", **DoneEvent("error", 0, err).to_json(error_to_json)})
+            return 0
+        print(f"core.train_worker: the first frame cannot be read: {e}", file=sys.stderr)
+        return 2
     if frame is None or frame[0].get("cmd") != "open":
         return 2
     header, payload = frame
@@ -215,5 +300,21 @@ def main() -> int:
     return 0
 
 
+def run_and_exit() -> None:
+    """``main``, then ``os._exit`` with its status once the output is flushed: no
+    interpreter shutdown under the command thread's read of stdin."""
+    try:
+        rc = main()
+    except BaseException:  # noqa: BLE001 - said on stderr; the parent sees the exit status
+        traceback.print_exc()
+        rc = 1
+    for stream in (sys.__stdout__, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

@@ -22,7 +22,10 @@ from core.fileformat import load_graph
 from core.npz import npz_bytes, read_npz_bytes
 from core.remote import (
     BLAS_THREAD_VARS,
+    MAX_LINE,
+    PARENT_PID_ENV,
     ROOT,
+    FrameError,
     ReadyEvent,
     RemoteError,
     RemoteTrainer,
@@ -204,12 +207,26 @@ def test_the_child_ends_when_its_parent_stops_listening():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
+def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Until the process is in the stopped state (Linux: /proc; elsewhere a short wait)."""
+    stat = Path(f"/proc/{pid}/stat")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not stat.exists():
+            time.sleep(0.2)
+            return
+        if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return
+        time.sleep(0.005)
+
+
 def test_a_killed_child_ends_the_run_with_a_remote_error():
     rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
                        base_dir=MLP.parent)
     try:
         assert rt.ready.wait(30)
         os.kill(rt.pid, signal.SIGSTOP)  # frozen: the request below cannot be answered
+        _wait_stopped(rt.pid)  # SIGSTOP is delivered asynchronously
         pending = rt.snapshot(["fc1"])
         rt._proc.kill()
         assert rt.join(10)
@@ -318,3 +335,150 @@ def test_the_child_leaves_a_core_to_the_gui_unless_told_otherwise(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert blas_threads({"PATH": "/bin"})["OPENBLAS_NUM_THREADS"] == "1"
     assert blas_threads({"OMP_NUM_THREADS": "4"}) == {}  # the user's choice stands
+
+
+# ---- a child that takes no harm from a bad frame, and never outlives its parent ------------
+def test_read_frame_refuses_what_breaks_its_limits_and_stays_in_step():
+    big = b'{"cmd":"pause","x":"' + b"a" * 300 + b'"}\n'
+    lied = encode_frame({"cmd": "weights"}, b"z" * 50)
+    s = io.BytesIO(b"not json\n" + b"[1]\n" + b'{"payload":-3}\n' + big + lied
+                   + encode_frame({"cmd": "stop"}))
+    for what in ("not a JSON line", "JSON object", "byte count", "line over the limit",
+                 "payload of 50 bytes"):
+        with pytest.raises(FrameError, match=what):
+            read_frame(s, max_line=100, max_payload=10)
+    assert read_frame(s, max_line=100, max_payload=10) == ({"cmd": "stop"}, b"")
+    assert read_frame(s, max_line=100, max_payload=10) is None
+    exact = b'{"a":1}\n'
+    assert read_frame(io.BytesIO(exact), max_line=len(exact)) == ({"a": 1}, b"")
+
+
+def test_malformed_and_oversized_commands_are_refused_and_the_child_keeps_serving(caplog):
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent)
+    try:
+        assert rt.ready.wait(30)
+        bad = [b"not json\n", b"[1, 2]\n", b'{"cmd": 5}\n', b'{"cmd": "bogus"}\n',
+               b'{"cmd": "pause", "payload": "many"}\n',
+               encode_frame({"cmd": "pause"}, b"\n\n\n"),  # commands take no payload
+               encode_frame({"cmd": "pause"}, bytes(3 * MAX_LINE)),  # skipped, not held
+               b'{"cmd": "pause", "x": "' + b"a" * (2 * MAX_LINE) + b'"}\n']
+        with caplog.at_level("WARNING", logger="core.remote"):
+            for data in bad:
+                rt._outbox.put(data)
+            with pytest.raises(RemoteError, match="nodes"):  # a request: its Future fails
+                rt._request("snapshot", nodes=5).result(30)
+            with pytest.raises(RemoteError, match="unknown command"):
+                rt._request("bogus").result(30)
+            deadline = time.monotonic() + 30
+            said = []
+            while len(said) < len(bad) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                said = [r.getMessage() for r in caplog.records if r.name == "core.remote"]
+        assert len(said) == len(bad)
+        for what, message in zip(["not a JSON line", "JSON object", "command name",
+                                  "unknown command 'bogus'", "byte count", "payload of 3",
+                                  f"payload of {3 * MAX_LINE}", "line over the limit"], said,
+                                 strict=True):
+            assert what in message
+        assert rt.snapshot(["fc1"]).result(30).step >= 0  # still serving, not paused
+        step = rt.step
+        deadline = time.monotonic() + 30
+        while rt.step <= step and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rt.step > step
+        rt.stop()
+        assert rt.join(30) and rt.done.reason == "stopped"
+    finally:
+        rt.close()
+
+
+def test_a_failed_build_ends_the_child_cleanly(tmp_path):
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "nowhere.npz"}
+    proc = subprocess.Popen([sys.executable, "-m", "core.train_worker"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(encode_frame({"cmd": "open", "graph": json.dumps(d),
+                                       "base_dir": str(tmp_path)}))
+        proc.stdin.flush()  # and left open: the command thread is inside its read
+        proc.wait(60)  # a few lines of output: no pipe fills up
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
+    assert proc.returncode in (0, 1) and b"Fatal Python error" not in err
+    h, _ = read_frame(io.BytesIO(out))
+    assert h["ev"] == "done" and h["error"]["type"] == "DataError"
+
+
+def test_the_child_leaves_when_its_parent_is_not_the_one_it_was_told():
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid() + 1)}  # a parent already gone
+    proc = subprocess.Popen([sys.executable, "-m", "core.train_worker"], cwd=ROOT, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.wait(60) == 1  # not left waiting for an open frame that never comes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie nobody reaps (PID 1 of a container may not) has ended too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+INTERMEDIATE = """
+import subprocess, sys, time
+import core.remote as remote
+from core.fileformat import load_graph
+real = subprocess.Popen
+STUCK = ("import time, runpy, core.datasets.files as f; "
+         "f.read_npz = lambda *a, **k: time.sleep(3600); "  # loading data that never ends
+         "runpy.run_module('core.train_worker', run_name='__main__', alter_sys=True)")
+remote.subprocess.Popen = lambda args, **kw: real([args[0], "-c", STUCK], **kw)
+rt = remote.RemoteTrainer(load_graph(sys.argv[1]), base_dir=sys.argv[2])
+print(rt.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_stuck_loading_its_data_ends_with_the_editor(tmp_path):
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "data.npz"}
+    path = tmp_path / "g.ncg.json"
+    path.write_text(json.dumps(d))
+    editor = subprocess.Popen([sys.executable, "-c", INTERMEDIATE, str(path), str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE)
+    child = None
+    try:
+        child = int(editor.stdout.readline())
+        time.sleep(1.0)  # the child is importing, or already stuck in the loader
+        assert not _gone(child)
+        editor.kill()
+        editor.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child)
+    finally:
+        if editor.poll() is None:
+            editor.kill()
+            editor.wait()
+        editor.stdout.close()
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)
