@@ -2,11 +2,13 @@
 metrics log, the progress bar on a terminal, weights files and user errors."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -374,3 +376,98 @@ def test_device_gpu_trains_on_the_gpu(tmp_path):
     r = run("train", MLP_DIGITS, "--steps", "3", "--device", "gpu", "--log", log)
     assert r.returncode == 0, r.stderr
     assert len([e for e in read_log(log) if e["event"] == "step"]) == 3
+
+
+# ---- faults: a full disk, Ctrl-C ---------------------------------------------------------------
+MLP_SPIRALS = EXAMPLES / "mlp_spirals.ncg.json"
+linux_only = pytest.mark.skipif(not os.path.exists("/dev/full") or os.name != "posix",
+                                reason="needs /dev/full and POSIX signals")
+
+
+def start(*args: str | Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    return p.returncode, out, err
+
+
+def wait_until(done, p: subprocess.Popen) -> None:
+    """Poll ``done()`` until it holds; fails (rather than hangs) if ``p`` ends first."""
+    deadline = time.monotonic() + 120
+    while not done():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
+def assert_interrupted(rc: int, out: str, err: str) -> str:
+    assert rc == 130, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("neurocanvas: interrupted"), lines[0]
+    return lines[0]
+
+
+@linux_only
+def test_a_log_on_a_full_disk_stops_with_one_line_and_the_weights_saved(tmp_path):
+    out = tmp_path / "w.npz"
+    r = run("train", MLP_SPIRALS, "--steps", "50", "--log", "/dev/full", "--save-weights", out)
+    line = assert_user_error(r, "/dev/full")
+    assert "log" in line
+    assert load_weights(out), "the last good weights are written"
+
+
+@linux_only
+def test_ctrl_c_during_training_saves_the_weights_and_exits_130(tmp_path):
+    log, out = tmp_path / "m.jsonl", tmp_path / "w.npz"
+    p = start("train", MLP_SPIRALS, "--steps", "10000000", "--log", log, "--save-weights", out)
+    try:
+        wait_until(lambda: log.exists() and log.read_text(encoding="utf-8").count("\n") >= 2, p)
+        p.send_signal(signal.SIGINT)
+    finally:
+        rc, stdout, stderr = finish(p)
+    line = assert_interrupted(rc, stdout, stderr)
+    assert "w.npz" in line
+    saved = load_weights(out)
+    a = analyze(load_graph(MLP_SPIRALS))
+    expected = Trainer(a, parse_training(a.graph.training), queue_events=False).net.state_dict()
+    assert set(saved) == set(expected)
+    steps = [e for e in read_log(log) if e["event"] == "step"]  # whole lines only
+    assert steps and steps[-1]["step"] == len(steps) - 1
+
+
+@linux_only
+def test_ctrl_c_before_the_network_is_built_exits_130_without_a_traceback(tmp_path):
+    graph, out = tmp_path / "g.ncg.json", tmp_path / "w.npz"
+    os.mkfifo(graph)  # train blocks reading it: Ctrl-C comes while the graph is loading
+
+    def reader_is_there() -> bool:
+        try:
+            fds.append(os.open(graph, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            return False
+        return True
+
+    fds: list[int] = []
+    p = start("train", graph, "--steps", "5", "--save-weights", out)
+    try:
+        wait_until(reader_is_there, p)
+        p.send_signal(signal.SIGINT)
+    finally:
+        rc, stdout, stderr = finish(p)  # the graph is still open for writing: no EOF first
+        for fd in fds:
+            os.close(fd)
+    assert_interrupted(rc, stdout, stderr)
+    assert not out.exists(), "no network, no weights"

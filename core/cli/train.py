@@ -2,11 +2,15 @@
 bar, and optionally write the metrics log and the weights (docs/format.md sections 4-6)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
+from core.cli.common import PROG
 from core.cli.progress import ProgressBar
 from core.errors import NeuroCanvasError, WeightsError
 from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
@@ -15,6 +19,9 @@ from core.weights import load_weights, save_weights
 
 
 def cmd_train(args) -> int:
+    """Train; the exit status. A log that cannot be written (a full disk) stops the run, and
+    Ctrl-C stops it at the next step: either way the weights asked for are written first
+    (the last good ones), then exit status 2 for the log, 130 for Ctrl-C."""
     a = load_valid(args.graph)
     cfg = parse_training(a.graph.training, epochs=args.epochs, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, device=args.device)
@@ -27,13 +34,22 @@ def cmd_train(args) -> int:
         log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
     except OSError as e:
         raise NeuroCanvasError(f"cannot write the log: {e.strerror}", file=args.log) from None
+    log_failed = False
     epochs = cfg.epochs
     bar: ProgressBar | None = None
 
+    def log_error(e: OSError) -> NeuroCanvasError:
+        return NeuroCanvasError(f"cannot write the log: {e.strerror or e}", file=args.log)
+
     def on_event(ev) -> None:
-        if log is not None and not isinstance(ev, DoneEvent):
-            log.write(json.dumps(ev.to_json()) + "\n")
-            log.flush()  # a crash loses at most the current line
+        nonlocal log_failed
+        if log is not None and not log_failed and not isinstance(ev, DoneEvent):
+            try:
+                log.write(json.dumps(ev.to_json()) + "\n")
+                log.flush()  # a crash loses at most the current line
+            except OSError as e:
+                log_failed = True
+                raise log_error(e) from None  # the trainer stops and hands it back
         if bar is None:
             return
         if isinstance(ev, StepEvent):
@@ -49,37 +65,92 @@ def cmd_train(args) -> int:
             parts.append(f"{ev.seconds:.1f}s")
             bar.line("  ".join(parts))
 
+    trainer: Trainer | None = None
+    stop = _CtrlC()
+    close_error: NeuroCanvasError | None = None
+    done: DoneEvent | None = None
     try:
+        # Ctrl-C before the network exists: KeyboardInterrupt, 130 from core.cli.run
         trainer = Trainer(a, cfg, base_dir=Path(args.graph).resolve().parent, init_weights=init,
                           init_weights_file=args.init_weights, on_event=on_event,
                           queue_events=False)
-        if tty:
-            if trainer.device_note:
-                print(trainer.device_note)
-            epochs = math.ceil(trainer.total_steps / max(trainer.steps_per_epoch, 1))
-            bar = ProgressBar(sys.stdout, trainer.total_steps, epochs)
-        try:
+        with stop.deferred(trainer):
+            if tty:
+                if trainer.device_note:
+                    print(trainer.device_note)
+                epochs = math.ceil(trainer.total_steps / max(trainer.steps_per_epoch, 1))
+                bar = ProgressBar(sys.stdout, trainer.total_steps, epochs)
             done = trainer.run()
-        except KeyboardInterrupt:
-            done = DoneEvent("stopped", trainer.step)
-            if bar:
-                bar.line("interrupted")
+    except KeyboardInterrupt:
+        if trainer is None:
+            raise
+        if stop.pressed:  # a second Ctrl-C, in the middle of a step
+            print(f"{PROG}: interrupted again, in the middle of a step; weights not saved",
+                  file=sys.stderr)
+            return 130
+        stop.pressed = True  # before the handler was in place: nothing is half-done
     finally:
         if log is not None:
-            log.close()
+            try:
+                log.close()
+            except OSError as e:
+                if not log_failed:
+                    close_error = log_error(e)
+    assert trainer is not None
+    if stop.pressed and bar:
+        bar.line("interrupted")
     # the weights are the last good ones even when training stopped early
     if args.save_weights:
-        try:
-            save_weights(args.save_weights, trainer.net.state_dict())
-        except OSError as e:
-            raise WeightsError(f"cannot write: {e.strerror}", file=args.save_weights) from None
+        with stop.deferred(None):  # a Ctrl-C now waits for the file to be complete
+            try:
+                save_weights(args.save_weights, trainer.net.state_dict())
+            except OSError as e:
+                raise WeightsError(f"cannot write: {e.strerror}",
+                                   file=args.save_weights) from None
         if tty:
             print(f"saved weights to {args.save_weights}")
-    if done.error is not None:
+    if done is not None and done.error is not None:
         raise done.error
-    if tty:
+    if close_error is not None:
+        raise close_error
+    if stop.pressed:
+        saved = f"; weights saved to {args.save_weights}" if args.save_weights else ""
+        print(f"{PROG}: interrupted after {trainer.step} steps{saved}", file=sys.stderr)
+        return 130
+    if tty and done is not None:
         print(f"done: {done.steps} steps ({done.reason})")
     return 0
+
+
+class _CtrlC:
+    """Ctrl-C during training: the first asks the trainer to stop after the current step, so
+    the weights are never half-updated; a second raises KeyboardInterrupt at once. Only on
+    the main thread and when SIGINT has Python's own handler (one that ignores it is kept)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._trainer: Trainer | None = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        if self._trainer is not None:
+            self._trainer.stop()
+
+    @contextlib.contextmanager
+    def deferred(self, trainer: Trainer | None):
+        if threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        self._trainer = trainer
+        signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._trainer = None
 
 
 def add_parser(sub) -> None:
