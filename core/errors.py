@@ -103,3 +103,8 @@ class NonFiniteError(NeuroCanvasError):
     def __init__(self, message: str, *, node: str | None = None, phase: str = "forward"):
         self.phase = phase
         super().__init__(message, node=node)
+
+
+class MemoryBudgetError(NeuroCanvasError):
+    """Training or predicting would need more memory than the budget (core.memory); names
+    the node that needs the most, found before anything large is allocated."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from core import memory
 from core.errors import InvalidGraphError
 from core.fileformat import load_graph
 from core.layers.base import fmt_shape
@@ -35,6 +36,8 @@ def cmd_check(args) -> int:
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
     out.write(f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {total:,} parameters\n")
+    if a.ok:
+        _memory_line(a, args, Path(args.graph).resolve().parent, out)
     if a.problems:
         out.write(f"{len(a.problems)} problem{'s' if len(a.problems) > 1 else ''}:\n")
         for p in a.problems:
@@ -44,8 +47,25 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _memory_line(a, args, base_dir: Path, out) -> None:
+    """One line with the memory a training step is estimated to take, and a warning line
+    when that is above the budget (docs/format.md section 6); the exit status is unchanged."""
+    training = a.graph.training if isinstance(a.graph.training, dict) else {}
+    batch = training.get("batch_size", 32)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        batch = 32  # a bad setting is train's to report
+    est = memory.estimate(a, batch, training.get("optimizer"),
+                          memory.dataset_samples(training.get("dataset"), base_dir))
+    limit = memory.budget(args.max_memory)
+    out.write(f"memory: {est.describe()} (budget {memory.fmt_bytes(limit)})\n")
+    err = memory.over_budget(est, limit)
+    if err is not None:
+        out.write(f"warning: {err}\n")
+
+
 def add_parser(sub) -> None:
     c = sub.add_parser("check", help="validate a graph; print each node's output shape and "
                        "parameter count")
     c.add_argument("graph", metavar="GRAPH")
+    memory.add_max_memory_option(c)
     c.set_defaults(func=cmd_check)

@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 
+from core import memory
 from core.cli.common import UsageError, graph_seed
 from core.errors import DataError, NeuroCanvasError
 from core.files import atomic_write
@@ -21,6 +22,10 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--node '{node}': no such node in {args.graph}")
     if a.layers[node].is_loss:
         raise UsageError(f"--node '{node}' is a loss; pick the node whose output you want")
+    # refused before the network (its parameters) is built; Network.predict runs batches
+    # of PREDICT_BATCH samples
+    memory.check_budget(memory.estimate(a, memory.PREDICT_BATCH, training=False),
+                        args.max_memory)
     net = Network(a, outputs=[node], with_losses=False, seed=graph_seed(a))
     net.load_state_dict(load_weights(args.weights, network_shapes(net)), file=args.weights)
     needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
@@ -69,4 +74,5 @@ def add_parser(sub) -> None:
     pr.add_argument("--node", metavar="ID", help="node whose output to write (default: the "
                     "node feeding the first loss's pred)")
     pr.add_argument("--output", metavar="Y.npy", help="write the output here (else print it)")
+    memory.add_max_memory_option(pr)
     pr.set_defaults(func=cmd_predict)

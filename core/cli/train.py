@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from core import memory
 from core.cli.common import PROG
 from core.cli.progress import ProgressBar
 from core.errors import NeuroCanvasError, WeightsError
@@ -25,6 +26,11 @@ def cmd_train(args) -> int:
     a = load_valid(args.graph)
     cfg = parse_training(a.graph.training, epochs=args.epochs, steps=args.steps,
                          batch_size=args.batch_size, seed=args.seed, device=args.device)
+    # refused before anything large is allocated (the dataset, the network)
+    base_dir = Path(args.graph).resolve().parent
+    memory.check_budget(memory.estimate(a, cfg.batch_size, cfg.optimizer,
+                                        memory.dataset_samples(cfg.dataset, base_dir)),
+                        args.max_memory)
     init = load_weights(args.init_weights) if args.init_weights else None
     if args.save_weights and not Path(args.save_weights).resolve().parent.is_dir():
         # found now rather than after a long training
@@ -71,9 +77,9 @@ def cmd_train(args) -> int:
     done: DoneEvent | None = None
     try:
         # Ctrl-C before the network exists: KeyboardInterrupt, 130 from core.cli.run
-        trainer = Trainer(a, cfg, base_dir=Path(args.graph).resolve().parent, init_weights=init,
+        trainer = Trainer(a, cfg, base_dir=base_dir, init_weights=init,
                           init_weights_file=args.init_weights, on_event=on_event,
-                          queue_events=False)
+                          queue_events=False, max_memory=args.max_memory)
         with stop.deferred(trainer):
             if tty:
                 if trainer.device_note:
@@ -165,4 +171,5 @@ def add_parser(sub) -> None:
     t.add_argument("--init-weights", metavar="W.npz", help="start from these weights")
     t.add_argument("--save-weights", metavar="W.npz", help="write the trained weights here")
     t.add_argument("--log", metavar="M.jsonl", help="write metrics as JSON Lines")
+    memory.add_max_memory_option(t)
     t.set_defaults(func=cmd_train)

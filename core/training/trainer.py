@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets
+from core import datasets, memory
 from core.device import resolve_device
 from core.errors import NonFiniteError
 from core.network import Network
@@ -59,7 +59,7 @@ class Trainer:
     def __init__(self, analysis: Analysis, config: TrainConfig, *, base_dir: str | Path = ".",
                  init_weights: dict[str, np.ndarray] | None = None, init_weights_file=None,
                  on_event: Callable[[Event], None] | None = None, dtype=np.float32,
-                 queue_events: bool = True):
+                 queue_events: bool = True, max_memory: int | None = None):
         data = None
         if analysis.auto_shaped and analysis.field_shapes is None:
             # "auto" shapes come from the data: analyse again with the loaded fields, so the
@@ -68,6 +68,13 @@ class Trainer:
             analysis = analyze(analysis.graph, datasets.DatasetFields(
                 data.field_shapes(), data.name, data.file))
         analysis.raise_if_invalid()
+        # MemoryBudgetError before the dataset is loaded and the network built (max_memory:
+        # bytes; None: $NEUROCANVAS_MAX_MEMORY or a share of the available memory)
+        samples = None if data is None else len(data)
+        if samples is None:
+            samples = memory.dataset_samples(config.dataset, base_dir)
+        memory.check_budget(memory.estimate(analysis, config.batch_size, config.optimizer,
+                                            samples), max_memory)
         self.analysis = analysis
         self.config = config
         self.on_event = on_event
