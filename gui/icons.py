@@ -227,20 +227,29 @@ def _app_pixmap(size: int) -> QPixmap:
 _problem_cache: dict[tuple[str, str, int], QIcon] = {}
 
 
+def _painted(size: int, paint: Callable[[QPainter], None]) -> QIcon:
+    """An icon at 1x and 2x from ``paint``, which draws on a 16 x 16 antialiased canvas."""
+    icon = QIcon()
+    for scale in (1, 2):
+        pm = QPixmap(size * scale, size * scale)
+        pm.setDevicePixelRatio(scale)
+        pm.fill(Qt.transparent)
+        p = QPainter(pm)
+        p.setRenderHint(QPainter.Antialiasing)
+        p.scale(size / 16.0, size / 16.0)
+        paint(p)
+        p.end()
+        icon.addPixmap(pm)
+    return icon
+
+
 def problem_icon(severity: str = "error", size: int = 16) -> QIcon:
     """A round red mark with '!' for an error, an amber triangle for a warning."""
     t = theme.current()
     key = (t.name, severity, size)
     icon = _problem_cache.get(key)
     if icon is None:
-        icon = QIcon()
-        for scale in (1, 2):
-            pm = QPixmap(size * scale, size * scale)
-            pm.setDevicePixelRatio(scale)
-            pm.fill(Qt.transparent)
-            p = QPainter(pm)
-            p.setRenderHint(QPainter.Antialiasing)
-            p.scale(size / 16.0, size / 16.0)
+        def paint(p: QPainter) -> None:
             p.setPen(Qt.NoPen)
             if severity == "warning":
                 p.setBrush(t.color("warning"))
@@ -253,9 +262,7 @@ def problem_icon(severity: str = "error", size: int = 16) -> QIcon:
             top = 5.5 if severity == "warning" else 3.8
             p.drawRoundedRect(QRectF(7.1, top, 1.8, 5.4), 0.9, 0.9)
             p.drawEllipse(QPointF(8, 12.2), 1.1, 1.1)
-            p.end()
-            icon.addPixmap(pm)
-        _problem_cache[key] = icon
+        icon = _problem_cache[key] = _painted(size, paint)
     return icon
 
 
@@ -279,14 +286,7 @@ def lock_icon(colour: QColor | str | None = None, size: int = 16) -> QIcon:
     key = (theme.current().name, f"__lock__{c.name(QColor.HexArgb)}", size)
     icon = _cache.get(key)
     if icon is None:
-        icon = QIcon()
-        for scale in (1, 2):
-            pm = QPixmap(size * scale, size * scale)
-            pm.setDevicePixelRatio(scale)
-            pm.fill(Qt.transparent)
-            p = QPainter(pm)
-            p.setRenderHint(QPainter.Antialiasing)
-            p.scale(size / 16.0, size / 16.0)
+        def paint(p: QPainter) -> None:
             p.setPen(_pen(c, 1.7))
             p.setBrush(Qt.NoBrush)
             shackle = QPainterPath()
@@ -303,9 +303,7 @@ def lock_icon(colour: QColor | str | None = None, size: int = 16) -> QIcon:
             hole.addEllipse(QPointF(8, 10.2), 1.3, 1.3)
             hole.addRect(QRectF(7.45, 10.2, 1.1, 2.5))
             p.drawPath(body.subtracted(hole))
-            p.end()
-            icon.addPixmap(pm)
-        _cache[key] = icon
+        icon = _cache[key] = _painted(size, paint)
     return icon
 
 
