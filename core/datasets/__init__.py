@@ -40,10 +40,10 @@ from core.datasets.builtin import (
     known_builtins,
     load_builtin,
 )
-from core.datasets.dataset import Dataset, check_split
+from core.datasets.dataset import SOURCES, Dataset, check_split, dataset_source
 from core.datasets.fields import FieldProblem, FieldUse, check_fields, fit_problems
 from core.datasets.files import csv_header, load_csv, load_npz, npz_arrays
-from core.datasets.peek import SOURCES, DatasetFields, peek_fields, peek_training_fields
+from core.datasets.peek import DatasetFields, peek_fields, peek_training_fields
 from core.errors import ParamError
 
 
@@ -56,18 +56,12 @@ def load_dataset(dataset_cfg: Mapping[str, Any], base_dir: str | os.PathLike | N
     option of their own. Raises ``ParamError`` for a bad description and ``DataError`` for a
     file that is missing or unreadable.
     """
-    if not isinstance(dataset_cfg, Mapping):
-        raise ParamError(f"expected a dataset description (an object naming its source: "
-                         f"{', '.join(SOURCES)}), found {dataset_cfg!r}", param="dataset")
-    source = dataset_cfg.get("source")
+    source = dataset_source(dataset_cfg)
     if source == "builtin":
         return load_builtin(dataset_cfg, seed)
     if source == "npz":
         return load_npz(dataset_cfg, base_dir)
-    if source == "csv":
-        return load_csv(dataset_cfg, base_dir)
-    raise ParamError(f"expected one of {', '.join(SOURCES)}, found {source!r}",
-                     param="dataset.source")
+    return load_csv(dataset_cfg, base_dir)
 
 
 def validation_split_of(training: Mapping[str, Any]) -> float:

@@ -12,6 +12,7 @@ from core.errors import DataError, ParamError
 from core.params import Float, Int
 
 # Keys every source takes beside its own (docs/format.md section 2 allows the split here).
+SOURCES = ("builtin", "npz", "csv")
 COMMON_KEYS = ("source", "validation_split")
 
 
@@ -145,3 +146,16 @@ def check_keys(cfg: Mapping[str, Any], allowed: Sequence[str], what: str) -> Non
         if key not in known:
             raise ParamError(f"unknown option '{key}' of {what}; it takes: {', '.join(known)}",
                              param=f"dataset.{key}")
+
+
+def dataset_source(cfg: Any) -> str:
+    """The ``source`` of a dataset description (``training.dataset``), one of ``SOURCES``;
+    ``ParamError`` naming ``dataset`` or ``dataset.source`` otherwise."""
+    if not isinstance(cfg, Mapping):
+        raise ParamError(f"expected a dataset description (an object naming its source: "
+                         f"{', '.join(SOURCES)}), found {cfg!r}", param="dataset")
+    source = cfg.get("source")
+    if source not in SOURCES:
+        raise ParamError(f"expected one of {', '.join(SOURCES)}, found {source!r}",
+                         param="dataset.source")
+    return source

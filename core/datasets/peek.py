@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.datasets.builtin import BUILTINS, builtin_settings
-from core.datasets.dataset import check_keys
+from core.datasets.dataset import check_keys, dataset_source
 from core.datasets.files import (
     NPZ_KIND,
     check_csv_header,
@@ -30,7 +30,6 @@ from core.datasets.files import (
 from core.errors import DataError, NeuroCanvasError, ParamError
 from core.npz import read_npz_headers
 
-SOURCES = ("builtin", "npz", "csv")
 _CACHE_SIZE = 32  # distinct files an editing session switches between
 
 
@@ -85,10 +84,7 @@ def peek_fields(cfg: Any, base_dir: str | os.PathLike | None = None) -> DatasetF
     directory when None). Raises as ``load_dataset`` would: ``ParamError`` for a bad
     description, ``DataError`` for a file that is missing or not of its kind.
     """
-    if not isinstance(cfg, Mapping):
-        raise ParamError(f"expected a dataset description (an object naming its source: "
-                         f"{', '.join(SOURCES)}), found {cfg!r}", param="dataset")
-    source = cfg.get("source")
+    source = dataset_source(cfg)
     if source == "builtin":
         name, opts, _seed = builtin_settings(cfg)
         b = BUILTINS[name]
@@ -98,13 +94,10 @@ def peek_fields(cfg: Any, base_dir: str | os.PathLike | None = None) -> DatasetF
         p = resolve(cfg, base_dir)
         stamp = _stamp(p)
         return _cached(("npz", stamp) if stamp else None, lambda: _peek_npz(p))
-    if source == "csv":
-        target, delimiter, p = csv_settings(cfg, base_dir)
-        stamp = _stamp(p)
-        key = ("csv", stamp, target, delimiter) if stamp else None
-        return _cached(key, lambda: _peek_csv(p, target, delimiter))
-    raise ParamError(f"expected one of {', '.join(SOURCES)}, found {source!r}",
-                     param="dataset.source")
+    target, delimiter, p = csv_settings(cfg, base_dir)  # csv
+    stamp = _stamp(p)
+    key = ("csv", stamp, target, delimiter) if stamp else None
+    return _cached(key, lambda: _peek_csv(p, target, delimiter))
 
 
 def _peek_npz(p: Path) -> DatasetFields:
