@@ -28,24 +28,9 @@ def category_icon(category: str, size: int = 16) -> QIcon:
     key = (t.name, category, size)
     icon = _cache.get(key)
     if icon is None:
-        icon = QIcon()
-        for scale in (1, 2):    # a 2x pixmap keeps it sharp on high-DPI screens
-            icon.addPixmap(_category_pixmap(category, size, scale, t.category_color(category)))
-        _cache[key] = icon
+        glyph, colour = _GLYPHS.get(category, _dot), t.category_color(category)
+        icon = _cache[key] = _painted(size, lambda p: glyph(p, colour))
     return icon
-
-
-def _category_pixmap(category: str, size: int, scale: int, colour: QColor) -> QPixmap:
-    pm = QPixmap(size * scale, size * scale)
-    pm.setDevicePixelRatio(scale)
-    pm.fill(Qt.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
-    # Glyphs are drawn in a 16-unit box and scaled, so every size looks the same.
-    p.scale(size / 16.0, size / 16.0)
-    _GLYPHS.get(category, _dot)(p, colour)
-    p.end()
-    return pm
 
 
 def _pen(colour: QColor, width: float = 1.6) -> QPen:
@@ -228,7 +213,8 @@ _problem_cache: dict[tuple[str, str, int], QIcon] = {}
 
 
 def _painted(size: int, paint: Callable[[QPainter], None]) -> QIcon:
-    """An icon at 1x and 2x from ``paint``, which draws on a 16 x 16 antialiased canvas."""
+    """An icon at 1x and 2x (sharp on high-DPI screens) from ``paint``, which draws on a
+    16 x 16 antialiased canvas scaled to ``size``, so every size looks the same."""
     icon = QIcon()
     for scale in (1, 2):
         pm = QPixmap(size * scale, size * scale)
@@ -272,10 +258,8 @@ def reset_icon(size: int = 16) -> QIcon:
     key = (t.name, "__reset__", size)
     icon = _cache.get(key)
     if icon is None:
-        icon = QIcon()
-        for scale in (1, 2):
-            icon.addPixmap(_category_pixmap("Recurrent", size, scale, t.color("muted_text")))
-        _cache[key] = icon
+        colour = t.color("muted_text")
+        icon = _cache[key] = _painted(size, lambda p: _recurrent(p, colour))
     return icon
 
 

@@ -197,6 +197,46 @@ def export_module(graph: Graph, tmp_path: Path, to: str = "pytorch", **kw):
     return module, path
 
 
+def exported_output(graph: Graph, weights: Path, batch: dict[str, np.ndarray],
+                    tmp_path: Path) -> np.ndarray:
+    """The exported ``Model``'s output in evaluation mode, with the weights file ``weights``
+    loaded through the exported ``load_weights``, on the Input fields of ``batch``."""
+    from core.export.pytorch import ModelWriter
+    from core.validate import analyze
+    from tests.torch_ref import need_torch
+
+    torch = need_torch()
+    module, _ = export_module(graph, tmp_path)
+    model = module.Model()
+    module.load_weights(model, weights)
+    model.eval()
+    args = [torch.from_numpy(_as_input(batch[f.name]))
+            for f in ModelWriter(analyze(graph)).inputs]  # in the order forward takes them
+    with torch.no_grad():
+        return model(*args).numpy()
+
+
+def predict_both(graph: Graph, tmp_path: Path, batch: dict[str, np.ndarray],
+                 state: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ours, theirs): the default output in evaluation mode from the same weights file,
+    float32: ``state`` (default: a fresh network's, seed 3), written as training writes it."""
+    from core.network import Network, default_output
+    from core.validate import analyze
+    from core.weights import load_weights, save_weights
+
+    a = analyze(graph)
+    out = default_output(a)
+    weights = tmp_path / "w.npz"
+    save_weights(weights, Network(a, seed=3).state_dict() if state is None else state)
+    net = Network(a, outputs=[out], with_losses=False)  # as main.py predict does
+    net.load_state_dict(load_weights(weights))
+    return net.predict(batch, out), exported_output(graph, weights, batch, tmp_path)
+
+
+def _as_input(v: np.ndarray) -> np.ndarray:
+    return v if v.dtype.kind in "iu" else v.astype(np.float32)
+
+
 def ruff(*paths: Path) -> subprocess.CompletedProcess:
     """``ruff check`` with the project's settings on files anywhere."""
     exe = Path(sys.executable).parent / "ruff"

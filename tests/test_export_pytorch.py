@@ -9,12 +9,11 @@ import pytest
 
 from core import catalogue, optim
 from core.fileformat import load_graph
-from core.network import Network, default_output
+from core.network import Network
 from core.training import parse_training, training_step
 from core.validate import analyze
 from core.weights import load_weights, save_weights
 from tests import export_graphs as eg
-from tests import torch_ref
 from tests.cli_helpers import run
 
 # Every test here but the first imports an exported module, which imports torch: those take
@@ -37,43 +36,11 @@ def test_the_graphs_cover_every_node_type():
     assert used == set(catalogue.types())
 
 
-def _predict_both(graph, tmp_path, batch):
-    """(ours, theirs): the default output in evaluation mode, same weights, float32."""
-    torch = torch_ref.need_torch()
-    a = analyze(graph)
-    out = default_output(a)
-    weights = tmp_path / "w.npz"
-    save_weights(weights, Network(a, seed=3).state_dict())  # what training writes
-    net = Network(a, outputs=[out], with_losses=False)  # as main.py predict does
-    net.load_state_dict(load_weights(weights))
-    ours = net.predict(batch, out)
-    module, _ = eg.export_module(graph, tmp_path)
-    model = module.Model()
-    module.load_weights(model, weights)
-    model.eval()
-    args = [torch.from_numpy(_as_input(batch[f.name])) for f in _fields(a, "Input")]
-    with torch.no_grad():
-        theirs = model(*args).numpy()
-    return ours, theirs
-
-
-def _as_input(v: np.ndarray) -> np.ndarray:
-    return v if v.dtype.kind in "iu" else v.astype(np.float32)
-
-
-def _fields(a, kind: str):
-    """Input fields in file order, each once (as the exported forward takes them)."""
-    from core.export.pytorch import ModelWriter
-
-    w = ModelWriter(a)
-    return w.inputs if kind == "Input" else w.targets
-
-
 @pytest.mark.parametrize("name", list(eg.GRAPHS))
 def test_outputs_equal_our_predict(torch, name, tmp_path):
     graph = eg.GRAPHS[name]()
     batch = eg.batch_for(analyze(graph), n=7, seed=1)
-    ours, theirs = _predict_both(graph, tmp_path, batch)
+    ours, theirs = eg.predict_both(graph, tmp_path, batch)
     assert theirs.shape == ours.shape
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5)
 
@@ -84,7 +51,7 @@ def test_every_example_exports_and_matches_our_predict(torch, path, tmp_path):
     a = analyze(graph)
     assert a.ok, a.problems
     batch = eg.batch_for(a, n=9, seed=2)
-    ours, theirs = _predict_both(graph, tmp_path, batch)
+    ours, theirs = eg.predict_both(graph, tmp_path, batch)
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5)
     assert eg.ruff(*tmp_path.glob("exported_*.py")).returncode == 0
 
@@ -100,13 +67,7 @@ def test_outputs_equal_main_py_predict(torch, tmp_path):
     r = run("predict", path, "--weights", tmp_path / "w.npz", "--input", tmp_path / "x.npz",
             "--output", tmp_path / "y.npy")
     assert r.returncode == 0, r.stderr
-    module, _ = eg.export_module(load_graph(path), tmp_path)
-    model = module.Model()
-    module.load_weights(model, tmp_path / "w.npz")
-    model.eval()
-    args = [torch.from_numpy(_as_input(batch[f.name])) for f in _fields(a, "Input")]
-    with torch.no_grad():
-        theirs = model(*args).numpy()
+    theirs = eg.exported_output(load_graph(path), tmp_path / "w.npz", batch, tmp_path)
     np.testing.assert_allclose(theirs, np.load(tmp_path / "y.npy"), rtol=1e-4, atol=1e-5)
 
 

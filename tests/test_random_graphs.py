@@ -7,14 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.export.pytorch import ModelWriter
-from core.network import Network, default_output
+from core.network import Network
 from core.optim import make_optimizer
 from core.training import parse_training, training_step
 from core.validate import analyze
-from core.weights import load_weights, save_weights
 from tests import export_graphs as eg
-from tests import torch_ref
 from tests.graphs import build, edge, graph_dict, node
 
 SEEDS = range(48)
@@ -142,19 +139,5 @@ def test_a_random_valid_graph_trains_and_exports_to_code_that_agrees(seed, tmp_p
     loss, _, global_norm, _ = training_step(net, opt, batch, cfg)
     assert np.isfinite(loss) and np.isfinite(global_norm)
 
-    torch = torch_ref.need_torch()
-    out = default_output(a)
-    weights = tmp_path / "w.npz"
-    save_weights(weights, net.state_dict())
-    ours_net = Network(a, outputs=[out], with_losses=False)
-    ours_net.load_state_dict(load_weights(weights))
-    ours = ours_net.predict(batch, out)
-    module, _ = eg.export_module(graph, tmp_path)
-    model = module.Model()
-    module.load_weights(model, weights)
-    model.eval()
-    args = [torch.from_numpy(np.asarray(batch[f.name], dtype=np.float32))
-            for f in ModelWriter(a).inputs]
-    with torch.no_grad():
-        theirs = model(*args).numpy()
+    ours, theirs = eg.predict_both(graph, tmp_path, batch, net.state_dict())
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
