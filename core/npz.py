@@ -69,11 +69,14 @@ def read_npz(path: str | os.PathLike, error: type[NeuroCanvasError], kind: str,
     return _read_archive(p, error, kind, p, keys)
 
 
-def read_npz_headers(path: str | os.PathLike, error: type[NeuroCanvasError], kind: str
+def read_npz_headers(path: str | os.PathLike, error: type[NeuroCanvasError], kind: str,
+                     keys: list[str] | None = None
                      ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``{name: (shape, dtype)}`` of every array of the archive at ``path``, read from the
     arrays' headers alone (cheap for a large file). Refuses what ``read_npz`` refuses, with
-    its messages, except damage inside an array's data, which only reading the data finds."""
+    its messages, except damage inside an array's data, which only reading the data finds.
+    With ``keys``, only those arrays count against the size cap (as ``read_npz`` reads them);
+    every header is still given."""
     p = _check_file(path, error, kind)
     try:
         with zipfile.ZipFile(p) as archive:
@@ -83,7 +86,8 @@ def read_npz_headers(path: str | os.PathLike, error: type[NeuroCanvasError], kin
     except Exception:  # BadZipFile, zlib.error, a header that does not parse...
         raise error(f"not {kind}: the archive is damaged or holds other files", file=p) \
             from None
-    _check_size(headers, error, p)
+    _check_size(headers if keys is None else {k: headers[k] for k in keys if k in headers},
+                error, p)
     return {key: (shape, dtype) for key, (_info, shape, dtype) in headers.items()}
 
 

@@ -32,7 +32,7 @@ def load_weights(path: str | os.PathLike,
     if expected is None:
         return read_npz(path, WeightsError, KIND)
     file = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
-    headers = read_npz_headers(path, WeightsError, KIND)
+    headers = read_npz_headers(path, WeightsError, KIND, keys=list(expected))
     for key, shape in expected.items():
         if key not in headers:
             raise WeightsError(f"missing key '{key}'", file=file)

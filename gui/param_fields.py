@@ -100,6 +100,13 @@ class InputError(ValueError):
     """Text that does not even parse (before the spec sees it)."""
 
 
+def clipped(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis: a file may hold a type name or
+    a value 100,000 characters long, which a label or a combo box would lay out at every
+    resize (and widen its dock to fit). The full text stays in the graph and the messages."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def format_value(value: Any) -> str:
     """A raw value as the text fields show it: ``[28, 28]`` -> ``28, 28``, floats short."""
     if value is None:
@@ -518,6 +525,40 @@ class BoolField(ParamField):
         return super().commit()
 
 
+class _Held:
+    """A value from the file, boxed in a combo item as a Python object: Qt never converts
+    it (an integer beyond 64 bits overflows the conversion, and a list becomes a
+    QVariantList), and reading the field gives it back as it was."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _item_value(combo: QComboBox, i: int) -> Any:
+    v = combo.itemData(i)
+    return v.value if isinstance(v, _Held) else v
+
+
+def _find_data(combo: QComboBox, value: Any) -> int:
+    """The index of the item holding ``value`` (of its type: 1 is not True), or -1;
+    compared in Python, so that no value from the file goes through a QVariant."""
+    return next((i for i in range(combo.count())
+                 if type(_item_value(combo, i)) is type(value)
+                 and _item_value(combo, i) == value), -1)
+
+
+def _add_item(combo: QComboBox, text: str, value: Any) -> int:
+    """Add an item for a value not among the choices; its index."""
+    combo.addItem(clipped(text, 60), _Held(value))  # 5,000 characters would widen the dock
+    return combo.count() - 1
+
+
+def _current_data(combo: QComboBox) -> Any:
+    v = combo.currentData()
+    return v.value if isinstance(v, _Held) else v
+
+
 class ChoiceField(ParamField):
     def _make_editor(self) -> QWidget:
         combo = QComboBox(self)
@@ -529,14 +570,13 @@ class ChoiceField(ParamField):
     def _show(self, value: Any) -> None:
         combo: QComboBox = self.editor
         v = self.spec.default if value is None else value
-        i = combo.findData(v)
+        i = _find_data(combo, v)
         if i < 0 and v is not REQUIRED and v is not None:
-            combo.addItem(f"{format_value(v)} (unknown)", v)
-            i = combo.count() - 1
+            i = _add_item(combo, f"{format_value(v)} (unknown)", v)
         combo.setCurrentIndex(i)
 
     def _read(self) -> Any:
-        return self.editor.currentData()
+        return _current_data(self.editor)
 
     def commit(self) -> bool:
         if self._value is None and self._read() == self.spec.default:
@@ -730,14 +770,13 @@ class NodeRefField(ParamField):
 
     def _show(self, value: Any) -> None:
         combo: QComboBox = self.editor
-        i = combo.findData(value)
+        i = _find_data(combo, value)
         if i < 0 and value is not None:
-            combo.addItem(f"{format_value(value)} (missing)", value)
-            i = combo.count() - 1
+            i = _add_item(combo, f"{format_value(value)} (missing)", value)
         combo.setCurrentIndex(max(0, i))
 
     def _read(self) -> Any:
-        return self.editor.currentData()
+        return _current_data(self.editor)
 
 
 def make_field(spec: ParamSpec, parent: QWidget | None = None, **kwargs) -> ParamField:

@@ -27,6 +27,7 @@ from core.errors import (
 from core.readiness import ReadinessError
 from core.validate import Analysis
 from gui import icons
+from gui.param_fields import clipped
 
 _KINDS = ((UnknownTypeError, "Unknown type"), (SharedWithError, "Sharing"),
           (ParamError, "Parameter"), (EdgeError, "Connection"), (ShapeError, "Shape"),
@@ -130,10 +131,10 @@ class ProblemsPanel(QTreeWidget):
         self.clear()
         for row in self.rows():
             severity = "warning" if row.runtime else "error"
-            item = QTreeWidgetItem([_short_message(row), ", ".join(row.nodes) or "—",
-                                    row.kind])
+            item = QTreeWidgetItem([clipped(_short_message(row)),
+                                    clipped(", ".join(row.nodes) or "—", 100), row.kind])
             item.setIcon(0, icons.problem_icon(severity))
-            item.setToolTip(0, row.message)
+            item.setToolTip(0, clipped(row.message, 2000))
             item.setToolTip(1, "Click to select this node" if row.nodes else "")
             item.setData(0, _NODES_ROLE, row.nodes)
             if not row.nodes:

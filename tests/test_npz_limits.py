@@ -278,3 +278,24 @@ def test_predict_checks_weights_and_input_from_their_headers(tmp_path):
     save_weights(weights, state)
     assert_user_error(run("predict", graph, "--weights", weights, "--input", inputs),
                       str(weights), "missing key 'fc1/W'")
+
+
+def test_export_reads_only_the_weights_it_needs(tmp_path, monkeypatch):
+    from core.export import export_graph
+
+    graph = build(mlp_dict())
+    net = mlp()
+    state = net.state_dict()
+    needed = sum(a.nbytes for a in state.values())
+    path = tmp_path / "w.npz"
+    save_weights(path, {**state, "extra/W": np.zeros((100, 100), np.float32)})  # 40 kB more
+    monkeypatch.setattr(core.npz, "MAX_NPZ_BYTES", needed + 1000)
+    with pytest.raises(WeightsError, match="more than the"):
+        load_weights(path)  # the whole file is over the cap
+    assert "class Model" in export_graph(graph, "pytorch", path)
+    del state["fc2/b"]
+    save_weights(path, state)
+    calls = forbid_reading(monkeypatch)
+    with pytest.raises(WeightsError, match="missing key 'fc2/b'"):
+        export_graph(graph, "pytorch", path)
+    assert calls == []

@@ -507,3 +507,12 @@ def test_clip_grad_norm_nonfinite_leaves_grads(xp):
     grads = {"a/W": xp.asarray(np.array([np.nan, 1.0]))}
     assert math.isnan(optim.clip_grad_norm(grads, 1.0))
     assert to_host(grads["a/W"])[1] == 1.0
+
+
+@pytest.mark.parametrize("kind", [["adam"], {"adam": 1}, 3, True, None])
+def test_an_optimizer_type_that_is_not_a_name_is_a_param_error(kind):
+    from core.errors import ParamError
+    from core.optim.optimizers import make_optimizer
+    with pytest.raises(ParamError, match="expected one of sgd") as info:
+        make_optimizer({"type": kind}, [])
+    assert info.value.param == "optimizer.type"

@@ -52,11 +52,12 @@ def export_graph(graph: Graph, to: str, weights_path: str | os.PathLike | None =
 def _check_weights(analysis, path: str) -> None:
     """A weights file that does not fit the graph is found at export, not when training."""
     from core.network import Network, default_output
-    from core.weights import load_weights
+    from core.weights import load_weights, network_shapes
 
     net = Network(analysis, outputs=[default_output(analysis)],
                   with_losses=bool(analysis.losses()))
-    net.load_state_dict(load_weights(path), file=path)
+    # only the keys the network holds are read, each checked from its header first
+    net.load_state_dict(load_weights(path, network_shapes(net)), file=path)
 
 
 __all__ = ["export_graph", "ExportError", "TARGETS"]

@@ -200,11 +200,13 @@ def _loss(fn: Callable[[ModelWriter, Step, list[str]], Expr]) -> ExprFn:
 
 
 def _targets(w: ModelWriter, step: Step, ins: list[str]) -> tuple[str, str]:
-    """The target as a float tensor of pred's dtype, and as class indices."""
+    """The target as a float tensor of pred's dtype, and as class indices (int64: torch's
+    losses refuse int32 indices, which forward documents for an int32 Target)."""
     pred, target = ins
     tsrc = step.sources[1]
     as_float = target if not w.is_int(tsrc) else f"{target}.to({pred}.dtype)"
-    as_long = target if w.is_int(tsrc) else f"{target}.long()"
+    int64 = w.is_int(tsrc) and w.a.layers[tsrc].params["dtype"] == "int64"
+    as_long = target if int64 else f"{target}.long()"
     return as_float, as_long
 
 

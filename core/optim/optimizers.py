@@ -520,7 +520,7 @@ def make_optimizer(config: Mapping[str, Any],
                          f"adagrad, rmsprop, adam or adamw), found {config!r}",
                          param="optimizer")
     kind = config.get("type")
-    if kind not in _TYPES or isinstance(kind, bool):
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise ParamError(f"expected one of {', '.join(_TYPES)}, found {kind!r}",
                          param="optimizer.type")
     specs = OPTIMIZER_PARAMS[kind]

@@ -26,6 +26,7 @@ from gui import icons
 from gui.inspector.widgets import (
     add_row,
     clear_form,
+    clipped,
     error_label,
     fmt_shape,
     muted,
@@ -153,7 +154,7 @@ class NodeEditor(QWidget):
         cls = catalogue.get(type_name)
         category = cls.category if cls else ""
         self.icon.setPixmap(icons.category_icon(category, 24).pixmap(24, 24))
-        self.title.setText(type_name)
+        self.title.setText(clipped(type_name, 60))
         self.category.setText(f"{category} node" if cls else "unknown node type")
         self.doc.setText(cls.doc if cls else "This type is not in the catalogue; its "
                          "parameters are kept as they are.")
@@ -208,7 +209,7 @@ class NodeEditor(QWidget):
         for name, field in self.fields.items():
             field.set_problem(by_param.get(name))
         if problems:
-            items = "".join(f"<li>{html.escape(strip_node_prefix(str(p), nid))}</li>"
+            items = "".join(f"<li>{html.escape(clipped(strip_node_prefix(str(p), nid)))}</li>"
                             for p in problems)
             set_error(self.problems, f"<b>Problems</b><ul style='margin:0'>{items}</ul>")
         else:

@@ -43,7 +43,7 @@ from gui.inspector.widgets import (
     row_label,
     set_error,
 )
-from gui.param_fields import ParamField, make_field, route_edit_keys
+from gui.param_fields import ParamField, clipped, make_field, route_edit_keys
 
 
 class _Text(ParamSpec):
@@ -82,6 +82,11 @@ TRAINING_SPECS: dict[str, ParamSpec] = {
     "dataset.target_column": _Text(doc="the csv column holding the targets (y)"),
     "dataset.delimiter": _Char(",", "the character between csv cells"),
 }
+
+
+def _text(v: Any) -> str | None:
+    """``v`` when it is a string, else None (a name in a file may be a list, a number)."""
+    return v if isinstance(v, str) else None
 
 
 def _get(d: dict, key: str) -> Any:
@@ -260,12 +265,13 @@ class TrainingEditor(QWidget):
         with QSignalBlocker(self.name_edit):
             self.name_edit.setText(self.document.graph.name or "")
         ds = t.get("dataset") if isinstance(t.get("dataset"), dict) else {}
-        source = ds.get("source", "builtin")
+        # a file may hold anything: what is not text names no source, dataset or optimizer
+        source = _text(ds.get("source", "builtin"))
         with QSignalBlocker(self.source_combo):
             self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(source)))
-        self._build_dataset(source, ds.get("name") if source == "builtin" else None)
+        self._build_dataset(source, _text(ds.get("name")) if source == "builtin" else None)
         opt = t.get("optimizer") if isinstance(t.get("optimizer"), dict) else {}
-        kind = opt.get("type", "sgd")
+        kind = _text(opt.get("type", "sgd"))
         with QSignalBlocker(self.optimizer_combo):
             self.optimizer_combo.setCurrentIndex(self.optimizer_combo.findData(kind))
         self._build_optimizer(kind if kind in optim.OPTIMIZER_PARAMS else None)
@@ -325,8 +331,14 @@ class TrainingEditor(QWidget):
             path = ds.get("path")
             if not path:
                 return "Choose a file."
-            if not self._resolve(path).is_file():
-                return f"No such file: {self._resolve(path)}"
+            if not isinstance(path, str):
+                return "Choose a file: the path is not text."
+            try:
+                found = self._resolve(path).is_file()
+            except (OSError, ValueError) as e:  # a name too long, a NUL
+                return clipped(f"Cannot use this path: {e}", 300)
+            if not found:
+                return clipped(f"No such file: {self._resolve(path)}", 300)
             if source == "csv" and not ds.get("target_column"):
                 return "Name the column that holds the targets."
         return None
@@ -335,7 +347,7 @@ class TrainingEditor(QWidget):
     def _build_dataset(self, source: str, builtin: str | None) -> None:
         ds = self.training.get("dataset") if isinstance(self.training.get("dataset"),
                                                         dict) else {}
-        key = (source, builtin, ds.get("path") if source in ("npz", "csv") else None)
+        key = (source, builtin, _text(ds.get("path")) if source in ("npz", "csv") else None)
         if key == self._dataset_key:
             return
         self._dataset_key = key
@@ -367,7 +379,7 @@ class TrainingEditor(QWidget):
             if source == "csv":
                 self._add(self.ds_form, "dataset.target_column", "Target column")
                 self._add(self.ds_form, "dataset.delimiter", "Delimiter")
-            info = muted(QLabel(self._file_info(source, ds.get("path")), self))
+            info = muted(QLabel(self._file_info(source, _text(ds.get("path"))), self))
             info.setObjectName("datasetInfo")
             info.setWordWrap(True)
             info.setTextFormat(Qt.PlainText)
@@ -401,8 +413,11 @@ class TrainingEditor(QWidget):
                     if source == "npz" else
                     "A header row, then one row of numbers per sample: x is every column "
                     "but the target column, y is the target column.")
-        p = self._resolve(path)
-        if not p.is_file():
+        try:
+            p = self._resolve(path)
+            if not p.is_file():
+                return ""
+        except (OSError, ValueError):  # a name too long, a NUL: the problem says why
             return ""
         if source == "npz":
             try:

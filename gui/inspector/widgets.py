@@ -7,6 +7,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
 
 from gui import theme
+from gui.param_fields import clipped
 
 
 def muted(label: QLabel) -> QLabel:
@@ -29,7 +30,7 @@ def set_error(label: QLabel, text: str | None) -> None:
         pal = label.palette()
         pal.setColor(QPalette.WindowText, theme.current().color("error"))
         label.setPalette(pal)
-    label.setText(text or "")
+    label.setText(clipped(text, 3000) if text else "")
     label.setVisible(bool(text))
 
 
