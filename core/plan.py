@@ -89,20 +89,7 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         (region if step.timed else post if nid in after else pre).append(step)
     steps = pre + region + post
 
-    # Gradient flows through a step when it has parameters, or when a parametrised node lies
-    # behind it (through delay edges too, hence the repeat until nothing changes).
-    trainable = {s.node_id for s in steps if s.layer.param_shapes()}
-    changed = True
-    while changed:
-        changed = False
-        for s in steps:
-            if s.node_id not in trainable and any(src in trainable for src in s.sources):
-                trainable.add(s.node_id)
-                changed = True
-    for s in steps:
-        s.backward = s.node_id in trainable
-        # a layer need not compute the gradient of an input no parameter lies behind
-        s.layer.needs_input_grad = [src in trainable for src in s.sources]
+    mark_backward(steps, {s.node_id for s in steps if s.layer.param_shapes()})
 
     # Last forward use of each static value; kept values (outputs, losses) are never freed.
     # Values inside the region are keyed per time step and freed by the network once no
@@ -122,3 +109,22 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         else:
             s.free_after.append(nid)
     return plan
+
+
+def mark_backward(steps: list[Step], seeds: set[str]) -> set[str]:
+    """Set which steps run backward: gradient flows through a step when it is one of
+    ``seeds`` (the nodes with parameters) or when one of them lies behind it (through delay
+    edges too, hence the repeat until nothing changes). A layer need not compute the
+    gradient of an input no seed lies behind. Returns the nodes that run backward."""
+    trainable = set(seeds)
+    changed = True
+    while changed:
+        changed = False
+        for s in steps:
+            if s.node_id not in trainable and any(src in trainable for src in s.sources):
+                trainable.add(s.node_id)
+                changed = True
+    for s in steps:
+        s.backward = s.node_id in trainable
+        s.layer.needs_input_grad = [src in trainable for src in s.sources]
+    return trainable

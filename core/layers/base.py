@@ -129,6 +129,12 @@ class Layer:
     def param_count(self) -> int:
         return int(sum(int(np.prod(s)) for s in self.param_shapes().values()))
 
+    def macs(self, in_shapes: dict[str, Shape], out_shape: Shape) -> int:
+        """Multiply-adds per sample of one forward call, for per-sample ``in_shapes`` (by
+        port) and ``out_shape`` (docs/probe.md, "Cost"). 0 unless the type multiplies:
+        activations, shape operations, pooling, Add, Dropout, losses and data nodes count 0."""
+        return 0
+
     def init_params(self, rng: np.random.Generator, he: bool) -> dict[str, np.ndarray]:
         """Fresh float64 host arrays for the parameters and buffers.
 

@@ -88,6 +88,12 @@ class Conv2D(Layer):
             out["b"] = np.zeros(shapes["b"])
         return out
 
+    def macs(self, in_shapes, out_shape):
+        """out_h x out_w x filters x kh x kw x C (bias adds not counted)."""
+        f, ho, wo = out_shape
+        kh, kw = self.params["kernel_size"]
+        return int(f) * int(ho) * int(wo) * int(kh) * int(kw) * int(in_shapes["in"][0])
+
     def forward(self, ctx, inputs):
         x = inputs[0]
         pads = self._pads(*x.shape[2:])

@@ -42,6 +42,11 @@ class Dense(Layer):
             out["b"] = np.zeros((u,))
         return out
 
+    def macs(self, in_shapes, out_shape):
+        """in x units at every position of the leading axes (bias adds not counted)."""
+        return int(np.prod(out_shape[:-1], dtype=np.int64)) * in_shapes["in"][-1] \
+            * self.params["units"]
+
     def forward(self, ctx, inputs):
         x = inputs[0]
         x2 = x.reshape(-1, x.shape[-1])

@@ -5,6 +5,8 @@ pass); Add and Multiply then take the shape from the known inputs.
 """
 from __future__ import annotations
 
+import math
+
 from core.layers.base import Layer, fmt_shape, register
 from core.params import Int
 
@@ -70,6 +72,10 @@ class Multiply(_ElementwiseMerge):
 
     type_name = "Multiply"
     doc = "Element-wise product of its inputs, which must all have the same shape."
+
+    def macs(self, in_shapes, out_shape):
+        """One multiply per element for each input after the first."""
+        return math.prod(int(d) for d in out_shape) * (len(in_shapes) - 1)
 
     def forward(self, ctx, inputs):
         out = inputs[0] * inputs[1]

@@ -142,6 +142,13 @@ class _Recurrent(Layer):
         return {name: rng.uniform(-k, k, size=shape)
                 for name, shape in self.param_shapes().items()}
 
+    def macs(self, in_shapes, out_shape):
+        """Per time step nG x (F x H + H x H), the input and the recurrent GEMMs, times T
+        (the gate arithmetic is not counted)."""
+        t, f = in_shapes["in"]
+        h = self.params["units"]
+        return int(t) * self.gates * (int(f) * h + h * h)
+
     # ---- helpers -------------------------------------------------------------------------
     @staticmethod
     def _time_major(xp, x, dtype):

@@ -78,6 +78,10 @@ class BatchNorm(Layer):
     def _features(self) -> int:
         return self.in_shapes["in"][0]
 
+    def macs(self, in_shapes, out_shape):
+        """One multiply-add per element: x * scale + shift, the statistics folded in."""
+        return int(np.prod(out_shape, dtype=np.int64))
+
     def param_shapes(self):
         f = self._features()
         return {"gamma": (f,), "beta": (f,)}

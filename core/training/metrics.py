@@ -18,6 +18,21 @@ class Classifier:
     loss: str
 
 
+def classification_heads(analysis) -> list[Classifier]:
+    """The losses of an ``Analysis`` that classify (``Loss.decision``), in graph order: how
+    each decides, and the nodes feeding its pred and target. The first gives a graph's
+    accuracy."""
+    heads = []
+    for nid in analysis.losses():
+        ins = analysis.inputs.get(nid, {})
+        if "pred" not in ins or "target" not in ins:
+            continue
+        decision = analysis.layers[nid].decision(analysis.shapes[ins["pred"].src])
+        if decision is not None:
+            heads.append(Classifier(decision, ins["pred"].src, ins["target"].src, nid))
+    return heads
+
+
 def predicted_classes(pred, target, decision: Decision):
     """(guess, truth): the predicted and the true class of every decision in a batch, as
     flat integer arrays of the arrays' module. A binary loss decides once per output of

@@ -33,9 +33,15 @@ from core.training.events import (
     Snapshot,
     StepEvent,
 )
-from core.training.metrics import Classifier, correct_count, predicted_classes
+from core.training.metrics import (
+    Classifier,
+    classification_heads,
+    correct_count,
+    predicted_classes,
+)
 from core.training.step import host_losses, training_step
 from core.validate import Analysis, analyze
+from core.weights import load_weights, network_shapes
 from kernels import backend
 
 
@@ -54,6 +60,9 @@ class Trainer:
 
     on_event: called on the training thread for every event (the CLI uses it); every event
     is also put on ``self.events`` (a ``queue.Queue``) for a consumer on another thread.
+    init_weights: arrays to start from, ``init_weights_file`` naming where they came from in
+    errors; ``init_weights_file`` alone: a weights file read once the network is built, only
+    the keys it holds (each checked against its shape from the file's headers first).
     """
 
     def __init__(self, analysis: Analysis, config: TrainConfig, *, base_dir: str | Path = ".",
@@ -105,12 +114,16 @@ class Trainer:
 
         self.loss_nodes = analysis.losses()
         # each loss that classifies has an accuracy; the first one gives the graph's figures
-        self.classifiers = self._classification_heads()
+        self.classifiers = classification_heads(analysis)
         self.classifier = self.classifiers[0] if self.classifiers else None
         # the pred and target values stay available to measure accuracy
         outputs = list(dict.fromkeys(n for c in self.classifiers for n in (c.pred, c.target)))
         self.net = Network(analysis, device=self.device, dtype=dtype, seed=config.seed,
                            outputs=outputs)
+        if init_weights is None and init_weights_file is not None:
+            # a weights file alone: only the keys this network holds are read, each checked
+            # against its shape from the file's headers first
+            init_weights = load_weights(init_weights_file, network_shapes(self.net))
         if init_weights is not None:
             self.net.load_state_dict(init_weights, file=init_weights_file)
         self.param_list = list(self.net.params.items())
@@ -121,19 +134,6 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.last_error: Exception | None = None
-
-    def _classification_heads(self) -> list[Classifier]:
-        """The losses that classify, in graph order: how each decides, the nodes it reads."""
-        heads = []
-        for nid in self.analysis.losses():
-            layer = self.analysis.layers[nid]
-            ins = self.analysis.inputs[nid]
-            if "pred" not in ins:
-                continue
-            decision = layer.decision(self.analysis.shapes[ins["pred"].src])
-            if decision is not None:
-                heads.append(Classifier(decision, ins["pred"].src, ins["target"].src, nid))
-        return heads
 
     @property
     def several_losses(self) -> bool:
@@ -387,6 +387,86 @@ class Trainer:
         done = DoneEvent(reason, self.step, error)
         self._emit(done)
         return done
+
+    # ---- seeing inside the network (core.probe, docs/probe.md) ---------------------------------
+    # Each runs on the current weights and returns host arrays; call it through
+    # ``call_between_steps`` while training. core.probe imports core.training, hence the
+    # imports inside the methods.
+    def _probe_batch(self) -> dict:
+        """The last training batch, else the first batch of the training split."""
+        if self._last_batch is not None:
+            return self._last_batch
+        return next(iter(self.train_set.batches(self.config.batch_size, False, None)))
+
+    def probe_plane(self, unit_node: str | None = None, *, resolution: int = 100,
+                    margin: float = 0.1, max_points: int = 2000):
+        """``core.probe.PlaneMaps`` of the prediction over the plane of the two-feature
+        Input (ranges: the training and validation points' extent plus ``margin``), with the
+        unit maps of ``unit_node`` and the first ``max_points`` points of each split."""
+        from core.probe.nets import sample_labels
+        from core.probe.plane import data_ranges, default_output, plane_grid, plane_input
+        output, head = default_output(self.analysis, self.classifier)
+        input_node = plane_input(self.analysis, output)
+        fld = self.analysis.layers[input_node].params["field"]
+        splits = {"train": self.train_set, "val": self.val_set}
+        points: dict[str, np.ndarray] = {}
+        for name, data in splits.items():
+            if data is None or len(data) == 0:
+                continue
+            n = min(len(data), max_points)
+            points[f"{name}_points"] = np.asarray(data[fld][:n], dtype=np.float32)
+            labels = sample_labels(self.analysis, head, data.fields, n)
+            if labels is not None:
+                points[f"{name}_labels"] = labels
+        every = np.concatenate([self.train_set[fld]] +
+                               ([self.val_set[fld]] if self.val_set is not None else []))
+        xr, yr = data_ranges(every, margin)
+        maps = plane_grid(self.net, input_node, xr, yr, resolution, output=output, head=head,
+                          unit_node=unit_node)
+        maps.points, maps.step = points, self.step
+        return maps
+
+    def probe_embedding(self, node: str, *, max_samples: int = 1000):
+        """``core.probe.Embedding`` of ``node``'s outputs on the validation split (the
+        training split when there is none), with each sample's class when the graph
+        classifies."""
+        from core.probe.embedding import embed
+        from core.probe.nets import sample_labels
+        data = self.val_set if self.val_set is not None and len(self.val_set) else \
+            self.train_set
+        n = min(len(data), max_samples)
+        labels = sample_labels(self.analysis, self.classifier, data.fields, n)
+        emb = embed(self.net, node, data.fields, labels=labels, max_samples=n,
+                    batch_size=self.config.batch_size)
+        emb.step = self.step
+        return emb
+
+    def grad_check(self, node: str, *, max_elements: int = 16):
+        """``core.probe.GradCheck`` of ``node``'s backward on the last training batch, in a
+        float64 copy of the network (nothing of the training changes)."""
+        from core.probe.gradcheck import grad_check
+        check = grad_check(self.net, node, self._probe_batch(), max_elements=max_elements,
+                           seed=self.config.seed)
+        check.step = self.step
+        return check
+
+    def profile(self, steps: int = 3):
+        """``core.probe.GraphCost`` with times measured over ``steps`` training steps on the
+        last training batch; the parameters, buffers, gradients, optimizer state and Dropout
+        generator are put back afterwards, so training goes on as if nothing had run."""
+        from core.probe.cost import graph_cost, profile_steps, restore_state, save_state
+        batch = self._probe_batch()
+        saved = save_state(self.net, self.optimizer)
+        try:
+            prof = profile_steps(self.net, self.optimizer, [batch] * max(int(steps), 1),
+                                 self.config)
+        finally:
+            restore_state(self.net, self.optimizer, saved)
+        cost = graph_cost(self.analysis, self.config.batch_size, self.config.optimizer,
+                          len(self.train_set) + (len(self.val_set) if self.val_set else 0),
+                          profile=prof)
+        cost.step = self.step
+        return cost
 
 
 def _fulfil(fn: Callable[[], Any], fut: Future) -> None:
