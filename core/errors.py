@@ -108,3 +108,8 @@ class NonFiniteError(NeuroCanvasError):
 class MemoryBudgetError(NeuroCanvasError):
     """Training or predicting would need more memory than the budget (core.memory); names
     the node that needs the most, found before anything large is allocated."""
+
+
+class RunError(NeuroCanvasError):
+    """A run of the run history (core.runs) that cannot be read, written, found or changed;
+    names the run folder or file."""

@@ -38,6 +38,7 @@ BACKWARD_FACTOR = 2  # activations kept for (and made by) the backward pass, rou
 DEFAULT_SHARE = 0.5  # of the available memory, when no budget is given
 FALLBACK_MEMORY = 4 * 1024 ** 3  # when the machine's memory cannot be found
 ENV_VAR = "NEUROCANVAS_MAX_MEMORY"
+CLI_HINT = f"raise the budget with --max-memory or {ENV_VAR}"  # the editor says its own
 PREDICT_BATCH = 1024  # Network.predict's batch
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4,
@@ -219,8 +220,7 @@ def over_budget(est: MemoryEstimate, limit: int) -> MemoryBudgetError | None:
     top = est.contributors[0][0] if est.contributors else None
     return MemoryBudgetError(
         f"needs {est.describe()}, over the memory budget of {fmt_bytes(limit)} (largest: "
-        f"{est.largest()}); make the layers or the batch smaller, or raise the budget with "
-        f"--max-memory or {ENV_VAR}", node=top)
+        f"{est.largest()}); make the layers or the batch smaller, or {CLI_HINT}", node=top)
 
 
 def check_budget(est: MemoryEstimate, max_memory: int | None = None) -> None:

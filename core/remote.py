@@ -12,9 +12,12 @@ read with ``allow_pickle=False``; nothing is ever pickled.
 
 parent -> child (stdin)
     ``{"cmd": "open", "graph": <graph file text>, "overrides": {...}, "base_dir": str,
-    "run": bool, "note": str | null}`` first, with the initial weights as an optional
-    payload; then ``pause``, ``resume``, ``stop``, ``quit`` and the requests
-    ``{"cmd": "snapshot" | "report" | "weights", "id": n, ...}``.
+    "run": bool, "note": str | null, "run_dir": str | null, "label": str | null,
+    "sweep": {...} | null, "max_memory": int | null}`` first, with the initial weights as an
+    optional payload (``run_dir``: a run store to record the run into, docs/format.md
+    section 9; ``max_memory``: the budget in bytes, null for the child's default); then
+    ``pause``, ``resume``, ``stop``, ``quit`` and the requests ``{"cmd": "snapshot" |
+    "report" | "weights", "id": n, ...}``.
 child -> parent (stdout)
     ``{"ev": "ready", ...}`` once the dataset is loaded and the network built;
     ``{"ev": "steps", "rows": [[epoch, step, time, loss, global norm, {layer: norm}], ...]}``
@@ -42,6 +45,7 @@ watches ``os.getppid()``, so that one stuck loading its data ends too.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -51,7 +55,7 @@ import sys
 import threading
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,15 +191,28 @@ def error_from_json(d: dict | None) -> Exception | None:
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def blas_threads(env: dict[str, str]) -> dict[str, str]:
-    """Thread counts for the child's BLAS: one core fewer than the machine has, left to the
-    GUI that paints while it trains: BLAS threads wait for each other spinning, and one
-    whose core the GUI takes holds up the rest (docs/live-training.md has the figures).
-    Variables the user set are kept."""
+def blas_threads(env: Mapping[str, str], jobs: int = 1, reserve: int = 1) -> dict[str, str]:
+    """Thread counts for a training process's BLAS: the machine's cores less ``reserve``
+    (one left to the GUI that paints while it trains: BLAS threads wait for each other
+    spinning, and one whose core the GUI takes holds up the rest; docs/live-training.md has
+    the figures), shared among ``jobs`` such processes. Variables the user set are kept."""
     if any(v in env for v in BLAS_THREAD_VARS):
         return {}
-    n = str(max(1, (os.cpu_count() or 1) - 1))
+    n = str(max(1, ((os.cpu_count() or 1) - reserve) // max(1, jobs)))
     return dict.fromkeys(BLAS_THREAD_VARS, n)
+
+
+@contextlib.contextmanager
+def blas_environ(jobs: int, reserve: int = 0) -> Iterator[None]:
+    """``os.environ`` with ``blas_threads(os.environ, jobs, reserve)`` while inside, for
+    processes started there (a pool's workers take the environment when they start)."""
+    added = blas_threads(os.environ, jobs, reserve)
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for var in added:
+            os.environ.pop(var, None)
 
 
 @dataclass
@@ -210,20 +227,22 @@ class ReadyEvent:
     pid: int
     losses: list[str] = field(default_factory=list)  # the loss nodes, in graph order
     classifiers: list[str] = field(default_factory=list)  # those that report accuracy
+    run_id: str | None = None  # the run being recorded (``run_dir`` given), else None
 
     def to_json(self) -> dict:
         """The ``ready`` frame's object (less its ``"ev"``)."""
         return {"device": self.device, "device_note": self.device_note,
                 "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
                 "classifier": self.classifier, "note": self.note, "pid": self.pid,
-                "losses": self.losses, "classifiers": self.classifiers}
+                "losses": self.losses, "classifiers": self.classifiers,
+                "run_id": self.run_id}
 
     @classmethod
     def from_json(cls, d: dict) -> ReadyEvent:
         """The event of a ``to_json`` object."""
         return cls(d["device"], d.get("device_note"), d["total_steps"], d["steps_per_epoch"],
                    d["classifier"], d.get("note"), d["pid"], list(d.get("losses") or []),
-                   list(d.get("classifiers") or []))
+                   list(d.get("classifiers") or []), d.get("run_id"))
 
 
 # ---- the client ----------------------------------------------------------------------------
@@ -244,6 +263,13 @@ class RemoteTrainer:
     dataset's relative paths start. init_weights: docs/format.md section 4 arrays to start from;
     those whose key and shape no longer fit the graph start fresh. run: start training as soon as
     the network is built (False: hold the weights for evaluation and snapshots only).
+    max_memory: the memory budget in bytes (``core.memory``; None: the child's default).
+    jobs: how many such processes train at once (a comparison), sharing the cores' BLAS
+    threads (``blas_threads``).
+    run_dir: a run store (docs/format.md section 9) the child records the run into, with
+    ``label`` (None: the automatic one) and ``sweep`` (``{"id", "values"}`` or None); the
+    ``ReadyEvent`` then carries the run's id, and a build that fails is recorded as a failed
+    run. Nothing is recorded without ``run_dir`` or with ``run=False``.
 
     on_event is called on a reader thread with each ``ReadyEvent``, ``StepEvent``,
     ``EpochEvent`` and ``DoneEvent``, in order. A build that fails (a missing dataset...)
@@ -256,7 +282,9 @@ class RemoteTrainer:
 
     def __init__(self, graph, *, overrides: dict | None = None, base_dir: str | Path = ".",
                  init_weights: dict[str, np.ndarray] | None = None, note: str | None = None,
-                 run: bool = True, on_event: Callable[[Any], None] | None = None):
+                 run: bool = True, on_event: Callable[[Any], None] | None = None,
+                 run_dir: str | os.PathLike | None = None, label: str | None = None,
+                 sweep: dict | None = None, max_memory: int | None = None, jobs: int = 1):
         from core.fileformat import dumps
         self.on_event = on_event
         self.info: ReadyEvent | None = None
@@ -274,14 +302,16 @@ class RemoteTrainer:
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        env.update(blas_threads(env))
+        env.update(blas_threads(env, jobs))
         env[PARENT_PID_ENV] = str(os.getpid())
         self._proc = subprocess.Popen([sys.executable, "-m", "core.train_worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         _live.add(self)
         payload = npz_bytes(init_weights) if init_weights else b""
         self._send({"cmd": "open", "graph": dumps(graph), "overrides": overrides or {},
-                    "base_dir": str(base_dir), "run": run, "note": note}, payload)
+                    "base_dir": str(base_dir), "run": run, "note": note,
+                    "run_dir": os.fspath(run_dir) if run_dir is not None else None,
+                    "label": label, "sweep": sweep, "max_memory": max_memory}, payload)
         self._writer = threading.Thread(target=self._write_loop, name="neurocanvas-remote-w",
                                         daemon=True)
         self._reader = threading.Thread(target=self._read_loop, name="neurocanvas-remote",

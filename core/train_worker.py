@@ -7,6 +7,12 @@ a second; the per-step cost is one append under a lock. See ``core.remote`` for 
 format. It never imports Qt.
 
 A frame it cannot take is answered with an error frame and skipped (see ``core.remote``).
+A request that comes while the network is still being built waits, without holding up the
+commands after it, and is served (or refused, when the build failed) once the build ends.
+
+With ``"run_dir"`` in the ``open`` frame it records the run into that run store
+(``core.runs``, docs/format.md section 9): a build that fails is recorded as a failed run,
+and the end of training writes the final weights and summary before the ``done`` frame.
 It ends when its parent does, even while loading data: ``PR_SET_PDEATHSIG`` on Linux, and
 a thread watching ``os.getppid()`` everywhere. It leaves with ``os._exit`` once its output
 is flushed: the command thread may still be inside a read of stdin, and an interpreter that
@@ -26,7 +32,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from core.errors import NeuroCanvasError, WeightsError
+from core.errors import NeuroCanvasError, RunError, WeightsError
 from core.fileformat import loads
 from core.npz import npz_bytes, read_npz_bytes
 from core.remote import (
@@ -39,6 +45,7 @@ from core.remote import (
     error_to_json,
     read_frame,
 )
+from core.runs import RunRecorder, RunStore
 from core.training.config import parse_training
 from core.training.events import DoneEvent, EpochEvent, StepEvent
 from core.training.trainer import Trainer
@@ -105,6 +112,10 @@ class Worker:
         self._steps: list[StepEvent] = []  # not yet sent
         self._flags = {"pause": False, "stop": False}  # commands that came before the build
         self._broken = False
+        self.recorder: RunRecorder | None = None  # with "run_dir": the run being recorded
+        # requests that came before the build ended, served (or refused) once it has
+        self._pending: list[dict] = []
+        self._pending_lock = threading.Lock()  # taken before _out_lock
 
     # ---- output ----------------------------------------------------------------------------
     def _write(self, header: dict, payload: bytes = b"") -> None:
@@ -135,6 +146,10 @@ class Worker:
 
     def on_event(self, ev) -> None:
         """On the training thread, for every event."""
+        if self.recorder is not None:
+            self.recorder.on_event(ev)  # a queue put
+            if isinstance(ev, DoneEvent):  # recorded before the parent hears of the end
+                ev = self._finish_run(ev)
         if type(ev) is StepEvent:
             with self._steps_lock:  # the whole per-step cost; _flush_loop sends them
                 self._steps.append(ev)
@@ -148,26 +163,81 @@ class Worker:
                     traceback.print_exception(ev.error, file=sys.stderr)
                 self._write({"ev": "done", **ev.to_json(error_to_json)})
 
+    def _finish_run(self, done: DoneEvent) -> DoneEvent:
+        """Write the recorded run's end (the final weights and summary); the DoneEvent to
+        send: a run that ended well but could not be written ends with that RunError."""
+        status = {"finished": "finished", "stopped": "stopped"}.get(done.reason, "failed")
+        tr = self.trainer
+        try:
+            self.recorder.finish(status, steps=done.steps,
+                                 weights=tr.net.state_dict() if tr is not None else None,
+                                 error=str(done.error) if done.error is not None else None,
+                                 error_node=getattr(done.error, "node", None),
+                                 device=tr.device if tr is not None else None)
+        except RunError as e:
+            if done.error is None:
+                return DoneEvent("error", done.steps, e)
+        except Exception as e:  # noqa: BLE001 - a bug of ours: said, and the end still sent
+            traceback.print_exception(e, file=sys.stderr)
+        return done
+
     def _flush_loop(self) -> None:
         while not self.quit.wait(FLUSH_S):
             self.flush()
 
     # ---- building and running --------------------------------------------------------------
     def build(self, h: dict, payload: bytes) -> None:
+        run_dir, label, sweep = h.get("run_dir"), h.get("label"), h.get("sweep")
+        max_memory = h.get("max_memory")
+        if max_memory is not None and (type(max_memory) is not int or max_memory < 1):
+            raise RunError(f"expected \"max_memory\" to be a number of bytes or null, found "
+                           f"{_shown(max_memory)}")
+        for key, value, kinds, what in (("run_dir", run_dir, (str,), "a folder path"),
+                                        ("label", label, (str,), "text"),
+                                        ("sweep", sweep, (dict,), "an object")):
+            if value is not None and not isinstance(value, kinds):
+                raise RunError(f"expected \"{key}\" to be {what} or null, found {_shown(value)}")
         graph = loads(h["graph"])
         analysis = analyze(graph)
-        config = parse_training(graph.training, **(h.get("overrides") or {}))
-        tr = Trainer(analysis, config, base_dir=Path(h.get("base_dir") or "."),
-                     on_event=self.on_event, queue_events=False)
-        note = h.get("note")
-        if payload:
-            init = read_npz_bytes(payload, WeightsError, "weights")
-            note = merge_weights(tr.net, init, note)
+        overrides = h.get("overrides") or {}
+        config = parse_training(graph.training, **overrides)
+        if run_dir and h.get("run", True):  # a run that trains: recorded from here on
+            self.recorder = RunRecorder(RunStore(run_dir), graph, config, overrides=overrides,
+                                        label=label, sweep=sweep, device=config.device)
+        try:
+            tr = Trainer(analysis, config, base_dir=Path(h.get("base_dir") or "."),
+                         on_event=self.on_event, queue_events=False, max_memory=max_memory)
+            note = h.get("note")
+            if payload:
+                init = read_npz_bytes(payload, WeightsError, "weights")
+                note = merge_weights(tr.net, init, note)
+        except Exception as e:
+            if self.recorder is not None:  # the user sees in the history why it failed
+                try:
+                    self.recorder.finish("failed", steps=0, error=str(e),
+                                         error_node=getattr(e, "node", None))
+                except RunError:
+                    pass  # the build's own error is the one to report
+            raise
         self.trainer = tr
         ready = ReadyEvent(tr.device, tr.device_note, tr.total_steps, tr.steps_per_epoch,
                            tr.classifier is not None, note, os.getpid(), list(tr.loss_nodes),
-                           [c.loss for c in tr.classifiers])
+                           [c.loss for c in tr.classifiers],
+                           self.recorder.id if self.recorder is not None else None)
         self.send({"ev": "ready", **ready.to_json()})
+
+    def build_ended(self) -> None:
+        """After the build, whether it worked or not: serve the requests that came during
+        it (refused when there is no network), before any that come after."""
+        with self._pending_lock:
+            self.built.set()
+            pending, self._pending = self._pending, []
+            for h in pending:
+                try:
+                    self._dispatch(h)
+                except Exception as e:  # noqa: BLE001 - as read_commands treats a bug
+                    traceback.print_exception(e, file=sys.stderr)
+                    self.refuse(f"{type(e).__name__}: {e}", h)
 
     def run(self) -> None:
         threading.Thread(target=self._flush_loop, name="neurocanvas-flush", daemon=True).start()
@@ -235,11 +305,18 @@ class Worker:
                     return
             getattr(tr, cmd)()
             return
-        rid = h.get("id")
-        self.built.wait()
+        with self._pending_lock:
+            if not self.built.is_set():  # served once built; the commands after it go on
+                self._pending.append(h)
+                return
+            self._dispatch(h)
+
+    def _dispatch(self, h: dict) -> None:
+        """Serve a request (checked by ``command``) once the build has ended."""
+        cmd, rid, nodes = h["cmd"], h["id"], h.get("nodes", [])
         tr = self.trainer
         if tr is None:
-            return  # the build failed; the parent has the error already
+            return self.refuse(f"cannot answer {cmd!r}: the network could not be built", h)
         if cmd == "snapshot":
             fut = tr.call_between_steps(lambda: tr.snapshot(nodes))
         elif cmd == "report":
@@ -289,7 +366,7 @@ def main() -> int:
         w.send({"ev": "done", **DoneEvent("error", 0, e).to_json(error_to_json)})
         return 0
     finally:
-        w.built.set()
+        w.build_ended()
     if header.get("run", True):
         w.run()
     w.quit.wait()

@@ -335,6 +335,24 @@ def test_the_child_leaves_a_core_to_the_gui_unless_told_otherwise(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert blas_threads({"PATH": "/bin"})["OPENBLAS_NUM_THREADS"] == "1"
     assert blas_threads({"OMP_NUM_THREADS": "4"}) == {}  # the user's choice stands
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert blas_threads({}, jobs=3)["MKL_NUM_THREADS"] == "2"  # (8 - 1) // 3 for a comparison
+    assert blas_threads({}, jobs=4, reserve=0)["OMP_NUM_THREADS"] == "2"  # a sweep's pool
+    assert blas_threads({}, jobs=20)["OMP_NUM_THREADS"] == "1"
+
+
+def test_blas_environ_sets_what_the_user_did_not_and_puts_it_back(monkeypatch):
+    from core.remote import blas_environ
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    for var in BLAS_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    with blas_environ(2):
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    assert not any(v in os.environ for v in BLAS_THREAD_VARS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with blas_environ(2):
+        assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == "3"
 
 
 # ---- a child that takes no harm from a bad frame, and never outlives its parent ------------
@@ -482,3 +500,109 @@ def test_a_child_stuck_loading_its_data_ends_with_the_editor(tmp_path):
         editor.stdout.close()
         if child is not None and not _gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+# ---- runs recorded by the child (core.runs) ------------------------------------------------
+def test_the_child_records_the_run_when_given_a_run_store(tmp_path):
+    from core.runs import RunStore
+    rt, events = remote_run(load_graph(MLP), overrides={"steps": 8, "device": "cpu"},
+                            base_dir=MLP.parent, run_dir=tmp_path / "runs", label="editor",
+                            sweep={"id": "s", "values": {"batch_size": 64}})
+    try:
+        ready = events[0]
+        weights = rt.state_dict().result(10)
+    finally:
+        rt.close()
+    [run] = RunStore(tmp_path / "runs").list()  # written before the end was reported
+    assert ready.run_id == run.id and run.label == "editor" and run.status == "finished"
+    assert run.sweep == {"id": "s", "values": {"batch_size": 64}}
+    assert run.overrides == {"steps": 8, "device": "cpu"} and run.summary["steps"] == 8
+    steps, _ = run.metrics()
+    assert [s.loss for s in steps] == [e.loss for e in events if isinstance(e, StepEvent)]
+    recorded = run.weights()
+    for k, v in weights.items():
+        np.testing.assert_array_equal(recorded[k], v)
+    rt, events = remote_run(load_graph(MLP), overrides={"steps": 2, "device": "cpu"},
+                            base_dir=MLP.parent)
+    rt.close()
+    assert events[0].run_id is None  # no store: nothing recorded
+    assert len(RunStore(tmp_path / "runs").list()) == 1
+
+
+def test_a_build_that_fails_is_recorded_as_a_failed_run(tmp_path):
+    from core.runs import RunStore
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "nowhere.npz"}
+    path = tmp_path / "g.ncg.json"
+    path.write_text(json.dumps(d))
+    rt, events = remote_run(load_graph(path), base_dir=tmp_path, run_dir=tmp_path / "runs")
+    rt.close()
+    assert isinstance(events[-1].error, DataError)
+    [run] = RunStore(tmp_path / "runs").list()
+    assert run.status == "failed" and "nowhere.npz" in run.summary["error"]
+    assert run.weights() is None and run.summary["steps"] == 0
+
+
+GATED = ("import os, time, runpy, core.datasets as d; real = d.load_dataset\n"
+         "def gated(*a, **k):\n"
+         "    end = time.monotonic() + 60\n"  # never stuck for good
+         "    while not os.path.exists({gate!r}) and time.monotonic() < end:\n"
+         "        time.sleep(0.01)\n"
+         "    return real(*a, **k)\n"
+         "d.load_dataset = gated\n"
+         "runpy.run_module('core.train_worker', run_name='__main__', alter_sys=True)")
+
+
+def test_commands_after_a_request_are_read_while_the_network_is_still_built(tmp_path,
+                                                                           monkeypatch):
+    """A request during the build waits for the network, but the commands after it are
+    read at once: a stop sent after a snapshot request, while the data are still loading,
+    stops the run before its first step."""
+    import core.remote as remote
+    gate = tmp_path / "gate"
+    real = subprocess.Popen
+    monkeypatch.setattr(remote.subprocess, "Popen", lambda args, **kw: real(
+        [args[0], "-c", GATED.format(gate=str(gate))], **kw))
+    rt = RemoteTrainer(load_graph(MLP), overrides={"epochs": 500, "device": "cpu"},
+                       base_dir=MLP.parent)
+    try:
+        snap = rt.snapshot(["fc1"])
+        bogus = rt._request("bogus")  # answered only by a reader that is not held up
+        with pytest.raises(RemoteError, match="unknown command"):
+            bogus.result(30)
+        assert not rt.ready.is_set() and not snap.done()  # still building
+        rt.stop()
+        gate.touch()
+        assert snap.result(30).step == 0  # served once built
+        assert rt.join(30)
+        assert rt.done.reason == "stopped" and rt.done.steps == 0
+    finally:
+        gate.touch()
+        rt.close()
+
+
+def test_requests_during_a_build_that_fails_are_refused(tmp_path, monkeypatch):
+    import core.remote as remote
+    gate = tmp_path / "gate"
+    real = subprocess.Popen
+    monkeypatch.setattr(remote.subprocess, "Popen", lambda args, **kw: real(
+        [args[0], "-c", GATED.format(gate=str(gate))], **kw))
+    d = json.loads(MLP.read_text())
+    d["training"]["dataset"] = {"source": "npz", "path": "nowhere.npz"}
+    rt = RemoteTrainer(graph_from_json(d), base_dir=tmp_path)
+    try:
+        weights = rt.state_dict()
+        with pytest.raises(RemoteError, match="unknown command"):
+            rt._request("bogus").result(30)  # the reader is not held up by the request
+        gate.touch()
+        with pytest.raises(RemoteError, match="could not be built|has ended"):
+            weights.result(30)
+        assert rt.join(30) and isinstance(rt.done.error, DataError)
+    finally:
+        gate.touch()
+        rt.close()
+
+
+def graph_from_json(d: dict):
+    from core.fileformat import graph_from_dict
+    return graph_from_dict(d)

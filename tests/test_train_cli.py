@@ -471,3 +471,55 @@ def test_ctrl_c_before_the_network_is_built_exits_130_without_a_traceback(tmp_pa
             os.close(fd)
     assert_interrupted(rc, stdout, stderr)
     assert not out.exists(), "no network, no weights"
+
+
+# ---- runs recorded (--run-dir, docs/format.md section 9) ---------------------------------------
+def test_init_weights_reads_only_the_keys_the_network_needs(tmp_path, monkeypatch, capsys):
+    import core.npz
+    from core.cli import run as run_in_process
+    a = analyze(load_graph(MLP_DIGITS))
+    state = Trainer(a, parse_training(a.graph.training), queue_events=False).net.state_dict()
+    needed = sum(v.nbytes for v in state.values())
+    init, out = tmp_path / "init.npz", tmp_path / "out.npz"
+    save_weights(init, {**state, "other/W": np.zeros((300, 300), np.float32)})  # 360 kB more
+    monkeypatch.setattr(core.npz, "MAX_NPZ_BYTES", needed + 1000)
+    with pytest.raises(Exception, match="more than the"):
+        load_weights(init)  # the whole file is over the cap: reading it all is refused
+    rc = run_in_process(["train", str(MLP_DIGITS), "--steps", "1", "--init-weights", str(init),
+                         "--save-weights", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert set(load_weights(out)) == set(state)
+
+
+def test_a_recorded_run_is_named_on_a_terminal(tmp_path):
+    rc, out = run_on_a_terminal("train", MLP_DIGITS, "--steps", "3", "--run-dir", tmp_path)
+    assert rc == 0, out
+    from core.runs import RunStore
+    [r] = RunStore(tmp_path).list()
+    assert f"run recorded in {r.path}" in out and r.status == "finished"
+
+
+@linux_only
+def test_ctrl_c_records_a_stopped_run_with_its_weights(tmp_path):
+    from core.runs import RunStore
+    runs = tmp_path / "runs"
+    p = start("train", MLP_SPIRALS, "--steps", "10000000", "--run-dir", runs)
+    try:
+        def steps_recorded() -> bool:
+            found = list(runs.glob("*/metrics.jsonl"))
+            return bool(found) and found[0].read_text(encoding="utf-8").count("\n") >= 2
+        wait_until(steps_recorded, p)
+        p.send_signal(signal.SIGINT)
+    finally:
+        rc, stdout, stderr = finish(p)
+    assert_interrupted(rc, stdout, stderr)
+    [r] = RunStore(runs).list()
+    assert r.status == "stopped" and r.summary["error"] is None
+    steps, _ = r.metrics()
+    assert r.summary["steps"] == len(steps) >= 2
+    assert set(r.weights()) == set(load_weights_of(MLP_SPIRALS))
+
+
+def load_weights_of(path: Path) -> dict:
+    a = analyze(load_graph(path))
+    return Trainer(a, parse_training(a.graph.training), queue_events=False).net.state_dict()

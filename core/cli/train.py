@@ -1,5 +1,6 @@
 """``train GRAPH``: train a graph with its training settings, on a terminal with a progress
-bar, and optionally write the metrics log and the weights (docs/format.md sections 4-6)."""
+bar, and optionally write the metrics log and the weights (docs/format.md sections 4-6) and
+record the run into a run store (``--run-dir``, section 9)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,27 +12,32 @@ import threading
 from pathlib import Path
 
 from core import memory
-from core.cli.common import PROG
+from core.cli.common import PROG, UsageError
 from core.cli.progress import ProgressBar
-from core.errors import NeuroCanvasError, WeightsError
+from core.errors import NeuroCanvasError, RunError, WeightsError
+from core.runs import RunRecorder, RunStore
 from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
 from core.validate import load_valid
-from core.weights import load_weights, save_weights
+from core.weights import save_weights
 
 
 def cmd_train(args) -> int:
     """Train; the exit status. A log that cannot be written (a full disk) stops the run, and
     Ctrl-C stops it at the next step: either way the weights asked for are written first
-    (the last good ones), then exit status 2 for the log, 130 for Ctrl-C."""
+    (the last good ones), then exit status 2 for the log, 130 for Ctrl-C. With
+    ``--run-dir`` the run is recorded there whatever its end (finished, stopped, failed)."""
+    if args.label is not None and not args.run_dir:
+        raise UsageError("--label names a recorded run: give --run-dir DIR too")
     a = load_valid(args.graph)
-    cfg = parse_training(a.graph.training, epochs=args.epochs, steps=args.steps,
-                         batch_size=args.batch_size, seed=args.seed, device=args.device)
+    given = {"epochs": args.epochs, "steps": args.steps, "batch_size": args.batch_size,
+             "seed": args.seed, "device": args.device}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    cfg = parse_training(a.graph.training, **overrides)
     # refused before anything large is allocated (the dataset, the network)
     base_dir = Path(args.graph).resolve().parent
     memory.check_budget(memory.estimate(a, cfg.batch_size, cfg.optimizer,
                                         memory.dataset_samples(cfg.dataset, base_dir)),
                         args.max_memory)
-    init = load_weights(args.init_weights) if args.init_weights else None
     if args.save_weights and not Path(args.save_weights).resolve().parent.is_dir():
         # found now rather than after a long training
         raise WeightsError("cannot write: no such folder", file=args.save_weights)
@@ -40,6 +46,15 @@ def cmd_train(args) -> int:
         log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
     except OSError as e:
         raise NeuroCanvasError(f"cannot write the log: {e.strerror}", file=args.log) from None
+    recorder: RunRecorder | None = None
+    if args.run_dir:
+        try:  # an unusable run folder is found now, before training
+            recorder = RunRecorder(RunStore(args.run_dir), a.graph, cfg, overrides=overrides,
+                                   label=args.label, device=cfg.device)
+        except BaseException:
+            if log is not None:
+                log.close()
+            raise
     log_failed = False
     epochs = cfg.epochs
     bar: ProgressBar | None = None
@@ -49,6 +64,8 @@ def cmd_train(args) -> int:
 
     def on_event(ev) -> None:
         nonlocal log_failed
+        if recorder is not None:
+            recorder.on_event(ev)  # a queue put: it never raises, and never waits
         if log is not None and not log_failed and not isinstance(ev, DoneEvent):
             try:
                 log.write(json.dumps(ev.to_json()) + "\n")
@@ -71,15 +88,42 @@ def cmd_train(args) -> int:
             parts.append(f"{ev.seconds:.1f}s")
             bar.line("  ".join(parts))
 
+    def record(status: str, *, steps: int = 0, weights=None, error: Exception | None = None,
+               device: str | None = None) -> RunError | None:
+        """End the recorded run (if any); the error of a write that failed, not raised."""
+        if recorder is None:
+            return None
+        with stop.deferred(None):  # a Ctrl-C now waits for run.json to be complete
+            try:
+                recorder.finish(status, steps=steps, weights=weights,
+                                error=str(error) if error is not None else None,
+                                error_node=getattr(error, "node", None), device=device)
+            except RunError as e:
+                return e
+        return None
+
+    def tell() -> None:
+        """On a terminal: where the run was recorded."""
+        if tty and recorder is not None:
+            print(f"run recorded in {recorder.path}")
+
     trainer: Trainer | None = None
     stop = _CtrlC()
     close_error: NeuroCanvasError | None = None
     done: DoneEvent | None = None
     try:
         # Ctrl-C before the network exists: KeyboardInterrupt, 130 from core.cli.run
-        trainer = Trainer(a, cfg, base_dir=base_dir, init_weights=init,
-                          init_weights_file=args.init_weights, on_event=on_event,
-                          queue_events=False, max_memory=args.max_memory)
+        try:
+            trainer = Trainer(a, cfg, base_dir=base_dir, init_weights_file=args.init_weights,
+                              on_event=on_event, queue_events=False,
+                              max_memory=args.max_memory)
+        except KeyboardInterrupt:
+            record("stopped")
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded as failed, then reported as ever
+            if record("failed", error=e) is None:
+                tell()
+            raise
         with stop.deferred(trainer):
             if tty:
                 if trainer.device_note:
@@ -91,6 +135,8 @@ def cmd_train(args) -> int:
         if trainer is None:
             raise
         if stop.pressed:  # a second Ctrl-C, in the middle of a step
+            if record("stopped", steps=trainer.step, device=trainer.device) is None:
+                tell()  # recorded without weights: they may be half-updated
             print(f"{PROG}: interrupted again, in the middle of a step; weights not saved",
                   file=sys.stderr)
             return 130
@@ -106,19 +152,27 @@ def cmd_train(args) -> int:
     if stop.pressed and bar:
         bar.line("interrupted")
     # the weights are the last good ones even when training stopped early
+    state = trainer.net.state_dict() if args.save_weights or recorder else None
+    failure = done.error if done is not None else None
+    run_error = record("stopped" if stop.pressed else "failed" if failure else "finished",
+                       steps=trainer.step, weights=state, error=failure, device=trainer.device)
     if args.save_weights:
         with stop.deferred(None):  # a Ctrl-C now waits for the file to be complete
             try:
-                save_weights(args.save_weights, trainer.net.state_dict())
+                save_weights(args.save_weights, state)
             except OSError as e:
                 raise WeightsError(f"cannot write: {e.strerror}",
                                    file=args.save_weights) from None
         if tty:
             print(f"saved weights to {args.save_weights}")
+    if run_error is None:
+        tell()
     if done is not None and done.error is not None:
         raise done.error
     if close_error is not None:
         raise close_error
+    if run_error is not None and not stop.pressed:
+        raise run_error
     if stop.pressed:
         saved = f"; weights saved to {args.save_weights}" if args.save_weights else ""
         print(f"{PROG}: interrupted after {trainer.step} steps{saved}", file=sys.stderr)
@@ -171,5 +225,9 @@ def add_parser(sub) -> None:
     t.add_argument("--init-weights", metavar="W.npz", help="start from these weights")
     t.add_argument("--save-weights", metavar="W.npz", help="write the trained weights here")
     t.add_argument("--log", metavar="M.jsonl", help="write metrics as JSON Lines")
+    t.add_argument("--run-dir", metavar="DIR", help="record the run (graph, settings, metrics, "
+                   "weights, summary) into a new folder of the run store DIR")
+    t.add_argument("--label", metavar="TEXT", help="the recorded run's label (with --run-dir; "
+                   "default: the optimizer and its settings)")
     memory.add_max_memory_option(t)
     t.set_defaults(func=cmd_train)
