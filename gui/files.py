@@ -112,13 +112,45 @@ class Example:
     path: Path
     title: str  # the file's "title" if it has one, else its graph name made readable
     description: str  # the file's "description", or ""
+    compare: str = ""  # the comparison the file is made for ("compare"), in words, or ""
 
     @property
     def tooltip(self) -> str:
-        """The file name, and the description below it (rich text, so Qt wraps it)."""
-        if not self.description:
+        """The file name, the description and the comparison below it (rich text, so Qt
+        wraps it)."""
+        if not self.description and not self.compare:
             return self.path.name
-        return f"<p><b>{html.escape(self.path.name)}</b><br>{html.escape(self.description)}</p>"
+        parts = [f"<b>{html.escape(self.path.name)}</b>"]
+        parts += [html.escape(t) for t in (self.description, self.compare) if t]
+        return "<p>" + "<br>".join(parts) + "</p>"
+
+
+def _value_text(value) -> str:
+    return "off" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def compare_text(compare) -> str:
+    """A lesson's ``"compare"`` object (docs/format.md section 2.2) in words: "Compare:
+    optimizer.type = sgd, adam (300 steps). Finding: ..."; "" when there is none or it is
+    not an object. Parts of the wrong kind are left out, never an exception."""
+    if not isinstance(compare, dict):
+        return ""
+    what = []
+    sets = compare.get("set")
+    if isinstance(sets, dict):
+        what += [f"{k} = {', '.join(_value_text(v) for v in vals)}"
+                 for k, vals in sets.items() if isinstance(vals, list)]
+    opened = compare.get("open")
+    if isinstance(opened, list) and opened:
+        what.append("with " + ", ".join(str(f) for f in opened))
+    text = "Compare: " + "; ".join(what) if what else ""
+    steps = compare.get("steps")
+    if text and isinstance(steps, int) and not isinstance(steps, bool):
+        text += f" ({steps} steps)"
+    finding = compare.get("finding")
+    if isinstance(finding, str) and finding.strip():
+        text += (". " if text else "") + f"Finding: {finding.strip()}"
+    return text
 
 
 def example_info(path: Path) -> Example:
@@ -137,7 +169,8 @@ def example_info(path: Path) -> Example:
         title = _readable(name if isinstance(name, str) and name != "untitled" else stem)
     description = data.get("description")
     return Example(path, title.strip() or stem,
-                   description.strip() if isinstance(description, str) else "")
+                   description.strip() if isinstance(description, str) else "",
+                   compare_text(data.get("compare")))
 
 
 # ---- recovery --------------------------------------------------------------------------

@@ -217,7 +217,8 @@ def test_exported_data_is_generated_as_ours(torch, tmp_path):
     cases = [("spirals", {"n": 50, "noise": 0.2}), ("xor", {"n": 20}),
              ("sine", {"n": 10, "steps": 4}), ("moons", {"n": 30, "seed": 3}),
              ("sequences", {"n": 12, "steps": 9, "classes": 3}),
-             ("recall", {"n": 8, "steps": 6}), ("digits", {"image": True})]
+             ("recall", {"n": 8, "steps": 6}), ("digits", {"image": True}),
+             ("digit_triplets", {"n": 20, "pool": 100})]
     assert {name for name, _ in cases} == set(datasets.known_builtins()), \
         "a new built-in dataset needs its exported generator checked here"
     for name, opts in cases:

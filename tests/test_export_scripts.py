@@ -240,3 +240,13 @@ def test_saved_graph_round_trips_through_the_cli_export(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     assert without_pos(load_graph(tmp_path / "back.json")) == without_pos(graph)
+
+
+@pytest.mark.parametrize("name, needs", [("digits", True), ("digit_triplets", True),
+                                         ("moons", True), ("spirals", False)])
+def test_the_script_says_what_its_builtin_dataset_needs(name, needs):
+    d = mlp_dict()
+    d["training"] = {"dataset": {"source": "builtin", "name": name}}
+    code = export_graph(build(d), "pytorch")
+    assert ("and scikit-learn to make the built-in dataset" in code) == needs
+    assert ("It needs only torch and numpy." in code) != needs

@@ -105,6 +105,36 @@ def make_recall(rng: np.random.Generator, n: int, steps: int) -> dict[str, np.nd
     return {"x": x, "y": x[rows, marked, 0][:, None].copy()}
 
 
+def make_digit_triplets(rng: np.random.Generator, n: int, pool: int, image: bool
+                        ) -> dict[str, np.ndarray]:
+    """Triplets of scikit-learn's digits for a Siamese network: anchor, positive (another
+    image of the anchor's digit) and negative (an image of another digit), each [n, 64]
+    (or [n, 1, 8, 8] with image) float32 in [0, 1], and y [n] int64 the anchor's digit. The
+    images come from the first ``pool`` digits only (at least 20: two of each), so the
+    others stay unseen, for testing the embedding."""
+    from sklearn.datasets import load_digits  # scikit-learn ships them: no download
+
+    digits = load_digits()
+    x = np.asarray(digits.data[:pool], dtype=np.float32) / np.float32(16.0)
+    labels = np.asarray(digits.target[:pool], dtype=np.int64)
+    if image:
+        x = x.reshape(-1, 1, 8, 8)
+    by_digit = np.argsort(labels, kind="stable")  # the images of 0, then of 1, ...
+    sizes = np.bincount(labels, minlength=10)
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # where each digit's images begin
+    rank = np.empty(pool, dtype=np.int64)
+    rank[by_digit] = np.arange(pool)
+    anchor = rng.integers(0, pool, size=n)
+    y = labels[anchor]
+    # the positive is another image of the anchor's digit: its place among them shifted by
+    # 1 .. size - 1 (round)
+    shift = 1 + (rng.random(n) * (sizes[y] - 1)).astype(np.int64)
+    positive = by_digit[start[y] + (rank[anchor] - start[y] + shift) % sizes[y]]
+    other = (y + rng.integers(1, 10, size=n)) % 10  # any digit but the anchor's
+    negative = by_digit[start[other] + (rng.random(n) * sizes[other]).astype(np.int64)]
+    return {"anchor": x[anchor], "positive": x[positive], "negative": x[negative], "y": y}
+
+
 # ---- the registry ----------------------------------------------------------------------------
 
 
@@ -124,6 +154,7 @@ class Builtin:
     make: Callable[..., dict[str, np.ndarray]]
     check: Callable[[dict[str, Any]], None] | None = None
     fields: Callable[[dict[str, Any]], dict[str, FieldInfo]] | None = None
+    needs: tuple[str, ...] = ()  # packages beyond NumPy that ``make`` imports (an export says so)
 
 
 def _xy(x: tuple[int, ...], y: tuple[int, ...], y_dtype: str = "int64"
@@ -132,6 +163,11 @@ def _xy(x: tuple[int, ...], y: tuple[int, ...], y_dtype: str = "int64"
     (int64) or float values."""
     return {"x": (x, "float32", False), "y": (y, y_dtype, y_dtype == "int64")}
 
+
+def _triplet_fields(x: tuple[int, ...]) -> dict[str, FieldInfo]:
+    """anchor, positive and negative images of per-sample shape ``x``; y the anchor's class."""
+    return {**{k: (x, "float32", False) for k in ("anchor", "positive", "negative")},
+            "y": ((), "int64", True)}
 
 def _check_sequences(opts: dict[str, Any]) -> None:
     classes, steps = opts["classes"], opts["steps"]
@@ -150,7 +186,7 @@ BUILTINS: dict[str, Builtin] = {
         "1797 handwritten digits 8x8 (scikit-learn): x [64] in [0, 1], or [1, 8, 8] with "
         "image; y int64 class 0-9",
         {"image": Bool(False, "x as a [1, 8, 8] image instead of [64]")}, make_digits,
-        fields=lambda o: _xy((1, 8, 8) if o["image"] else (64,), ())),
+        fields=lambda o: _xy((1, 8, 8) if o["image"] else (64,), ()), needs=("scikit-learn",)),
     "spirals": Builtin(
         "two interleaved spirals: x [2] float32, y int64 arm 0/1",
         {"n": _N, "noise": Float(0.05, "std of Gaussian noise on x", min=0.0),
@@ -159,7 +195,7 @@ BUILTINS: dict[str, Builtin] = {
     "moons": Builtin(
         "two interleaving half circles (scikit-learn make_moons): x [2] float32, y int64 0/1",
         {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_moons,
-        fields=lambda o: _xy((2,), ())),
+        fields=lambda o: _xy((2,), ()), needs=("scikit-learn",)),
     "xor": Builtin(
         "noisy corners of the unit square: x [2] float32, y int64 = x0 XOR x1",
         {"n": _N, "noise": Float(0.1, "std of Gaussian noise on x", min=0.0)}, make_xor,
@@ -183,6 +219,15 @@ BUILTINS: dict[str, Builtin] = {
         "to be remembered until the last step",
         {"n": _N, "steps": Int(50, "time steps per sequence (T)", min=1, max=100_000)}, make_recall,
         fields=lambda o: _xy((o["steps"], 2), (1,), "float32")),
+    "digit_triplets": Builtin(
+        "triplets of handwritten digits for a Siamese network: anchor, positive (same digit) "
+        "and negative (another digit), each [64] in [0, 1] or [1, 8, 8] with image; y int64 "
+        "the anchor's digit",
+        {"n": _N, "pool": Int(1797, "triplets use only the first pool of the 1797 digits "
+                              "(the rest stay unseen)", min=20, max=1797),
+         "image": Bool(False, "images as [1, 8, 8] instead of [64]")}, make_digit_triplets,
+        fields=lambda o: _triplet_fields((1, 8, 8) if o["image"] else (64,)),
+        needs=("scikit-learn",)),
 }
 
 _SEED = Int(None, "seed of the generator (default: the training seed)", min=0)

@@ -2,6 +2,7 @@
 when the graph can be trained (a loss and a dataset), the training script."""
 from __future__ import annotations
 
+from core.datasets.builtin import BUILTINS
 from core.export.pytorch import ModelWriter
 from core.export.pytorch_train import (
     HINGE_FUNCTION,
@@ -40,10 +41,11 @@ def pytorch_script(analysis: Analysis, weights_path: str | None, data_dir: str |
                 "",
                 "With torchrun it trains with DistributedDataParallel (gloo on CPU, NCCL on "
                 "GPUs); every process takes its share of each batch."]
-        if training.c.dataset.get("name") in ("digits", "moons") \
-                and training.c.dataset.get("source") == "builtin":
-            doc += ["", "It needs torch and numpy, and scikit-learn to make the built-in "
-                    f"dataset {quoted(training.c.dataset['name'])}."]
+        ds = training.c.dataset
+        builtin = BUILTINS.get(ds.get("name")) if ds.get("source") == "builtin" else None
+        if builtin is not None and builtin.needs:
+            doc += ["", f"It needs torch and numpy, and {' and '.join(builtin.needs)} to make "
+                    f"the built-in dataset {quoted(ds['name'])}."]
         else:
             doc += ["", "It needs only torch and numpy."]
     else:
