@@ -14,6 +14,11 @@ settings (not on moves or labels), so views can drop what a run reported about t
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
+import os
+import time
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,14 @@ from core.validate import Analysis
 from gui import commands as cmd
 
 CLIPBOARD_MIME = "application/x-neurocanvas-graph"
+log = logging.getLogger(__name__)
+_runs_keys = count(1)
+
+
+def _fresh_runs_key() -> str:
+    """The folder name of an unsaved graph's runs: unique to this document in this session
+    (time, process, counter)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_runs_keys)}"
 
 
 class EditLockedError(NeuroCanvasError):
@@ -57,6 +70,9 @@ class Document(QObject):
         self.undo_stack = QUndoStack(self)
         self.path: Path | None = None
         self.locked = False
+        # where the runs of the graph are kept while it has no file (core.runs)
+        self.runs_key = _fresh_runs_key()
+        self._runs_to_move: Path | None = None  # saved while training: moved when it ends
         self._analysis: Analysis | None = None
         self._dataset_stamp: tuple | None = None  # of the file the analysis peeked at
         self._revalidate = QTimer(self)
@@ -130,6 +146,8 @@ class Document(QObject):
         """Lock the graph against edits (training holds it) or unlock it."""
         if locked != self.locked:
             self.locked = locked
+            if not locked and self._runs_to_move is not None:
+                self._move_runs(self._runs_to_move)
             self.locked_changed.emit(locked)
 
     def push(self, command: QUndoCommand) -> None:
@@ -377,6 +395,9 @@ class Document(QObject):
     def _replace(self, graph: Graph, path: Path | None) -> None:
         self.undo_stack.clear()
         self.graph.replace_with(graph)
+        if path is None:  # another unsaved graph: runs of its own
+            self.runs_key = _fresh_runs_key()
+            self._runs_to_move = None
         self._set_path(path)
         self.undo_stack.setClean()
         self._analysis = None
@@ -390,9 +411,58 @@ class Document(QObject):
         if target is None:
             raise GraphFileError("this graph has no file yet; choose where to save it")
         atomic_write(target, dumps(self.graph).encode("utf-8"))
+        unsaved = self.runs_dir() if self.path is None else None
         self._set_path(target)
+        if unsaved is not None:  # its first file: the runs go next to it
+            if self.locked:  # the training process is writing one of them
+                self._runs_to_move = unsaved
+            else:
+                self._move_runs(unsaved)
         self.undo_stack.setClean()
         return target
+
+    # ---- runs --------------------------------------------------------------------------
+    def runs_dir(self) -> Path:
+        """Where this graph's runs are kept (``core.runs``): next to its file
+        (``mlp.ncg.json`` -> ``mlp.runs/``), or for a graph not saved yet in the editor's
+        own folder, under a key of this document's; a shipped example's there too, under
+        its name."""
+        from core.runs.store import runs_dir_for, unsaved_runs_dir
+        from gui import files
+        if self.path is not None:
+            if self.path.resolve().parent == files.EXAMPLES_DIR.resolve():
+                # a shipped example stays as it is shipped: its runs go to the editor's
+                # folder, under the example's name (kept over sessions, as a file's are)
+                stem = self.path.name.removesuffix(".ncg.json").removesuffix(".json")
+                return unsaved_runs_dir(files.home(), f"example-{stem}")
+            target = runs_dir_for(self.path)
+            if not os.access(target if target.exists() else target.parent, os.W_OK):
+                # a folder the user cannot write (a shared, read-only place): the runs go to
+                # the editor's folder, under the file's name and a digest of its full path
+                digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:8]
+                stem = self.path.name.removesuffix(".ncg.json").removesuffix(".json")
+                return unsaved_runs_dir(files.home(), f"readonly-{stem}-{digest}")
+            return target
+        return unsaved_runs_dir(files.home(), self.runs_key)
+
+    def run_store(self):
+        """The ``core.runs.store.RunStore`` of ``runs_dir``."""
+        from core.runs.store import RunStore
+        return RunStore(self.runs_dir())
+
+    def _move_runs(self, unsaved: Path) -> None:
+        """The runs recorded before the graph had a file go next to it (a path_changed
+        follows for the views)."""
+        from core.runs.store import RunStore
+        self._runs_to_move = None
+        if self.path is None:
+            return
+        try:
+            RunStore(unsaved).move_to(self.runs_dir())
+        except NeuroCanvasError as e:  # they stay where they were, listed nowhere
+            log.warning("could not move the runs of the unsaved graph: %s", e)
+            return
+        self.path_changed.emit(self.path)
 
     def to_json(self) -> str:
         return dumps(self.graph)

@@ -13,6 +13,7 @@ from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -23,9 +24,12 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
+from core import memory
 from core.errors import NeuroCanvasError
+from core.training import parse_training
 from gui import files, theme
 from gui.document import Document
+from gui.memory_setting import MemoryBudgetDialog
 
 APP_NAME = "NeuroCanvas"
 FILE_FILTER = "NeuroCanvas graphs (*.ncg.json *.json);;All files (*)"
@@ -110,6 +114,16 @@ class MainWindow(QMainWindow):
         self.training.state_changed.connect(self._on_training_state)
         self.training.next_run_changed.connect(lambda *_: self._update_actions())
         self.dock_layout = "editing"  # LAYOUT_KEYS
+        # the run history beside the curves; Restore asks before it replaces the graph
+        runs = self.training_panel.runs
+        runs.confirm_replace = self.maybe_save
+        runs.restored.connect(self._on_run_restored)
+        self.actionRunHistory = self._action(
+            "actionRunHistory", "R&uns", None, checkable=True,
+            tip="The graph's recorded runs beside the training curves")
+        self.actionRunHistory.setChecked(True)
+        self.actionRunHistory.toggled.connect(runs.setVisible)
+        self._make_compare()
 
     def _action(self, name: str, text: str, slot=None, shortcut=None, tip: str = "",
                 checkable: bool = False) -> QAction:
@@ -190,6 +204,13 @@ class MainWindow(QMainWindow):
             "actionRestartTraining", "&Restart from the initial weights",
             lambda: self.request_train("restart"),
             tip="Train from the initial weights; the curves start over")
+        self.actionMemoryBudget = self._action(
+            "actionMemoryBudget", "&Memory Budget…", self.edit_memory_budget,
+            tip="How much memory a training run may need before it is refused")
+        self.actionCompare = self._action(
+            "actionCompare", "Co&mpare…", self.open_compare,
+            tip="Train variants of the graph side by side (learning rates, optimizers...) "
+                "and overlay their curves")
         self.layout_group = QActionGroup(self)
         self.actionEditingLayout = self._action(
             "actionEditingLayout", "&Editing Layout", lambda: self.set_dock_layout("editing"),
@@ -247,6 +268,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         for dock in (self.palette_dock, self.inspector_dock, self.bottom_dock):
             m.addAction(dock.toggleViewAction())
+        m.addAction(self.actionRunHistory)
         m.addSeparator()
         m.addActions([self.actionEditingLayout, self.actionTrainingLayout])
         themes = m.addMenu("&Theme")
@@ -256,6 +278,10 @@ class MainWindow(QMainWindow):
         m.addActions([self.actionTrain, self.actionPause, self.actionStop])
         m.addSeparator()
         m.addActions([self.actionContinueTraining, self.actionRestartTraining])
+        m.addSeparator()
+        m.addAction(self.actionCompare)
+        m.addSeparator()
+        m.addAction(self.actionMemoryBudget)
         self.train_menu = m
 
         tb = self.addToolBar("Main")
@@ -266,7 +292,7 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addActions([self.actionFitView, self.actionAutoLayout])
         tb.addSeparator()
-        tb.addActions([self.actionTrain, self.actionPause, self.actionStop])
+        tb.addActions([self.actionTrain, self.actionPause, self.actionStop, self.actionCompare])
         # Train's button offers the choice after a run as a menu beside it
         self.train_choice_menu = QMenu(self)
         self.train_choice_menu.addActions([self.actionContinueTraining,
@@ -404,6 +430,7 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.Discard
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.compare.shutdown()  # stops a comparison and ends its training processes
         if self.training.state != "idle":
             self.training.stop()
             self.training.wait_idle(5.0)
@@ -615,12 +642,38 @@ class MainWindow(QMainWindow):
         bar) when it cannot."""
         return self.request_train()
 
+    def edit_memory_budget(self) -> bool:
+        """Train > Memory Budget...: the dialog, with what the current graph needs; True when
+        a new budget was stored."""
+        dlg = MemoryBudgetDialog(self, self._memory_estimate())
+        return dlg.exec() == QDialog.Accepted
+
+    def _memory_estimate(self) -> str | None:
+        """What training the current graph needs, in a sentence (None when it cannot be
+        estimated: an invalid graph or bad training settings)."""
+        analysis = self.document.analysis
+        if not analysis.ok:
+            return None
+        try:
+            cfg = parse_training(self.document.graph.training)
+        except NeuroCanvasError:
+            return None
+        base = self.document.path.parent if self.document.path else Path.cwd()
+        est = memory.estimate(analysis, cfg.batch_size, cfg.optimizer,
+                              memory.dataset_samples(cfg.dataset, base))
+        largest = f" (largest: {est.largest()})" if est.contributors else ""
+        return f"This graph needs {est.describe()}{largest}."
+
     def request_train(self, mode: str | None = None) -> bool:
         """Train (F5): start, or resume a paused run. Never silent: a refusal says why in the
         status bar; problems that stop training bring the problems list to the front with
         the first culprit node selected. True when training started or resumed. ``mode``
         after a run: "continue" or "restart" (None: what ``training.next_run()`` says)."""
         from core.readiness import first_culprit, refusal
+        if self.compare.running:
+            self.statusBar().showMessage("Cannot train: a comparison is running (Train > "
+                                         "Compare…); stop it first", 10000)
+            return False
         state = self.training.state
         if state == "paused":
             return self.training.start()  # resumes
@@ -636,6 +689,46 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(why, 15000)
             return False
         return self.training.start(mode)  # a refusal of its own comes back through failed
+
+    # ---- comparing -----------------------------------------------------------------------
+    def _make_compare(self) -> None:
+        """Train > Compare...: variants of the graph trained side by side
+        (``gui.training.compare``); their curves go over the training view's plots and their
+        runs into the run history. Train and a comparison refuse each other."""
+        from gui.training.compare import CompareController
+        panel = self.training_panel
+        self.compare = CompareController(self.document, self, training=self.training,
+                                         plots=[panel.plot("loss"), panel.plot("grad")])
+        self.compare_dialog = None
+        self.compare.state_changed.connect(self._on_compare_state)
+        self.compare.finished.connect(self._on_compare_finished)
+
+    def open_compare(self):
+        """Show the Compare dialog (``compareDialog``, modeless); returns it."""
+        from gui.training.compare import CompareDialog
+        if self.compare_dialog is None:
+            self.compare_dialog = CompareDialog(self.compare, self)
+        self.compare_dialog.show()
+        self.compare_dialog.raise_()
+        self.compare_dialog.activateWindow()
+        return self.compare_dialog
+
+    def _on_compare_state(self, state: str) -> None:
+        if state == "running":  # the curves are where the comparison shows
+            self.set_dock_layout("training")
+            self.bottom_tabs.setCurrentWidget(self.training_panel)
+        self._update_actions()
+
+    def _on_compare_finished(self) -> None:
+        """The runs are in the store: the history lists them; the compared curves stay
+        drawn, in the colours they had, until runs are selected there."""
+        history = getattr(self.training_panel, "runs", None)
+        if history is not None and hasattr(history, "refresh"):
+            history.refresh()  # (it draws the runs selected in it: none)
+            self.compare.show_overlays()
+        done = sum(v.state == "finished" for v in self.compare.variants)
+        self.statusBar().showMessage(
+            f"Comparison done: {done} of {len(self.compare.variants)} variants finished", 8000)
 
     def _show_problems(self, node_id: str | None) -> None:
         self.bottom_dock.show()
@@ -659,6 +752,11 @@ class MainWindow(QMainWindow):
 
     def stop_training(self) -> None:
         self.training.stop()
+
+    def _on_run_restored(self, _run, message: str) -> None:
+        """A run's graph came back as a new unsaved graph (the run history's Restore)."""
+        self.view.fit_when_ready()
+        self.statusBar().showMessage(message, 10000)
 
     # ---- export and looks --------------------------------------------------------------
     def export(self, target: str):

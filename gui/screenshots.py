@@ -2,12 +2,15 @@
 
     QT_QPA_PLATFORM=offscreen python -m gui.screenshots docs/images
 
-Writes editor-light.png, editor-dark.png and, after a short training run, training.png.
+Writes editor-light.png, editor-dark.png and, after a short training run, training.png;
+runs.png shows the run history with two runs of the MLP example compared.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +39,10 @@ def _window(app: QApplication, example: str, theme_name: str):
     w = MainWindow()
     w.resize(*SIZE)
     w.show()
-    w.open_file(files.EXAMPLES_DIR / example)
+    # a copy: the runs trained here are kept next to the file, not among the examples
+    copy = Path(tempfile.mkdtemp(prefix="neurocanvas-shots-")) / example
+    shutil.copyfile(files.EXAMPLES_DIR / example, copy)
+    w.open_file(copy)
     _settle(app)
     w.view.fit_view()
     _settle(app)
@@ -72,6 +78,39 @@ def training(app: QApplication, out: Path, example: str, seconds: float) -> Path
     return path
 
 
+def _train(app: QApplication, w) -> None:
+    w.train()
+    while w.training.state != "idle":
+        app.processEvents()
+        time.sleep(0.01)
+    _settle(app, 0.5)
+
+
+def runs(app: QApplication, out: Path, epochs: int = 4) -> Path:
+    """The run history with two runs of the MLP example selected: their curves over the
+    live ones, and what differs (optimizer, learning rate, a layer's width) below the list."""
+    w = _window(app, "mlp_digits.ncg.json", "light")
+    t = json.loads(json.dumps(w.document.graph.training))
+    w.document.set_training({**t, "epochs": epochs, "optimizer": {"type": "adam", "lr": 0.01}})
+    _train(app, w)
+    w.document.set_training({**t, "epochs": epochs, "optimizer": {"type": "sgd", "lr": 0.05}})
+    w.document.set_param("fc1", "units", 32)
+    _train(app, w)
+    history = w.training_panel.runs
+    history.select(list(history.runs))
+    end = time.monotonic() + 5.0  # their metrics are read on a worker thread
+    while len(w.training_panel.loss.overlays) < 2 and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    w.training_panel.refresh()
+    _settle(app, 0.5)
+    path = out / "runs.png"
+    w.grab().save(str(path))
+    w.document.undo_stack.setClean()
+    w.close()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", default="docs/images")
@@ -85,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     written = [editor(app, out, "light", args.example), editor(app, out, "dark", args.example)]
     written.append(training(app, out, args.example, args.train_seconds))
+    written.append(runs(app, out))
     for p in written:
         print(p)
     return 0

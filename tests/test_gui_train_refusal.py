@@ -160,15 +160,14 @@ def test_train_while_training_says_why_and_an_auto_shaped_graph_trains(window, t
     assert w.actionTrain.isEnabled()
 
 
-def test_the_training_process_refuses_a_graph_over_the_memory_budget(window, tmp_path, qtbot,
-                                                                      monkeypatch):
-    # the training process inherits the environment, so the editor honours the budget
+def test_a_graph_over_the_memory_budget_is_refused_before_a_process_starts(window, tmp_path,
+                                                                          monkeypatch):
+    # the budget of the environment counts in the editor too (Train > Memory Budget... wins)
     monkeypatch.setenv("NEUROCANVAS_MAX_MEMORY", "1K")
     w = window(mlp(), tmp_path)
-    assert w.train()
-    assert w.training.wait_idle(30.0)
-    done = w.training.last_done
-    assert done.reason == "error" and "memory budget" in str(done.error)
-    qtbot.waitUntil(lambda: "memory budget" in message(w) or any(
-        "memory budget" in r.message for r in w.problems.rows()), timeout=10000)
+    assert not w.train()
+    assert w.training.trainer is None and w.training.state == "idle"
+    assert "memory budget" in message(w) and "Train > Memory Budget" in message(w)
+    assert "--max-memory" not in message(w)
+    assert any("memory budget" in r.message for r in w.problems.rows())
     assert w.actionTrain.isEnabled()

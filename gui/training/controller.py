@@ -21,12 +21,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from core import memory
 from core.errors import NeuroCanvasError, NonFiniteError, WeightsError
 from core.network import Network
 from core.remote import ReadyEvent, RemoteError, RemoteTrainer
 from core.training import DoneEvent, EpochEvent, StepEvent, parse_training
 from core.weights import load_weights as read_weights_file
+from core.weights import network_shapes
 from core.weights import save_weights as write_weights_file
+from gui import memory_setting
 from gui.training.heat import GradientHeat
 
 log = logging.getLogger(__name__)
@@ -139,6 +142,7 @@ class TrainingController(QObject):
         self._pending: list[tuple[Future, Any, Any]] = []  # requests and what takes the answer
         self.stop_requested_at: float | None = None
         self.last_done: DoneEvent | None = None
+        self.run_id: str | None = None  # the run recorded of the live or last run (core.runs)
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / DRAIN_HZ))
         self._timer.timeout.connect(self._tick)
@@ -259,10 +263,15 @@ class TrainingController(QObject):
                        "(see Problems) before training", runtime=False)
             return False
         try:
-            # here, so that a bad setting fails at once, before a process starts
-            parse_training(self.document.graph.training, **self.overrides)
+            # here, so that a bad setting or a graph over the memory budget fails at once,
+            # before a process starts (the process checks the budget again)
+            cfg = parse_training(self.document.graph.training, **self.overrides)
+            memory.check_budget(memory.estimate(
+                analysis, cfg.batch_size, cfg.optimizer,
+                memory.dataset_samples(cfg.dataset, self._base_dir())),
+                memory_setting.max_memory())
         except NeuroCanvasError as e:
-            self._fail(e.node, str(e))
+            self._fail(e.node, memory_setting.gui_message(str(e)))
             return False
         if mode == RESTART and (choice.can_continue or self._info is not None):
             self._close_trainer()  # the trained weights and their curves are history
@@ -290,12 +299,15 @@ class TrainingController(QObject):
         self.document.set_locked(True)
         self._set_state(RUNNING)
         self._emit_next_run()
+        self.run_id = None
         # the child loads the dataset and builds the network; commands sent meanwhile wait
-        # in its pipe, so Pause and Stop work from the first moment
+        # in its pipe, so Pause and Stop work from the first moment. It records the run in
+        # the document's run store (the run history lists it).
         try:
             self._trainer = RemoteTrainer(self.document.graph, overrides=self.overrides,
                                           base_dir=base_dir, init_weights=init, note=note,
-                                          on_event=self._queue.put)
+                                          on_event=self._queue.put, run_dir=self._run_dir(),
+                                          max_memory=memory_setting.max_memory())
         except OSError as e:  # no process could be started (out of memory, no interpreter)
             self._queue.put(DoneEvent("error", 0, RemoteError(
                 f"cannot start the training process: {e}")))
@@ -370,6 +382,7 @@ class TrainingController(QObject):
             return
         analysis, offset, _, _, epoch_offset = self._starting
         self._starting = None
+        self.run_id = getattr(ready, "run_id", None)
         layers = [n for n in analysis.order if analysis.param_count(n) > 0]
         epochs = math.ceil(ready.total_steps / max(ready.steps_per_epoch, 1))
         classifiers = list(ready.classifiers) or (analysis.losses()[:1] if ready.classifier
@@ -422,7 +435,7 @@ class TrainingController(QObject):
             if err.node and self.scene is not None and hasattr(self.scene, "highlight_node"):
                 self.scene.highlight_node(err.node, str(err))
         elif isinstance(err, NeuroCanvasError):
-            self._fail(err.node, str(err))
+            self._fail(err.node, memory_setting.gui_message(str(err)))
         elif err is not None:
             if isinstance(err, RemoteError) and err.remote_traceback:
                 log.error("training crashed:\n%s", err.remote_traceback)
@@ -523,6 +536,17 @@ class TrainingController(QObject):
         return RemoteTrainer(self.document.graph, overrides=self.overrides,
                              base_dir=self._base_dir(), init_weights=self._loaded, run=False)
 
+    def _run_dir(self) -> Path | None:
+        """Where the run is recorded: the document's run store (None: not recorded)."""
+        runs_dir = getattr(self.document, "runs_dir", None)
+        if runs_dir is None:
+            return None
+        try:
+            return runs_dir()
+        except NeuroCanvasError as e:
+            log.warning("this run is not recorded: %s", e)
+            return None
+
     def _base_dir(self) -> Path:
         path = getattr(self.document, "path", None)
         return Path(path).resolve().parent if path else Path.cwd()
@@ -553,10 +577,12 @@ class TrainingController(QObject):
         a wrong shape raises ``WeightsError`` naming it. Not while training."""
         if self._state != IDLE:
             raise WeightsError("stop training before loading weights", file=str(path))
-        state = read_weights_file(path)
         analysis = self.document.analysis
         analysis.raise_if_invalid()
-        Network(analysis).load_state_dict(state, file=str(path))  # checks every key and shape
+        net = Network(analysis)
+        # only the keys the network holds are read, each checked from its header first
+        state = read_weights_file(path, network_shapes(net))
+        net.load_state_dict(state, file=str(path))
         self._loaded, self._loaded_note = state, "starting from the loaded weights"
         self._close_trainer()
         self._forget_run()

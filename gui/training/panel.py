@@ -43,6 +43,7 @@ from gui.training.evaluation import EvaluationView
 from gui.training.heat import HeatLegend
 from gui.training.histograms import HistogramView
 from gui.training.plots import GradientView, LossPlot, LossView, export_png, write_csv
+from gui.training.runs import RunHistory
 
 SNAPSHOT_HZ = 2.0  # histogram refreshes per second while training
 STACKED_MIN_HEIGHT = 240  # a plot lower than this on a stacked page: side by side instead
@@ -119,12 +120,21 @@ class TrainingPanel(QWidget):
         self.loss_view = LossView(self.loss)
         self.grads = GradientView()
         self.curves = CurvesPage(self.loss_view, self.grads)
+        # the run history beside the curves: selected runs are drawn over them
+        self.runs = RunHistory(controller, self.loss, self.grads.plot)
+        curves_tab = QWidget()
+        curves_tab.setObjectName("curvesTab")
+        row = QHBoxLayout(curves_tab)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addWidget(self.curves, 1)
+        row.addWidget(self.runs)
         self.hist = HistogramView()
         self.eval_view = EvaluationView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("trainingTabs")
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.curves, "Curves")
+        self.tabs.addTab(curves_tab, "Curves")
         self.tabs.addTab(self.hist, "Inside a node")
         self.tabs.addTab(self.eval_view, "Evaluation")
 
@@ -200,6 +210,7 @@ class TrainingPanel(QWidget):
             theme.style_plot(plot)
         self.loss.apply_theme()
         self.grads.apply_theme()
+        self.runs.apply_theme()
 
     # ---- run ---------------------------------------------------------------------------
     def _on_run_started(self, info: RunInfo) -> None:

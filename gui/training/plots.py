@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (registers ImageExporter)
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from core.files import atomic_write
 from core.training import EpochEvent, StepEvent
+from gui import theme
 from gui.training.heat import layer_grad_norms
 from gui.training.legend import CurveList, curve_colors, layer_color, title_legend
 
@@ -90,7 +92,16 @@ def _fast_curve(item: pg.PlotDataItem) -> pg.PlotDataItem:
 
 
 def _csv_number(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+    if v is None or math.isnan(float(v)):
+        return ""
+    return repr(float(v))
+
+
+def _csv_text(text: str) -> str:
+    """A CSV field: quoted when it holds a comma, a quote or a line break."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _pen(color: QColor, width: float = 2.0, alpha: int = 255, dash: bool = False) -> QPen:
@@ -99,12 +110,26 @@ def _pen(color: QColor, width: float = 2.0, alpha: int = 255, dash: bool = False
     return pg.mkPen(c, width=width, style=Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine)
 
 
-def export_png(plot: pg.PlotWidget, path, width: int | None = None) -> None:
-    """Render a plot to a PNG file, written atomically."""
-    exporter = pg.exporters.ImageExporter(plot.plotItem)
-    if width:
-        exporter.parameters()["width"] = int(width)
-    image = exporter.export(toBytes=True)
+def export_png(plot: pg.PlotWidget, path, width: int | None = None,
+               legend: list[tuple[str, QPen]] | None = None) -> None:
+    """Render a plot to a PNG file, written atomically. ``legend``: (label, pen) entries
+    drawn in a legend inside the image (the legend lists beside the plots are widgets of
+    their own, which the image would lack), for compared runs."""
+    item = None
+    if legend:
+        item = pg.LegendItem(offset=(-10, 10), labelTextColor=plot.plotItem.getAxis(
+            "bottom").textPen().color())
+        item.setParentItem(plot.plotItem.vb)
+        for label, pen in legend:
+            item.addItem(pg.PlotDataItem(pen=pen), label)
+    try:
+        exporter = pg.exporters.ImageExporter(plot.plotItem)
+        if width:
+            exporter.parameters()["width"] = int(width)
+        image = exporter.export(toBytes=True)
+    finally:
+        if item is not None and item.scene() is not None:
+            item.scene().removeItem(item)
     data = QByteArray()
     buf = QBuffer(data)
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -165,6 +190,90 @@ class _LazyRedraw:
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self._redraw_if_dirty()
+
+
+# ---- compared runs ----------------------------------------------------------------------------
+@dataclass
+class Overlay:
+    """A finished (or earlier) run drawn over the live plots, to compare with: its loss per
+    step and validation loss per epoch in ``lossPlot``, its global gradient norm in
+    ``gradNormPlot``, in its own colour and named by ``label`` in the legends."""
+    key: str  # run id (or a live variant's key)
+    label: str  # shown in the legend, e.g. "adam lr=0.001"
+    color: QColor
+    steps: np.ndarray  # x of the step curve (global step)
+    loss: np.ndarray  # per-step training loss
+    epoch_steps: np.ndarray  # x of the epoch points (step at the end of each epoch)
+    val_loss: np.ndarray  # per-epoch validation loss (NaN where none); may be empty
+    grad_norm: np.ndarray  # per-step global gradient norm (for gradNormPlot)
+    status: str = "finished"  # "failed" draws dashed, with the label suffixed " (failed)"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def legend_label(self) -> str:
+        return f"{self.label} (failed)" if self.failed else self.label
+
+    @property
+    def legend_key(self) -> str:
+        return f"run:{self.key}"
+
+    def pen(self, width: float = 2.0) -> QPen:
+        return _pen(self.color, width, dash=self.failed)
+
+    @property
+    def end(self) -> float:
+        """The last step it reaches (0 when it has none)."""
+        ends = [float(a[-1]) for a in (self.steps, self.epoch_steps) if len(a)]
+        return max(ends, default=0.0)
+
+
+def overlay_from_events(key, label, color, steps: list[StepEvent], epochs: list[EpochEvent],
+                        status="finished") -> Overlay:
+    """The overlay of a run's logged events (``metrics.jsonl``): x is the steps done, as the
+    live curves count them, so an epoch point sits at the epoch's last step."""
+    x = np.array([ev.step + 1 for ev in steps], dtype=float)
+    last_of_epoch: dict[int, float] = {}
+    for ev in steps:
+        last_of_epoch[ev.epoch] = float(ev.step + 1)
+    epoch_x, done = [], 0.0
+    for ev in epochs:
+        done = last_of_epoch.get(ev.epoch, done)
+        epoch_x.append(done)
+    val = [math.nan if ev.val_loss is None else float(ev.val_loss) for ev in epochs]
+    return Overlay(str(key), str(label), QColor(color), x,
+                   np.array([ev.loss for ev in steps], dtype=float),
+                   np.array(epoch_x, dtype=float), np.array(val, dtype=float),
+                   np.array([ev.global_grad_norm for ev in steps], dtype=float), status)
+
+
+# compared runs' colours: none of the live curves' (blue loss, orange validation, teal
+# accuracy), each distinct from the others on its theme's plot background
+RUN_COLORS = {"light": ("#8e44ad", "#2e8b3e", "#d6339a", "#d0342c", "#6b4f2a", "#c48f00"),
+              "dark": ("#b57ad1", "#6cc26c", "#f06ac0", "#f0625a", "#c9a27a", "#f2c230")}
+
+
+def run_colors(n: int) -> list[QColor]:
+    """``n`` distinct colours for compared runs, from the theme; past its six, evenly
+    spaced hues."""
+    dark = theme.current().name == "dark"
+    out = [QColor(c) for c in RUN_COLORS["dark" if dark else "light"][:n]]
+    extra = n - len(out)
+    value = 235 if dark else 175  # reads on the plot background
+    for i in range(extra):
+        out.append(QColor.fromHsv(int(15 + i * 360 / extra) % 360, 170, value))
+    return out
+
+
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """The live plot's smoothing (a debiased EMA), skipping NaN (a gap stays a gap)."""
+    out = np.full(len(values), np.nan)
+    sm = Smoother()
+    finite = np.isfinite(values)
+    out[finite] = sm.run(values[finite].tolist())
+    return out
 
 
 class _LossCurves:
@@ -248,6 +357,8 @@ class LossPlot(_LazyRedraw, pg.PlotWidget):
         self.epoch_offset = 0
         self.last_x = -1.0
         self._many = False
+        self.overlays: list[Overlay] = []  # compared runs, drawn with the live curves
+        self.overlay_items: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._init_lazy()
         self.apply_theme()
         self.set_accuracy_visible(False)
@@ -314,6 +425,9 @@ class LossPlot(_LazyRedraw, pg.PlotWidget):
                ("val", f"{t}validation loss", [self.val], self.val.opts["pen"], "o")]
         for nid, c in self.per_loss.items():
             out.append((f"loss:{nid}", nid, c.items, c.smooth.opts["pen"], None))
+        for ov in self.overlays:
+            items = list(self.overlay_items[ov.key])
+            out.append((ov.legend_key, ov.legend_label, items, items[0].opts["pen"], None))
         if self._accuracy_shown:
             one = len(self.classifiers) == 1 and not self.several
             for nid, (tr, va) in self.acc_curves.items():
@@ -381,13 +495,78 @@ class LossPlot(_LazyRedraw, pg.PlotWidget):
             classifiers = ["loss"] if classifier else []
         self.set_losses(losses or [], classifiers)
         if total_steps:
-            self.plotItem.vb.setXRange(0, step_offset + total_steps, padding=0.02)
+            end = max(step_offset + total_steps, *(ov.end for ov in self.overlays), 1)
+            self.plotItem.vb.setXRange(0, end, padding=0.02)
         self.plotItem.vb.enableAutoRange(y=True)
 
     def _empty_range(self) -> None:
         vb = self.plotItem.vb
+        if self.overlays:  # compared runs: show them whole
+            vb.enableAutoRange()
+            return
         vb.setRange(xRange=(0, EMPTY_STEPS), yRange=(0, 1), padding=0.02)
         vb.enableAutoRange(y=True)  # stays put until data comes
+
+    # ---- compared runs -----------------------------------------------------------------------
+    def set_overlays(self, overlays: list[Overlay]) -> None:
+        """Draw these runs over the live curves (replacing any drawn before; [] removes
+        them): each run's smoothed loss per step and its validation loss per epoch, in its
+        colour, one legend entry per run named by its label."""
+        for items in self.overlay_items.values():
+            for item in items:
+                self.plotItem.removeItem(item)
+        self.overlays = list(overlays)
+        self.overlay_items = {}
+        for ov in self.overlays:
+            loss = _fast_curve(self.plotItem.plot(connect="finite"))
+            loss.setPen(ov.pen(2))
+            loss.setData(ov.steps, _smooth(ov.loss))
+            val = self.plotItem.plot(symbol="o", symbolSize=6, connect="finite")
+            val.setPen(_pen(ov.color, 1, dash=True))
+            val.setSymbolBrush(ov.color)
+            val.setSymbolPen(_pen(ov.color, 1))
+            keep = np.isfinite(ov.val_loss) if len(ov.val_loss) else np.zeros(0, bool)
+            val.setData(ov.epoch_steps[:len(ov.val_loss)][keep], ov.val_loss[keep])
+            self.overlay_items[ov.key] = (loss, val)
+        self._sync_legend()
+        vb = self.plotItem.vb
+        if self.overlays or self.has_data():
+            vb.enableAutoRange()
+        else:
+            self._empty_range()
+
+    def overlay_labels(self) -> list[str]:
+        """The legend's labels of the compared runs, in order."""
+        return [ov.legend_label for ov in self.overlays]
+
+    def overlay_legend(self) -> list[tuple[str, QPen]]:
+        """(label, pen) of each compared run, for ``export_png``'s legend."""
+        return [(ov.legend_label, ov.pen(2)) for ov in self.overlays]
+
+    def overlays_csv(self) -> str:
+        """The compared runs' curves: ``run,label,step,loss,grad_norm,epoch,val_loss``, a row
+        per step of each run (its epoch from 0, as the metrics log counts); ``val_loss``
+        on the row of the step that ended the epoch (empty elsewhere)."""
+        out = io.StringIO()
+        out.write("run,label,step,loss,grad_norm,epoch,val_loss\n")
+        for ov in self.overlays:
+            label = _csv_text(ov.label)
+            ends = np.asarray(ov.epoch_steps[:len(ov.val_loss)], dtype=float)
+            val_at = {int(x): v for x, v in zip(ends, ov.val_loss, strict=True)}
+            epoch_of = np.searchsorted(ends, ov.steps, side="left")
+            gn = ov.grad_norm if len(ov.grad_norm) == len(ov.steps) else \
+                np.full(len(ov.steps), np.nan)
+            seen = set()
+            for x, loss, g, ep in zip(ov.steps, ov.loss, gn, epoch_of, strict=True):
+                v = val_at.get(int(x)) if int(x) not in seen else None
+                seen.add(int(x))
+                out.write(f"{_csv_text(ov.key)},{label},{int(x)},{_csv_number(loss)},"
+                          f"{_csv_number(g)},{int(ep)},{_csv_number(v)}\n")
+            for i, (x, v) in enumerate(zip(ends, ov.val_loss, strict=True)):
+                if int(x) not in seen:  # an epoch whose steps the log lacks
+                    out.write(f"{_csv_text(ov.key)},{label},{int(x)},,,{i},"
+                              f"{_csv_number(v)}\n")
+        return out.getvalue()
 
     def clear_data(self) -> None:
         for s in (self.steps, self.epochs):
@@ -496,7 +675,10 @@ class LossPlot(_LazyRedraw, pg.PlotWidget):
 
 
 class GradNormPlot(_LazyRedraw, pg.PlotWidget):
-    """The gradient norm of every layer per step on a log axis, plus the global norm."""
+    """The gradient norm of every layer per step on a log axis, plus the global norm; and
+    the global norm of each compared run (``set_overlays``)."""
+
+    overlays_changed = Signal()  # compared runs came or went: the layer list follows
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, axisItems=axes())
@@ -511,13 +693,43 @@ class GradNormPlot(_LazyRedraw, pg.PlotWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.hidden: set[str] = set()
         self.offset = 0
+        self.overlays: list[Overlay] = []
+        self.overlay_curves: dict[str, pg.PlotDataItem] = {}  # legend key -> curve
         self._init_lazy()
         self._empty_range()
 
     def _empty_range(self) -> None:
         vb = self.plotItem.vb
+        if self.overlays:
+            vb.enableAutoRange()
+            return
         vb.setRange(xRange=(0, EMPTY_STEPS), yRange=EMPTY_LOG_RANGE, padding=0.02)
         vb.enableAutoRange(y=True)  # stays put until data comes
+
+    def set_overlays(self, overlays: list[Overlay]) -> None:
+        """One global-norm curve per compared run, in its colour (replacing those drawn
+        before; [] removes them). Listed after the layers, under the run's label."""
+        for c in self.overlay_curves.values():
+            self.plotItem.removeItem(c)
+        self.overlays = list(overlays)
+        self.overlay_curves = {}
+        for ov in self.overlays:
+            # 2 pixels: above the live curves' one; dashed (slow to paint) only for a
+            # failed run, whose curve is usually short
+            c = _fast_curve(self.plotItem.plot(pen=ov.pen(2), connect="finite"))
+            n = min(len(ov.steps), len(ov.grad_norm))
+            c.setData(ov.steps[:n], _positive(np.asarray(ov.grad_norm[:n], dtype=float)))
+            c.setVisible(ov.legend_key not in self.hidden)
+            self.overlay_curves[ov.legend_key] = c
+        vb = self.plotItem.vb
+        if self.overlays or self.has_data():
+            vb.enableAutoRange()
+        else:
+            self._empty_range()
+        self.overlays_changed.emit()
+
+    def overlay_legend(self) -> list[tuple[str, QPen]]:
+        return [(ov.legend_label, ov.pen(2)) for ov in self.overlays]
 
     def begin_run(self, step_offset: int, layers: list[str], total_steps: int = 0) -> None:
         """A run starts; ``layers``: the nodes owning parameters (one curve each). The step
@@ -528,7 +740,8 @@ class GradNormPlot(_LazyRedraw, pg.PlotWidget):
         for name in [GLOBAL] + list(layers):
             self._curve(name)
         if total_steps:
-            self.plotItem.vb.setXRange(0, step_offset + total_steps, padding=0.02)
+            end = max(step_offset + total_steps, *(ov.end for ov in self.overlays), 1)
+            self.plotItem.vb.setXRange(0, end, padding=0.02)
         self.plotItem.vb.enableAutoRange(y=True)
 
     def _pen_for(self, name: str, i: int) -> QPen:
@@ -571,6 +784,8 @@ class GradNormPlot(_LazyRedraw, pg.PlotWidget):
             self.curves[name].setVisible(visible)
             if visible:
                 self._curve_shown(name)  # hidden curves are not kept up to date
+        elif name in self.overlay_curves:
+            self.overlay_curves[name].setVisible(visible)
 
     def clear_data(self) -> None:
         self.steps.clear()
@@ -704,6 +919,7 @@ class GradientView(QWidget):
         self.state_plot.hide()
         self.layer_list = CurveList("gradLayers", "Show or hide a layer's curve")
         self.layer_list.toggled.connect(self.plot.set_layer_visible)
+        self.plot.overlays_changed.connect(self._sync_list)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.plot, 3)
@@ -720,9 +936,12 @@ class GradientView(QWidget):
         self._sync_list()
 
     def _sync_list(self) -> None:
-        for name in self.plot.layers():
-            self.layer_list.add(name, name, self.plot.pen(name),
-                                shown=name not in self.plot.hidden)
+        entries = [(name, name, self.plot.pen(name)) for name in self.plot.layers()]
+        entries += [(ov.legend_key, ov.legend_label, ov.pen(2)) for ov in self.plot.overlays]
+        if self.layer_list.keys() != [e[0] for e in entries][:self.layer_list.count()]:
+            self.layer_list.clear()  # a compared run went: list them anew
+        for key, label, pen in entries:
+            self.layer_list.add(key, label, pen, shown=key not in self.plot.hidden)
 
     def set_layer_visible(self, name: str, visible: bool) -> None:
         if self.layer_list.entry(name) is not None:
@@ -750,6 +969,7 @@ class GradientView(QWidget):
         self.plot.clear_data()
         self.state_plot.clear_data()
         self.layer_list.clear()
+        self._sync_list()  # compared runs stay
 
 
 class LossView(QWidget):
