@@ -17,7 +17,9 @@ parent -> child (stdin)
     optional payload (``run_dir``: a run store to record the run into, docs/format.md
     section 9; ``max_memory``: the budget in bytes, null for the child's default); then
     ``pause``, ``resume``, ``stop``, ``quit`` and the requests ``{"cmd": "snapshot" |
-    "report" | "weights", "id": n, ...}``.
+    "report" | "weights", "id": n, ...}`` and ``{"cmd": "probe", "id": n, "name": NAME,
+    "args": {...}}`` (``core.probe.wire``; answered ``{"reply": n, "name": NAME, "result":
+    JSON}`` with the result's arrays as the payload).
 child -> parent (stdout)
     ``{"ev": "ready", ...}`` once the dataset is loaded and the network built;
     ``{"ev": "steps", "rows": [[epoch, step, time, loss, global norm, {layer: norm}], ...]}``
@@ -406,6 +408,17 @@ class RemoteTrainer:
         """Future of the current weights (docs/format.md section 4 keys, host arrays)."""
         return self._request("weights")
 
+    def probe(self, name: str, **args) -> Future:
+        """Future of the probe ``name``'s result (``core.probe.wire.PROBES``: "plane",
+        "embedding", "gradcheck", "profile", ...), run between two steps with ``args``."""
+        from core.probe.wire import check_args
+        why = check_args(name, args)
+        if why is not None:  # refused here, not after a round trip
+            fut: Future = Future()
+            fut.set_exception(NeuroCanvasError(why))
+            return fut
+        return self._request("probe", name=name, args=args)
+
     # ---- the reader thread -------------------------------------------------------------------
     def _emit(self, ev) -> None:
         if self.on_event is not None:
@@ -461,6 +474,10 @@ class RemoteTrainer:
             elif kind == "weights":
                 fut.set_result(read_npz_bytes(payload, WeightsError, "weights")
                                if payload else {})
+            elif kind == "probe":
+                from core.probe.wire import PROBES
+                arrays = read_npz_bytes(payload, WeightsError, "a probe") if payload else {}
+                fut.set_result(PROBES[h["name"]].decode(h.get("result"), arrays))
             return
         ev = h.get("ev")
         if ev == "steps":

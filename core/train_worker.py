@@ -35,6 +35,8 @@ import numpy as np
 from core.errors import NeuroCanvasError, RunError, WeightsError
 from core.fileformat import loads
 from core.npz import npz_bytes, read_npz_bytes
+from core.probe.wire import PROBES, run_probe
+from core.probe.wire import check_args as check_probe
 from core.remote import (
     MAX_LINE,
     MAX_PAYLOAD,
@@ -53,7 +55,7 @@ from core.validate import analyze
 
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
 PARENT_POLL_S = 0.5  # how often the fallback looks whether the parent is still there
-REQUESTS = ("snapshot", "report", "weights")
+REQUESTS = ("snapshot", "report", "weights", "probe")  # probes: core.probe.wire
 PR_SET_PDEATHSIG = 1
 
 
@@ -294,6 +296,10 @@ class Worker:
                                       and all(isinstance(n, str) for n in nodes)):
             return self.refuse(f"expected \"nodes\" to be a list of node names, "
                                f"found {_shown(nodes)}", h)
+        if cmd == "probe":
+            why = check_probe(h.get("name"), h.get("args", {}))
+            if why is not None:
+                return self.refuse(why, h)
         if cmd in ("pause", "resume", "stop"):
             with self._out_lock:  # run() applies the flags under it, then starts
                 tr = self.trainer  # set once built; pause and stop work before the start
@@ -321,11 +327,14 @@ class Worker:
             fut = tr.call_between_steps(lambda: tr.snapshot(nodes))
         elif cmd == "report":
             fut = tr.call_between_steps(tr.classification_report)
+        elif cmd == "probe":
+            name, args = h["name"], dict(h.get("args", {}))
+            fut = tr.call_between_steps(lambda: run_probe(tr, name, args))
         else:
             fut = tr.call_between_steps(tr.net.state_dict)
-        fut.add_done_callback(lambda f: self._reply(rid, cmd, f))
+        fut.add_done_callback(lambda f: self._reply(rid, cmd, f, h.get("name")))
 
-    def _reply(self, rid, cmd: str, fut) -> None:
+    def _reply(self, rid, cmd: str, fut, name: str | None = None) -> None:
         e = fut.exception()
         if e is not None:
             self.send({"reply": rid, "error": error_to_json(e)})
@@ -335,6 +344,10 @@ class Worker:
         elif cmd == "report":
             report = fut.result()
             self.send({"reply": rid, "report": report.to_json() if report else None})
+        elif cmd == "probe":
+            value, arrays = PROBES[name].encode(fut.result())
+            self.send({"reply": rid, "name": name, "result": value},
+                      npz_bytes(arrays) if arrays else b"")
         else:
             self.send({"reply": rid}, npz_bytes(fut.result()))
 

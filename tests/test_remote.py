@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from core.errors import DataError, NonFiniteError, ParamError, WeightsError
+from core.errors import DataError, NeuroCanvasError, NonFiniteError, ParamError, WeightsError
 from core.fileformat import load_graph
 from core.npz import npz_bytes, read_npz_bytes
 from core.remote import (
@@ -606,3 +606,35 @@ def test_requests_during_a_build_that_fails_are_refused(tmp_path, monkeypatch):
 def graph_from_json(d: dict):
     from core.fileformat import graph_from_dict
     return graph_from_dict(d)
+
+
+# ---- probes by name (core.probe.wire) ------------------------------------------------------
+def test_probes_cross_the_pipe_and_bad_requests_are_refused_by_name():
+    from core.probe import Embedding, GradCheck, GraphCost, PlaneMaps
+    spirals = ROOT / "resources" / "examples" / "mlp_spirals.ncg.json"
+    rt = RemoteTrainer(load_graph(spirals), overrides={"device": "cpu"},
+                       base_dir=spirals.parent, run=False)
+    try:
+        assert rt.ready.wait(30)
+        plane = rt.probe("plane", resolution=20, unit_node="fc1").result(30)
+        assert isinstance(plane, PlaneMaps) and plane.classes.shape == (20, 20)
+        assert plane.units.shape[1:] == (20, 20)
+        emb = rt.probe("embedding", node="fc1", max_samples=50).result(30)
+        assert isinstance(emb, Embedding) and emb.points.shape == (50, 2)
+        check = rt.probe("gradcheck", node="fc1", max_elements=4).result(60)
+        assert isinstance(check, GradCheck) and check.max_rel_error < 1e-5
+        cost = rt.probe("profile", steps=1).result(60)
+        assert isinstance(cost, GraphCost) and cost.nodes
+        for name, args, why in [("nope", {}, "unknown probe 'nope'"),
+                                ("plane", {"resolution": 10**6}, "between 2 and 1000"),
+                                ("plane", {"resolution": "big"}, "wrong kind"),
+                                ("embedding", {"nodes": "fc1"}, "takes no argument 'nodes'"),
+                                ("embedding", {"node": "absent"}, "absent")]:
+            with pytest.raises(NeuroCanvasError, match=why):
+                rt.probe(name, **args).result(30)
+        # a request that reaches the child unchecked is refused there, and it reads on
+        rt._outbox.put(encode_frame({"cmd": "probe", "id": 999, "name": "plane",
+                                     "args": {"resolution": 10**9}}))
+        assert rt.probe("plane", resolution=4).result(30).classes.shape == (4, 4)
+    finally:
+        rt.close()
