@@ -499,6 +499,22 @@ class TrainingController(QObject):
         return self._call(lambda tr: tr.snapshot([node_id]),
                           lambda snap: self.snapshot_ready.emit(node_id, snap)) is not None
 
+    def request_probe(self, name: str, on_done, on_error=None, **args) -> bool:
+        """Ask the training process for the probe ``name`` (``core.probe.wire``: "plane",
+        "embedding", "gradcheck", "profile", ...) with ``args``, served between two steps;
+        ``on_done(result)`` on the UI thread, ``on_error(exception)`` when it fails. Before
+        any training a process is started that holds the weights without training (it
+        loads the data first, which takes a moment). False when no process can answer (an
+        invalid graph: ``on_error`` has been called)."""
+        try:
+            if self._trainer is None:
+                self._trainer = self._idle_trainer()
+        except NeuroCanvasError as e:
+            if on_error is not None:
+                on_error(e)
+            return False
+        return self._call(lambda tr: tr.probe(name, **args), on_done, on_error) is not None
+
     def request_evaluation(self) -> bool:
         """Evaluate without waiting (the Evaluate button): ``evaluated`` brings the report,
         ``request_failed`` an error. A first evaluation before any training starts a
