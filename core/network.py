@@ -43,7 +43,13 @@ class Network:
     device: 'cpu' or 'gpu' (resolved, see ``core.device.resolve_device``).
     dtype: floating dtype of parameters and activations (float32; float64 for checks).
     outputs: node ids whose values ``forward`` returns besides the losses.
+    observer: None, or an object told of every call (core.probe.stepper: stepping through
+    one training step): ``forward(step, key, out)`` after each node's forward (and each fed
+    value), ``before_backward(step, key, ctx, cache, g)`` and ``after_backward(step, key,
+    src_keys, gins)`` around each node's backward. Set it only for such a pass.
     """
+
+    observer = None
 
     def __init__(self, analysis: Analysis, *, device: str = "cpu", dtype=np.float32,
                  seed: int = 0, outputs: Iterable[str] = (), with_losses: bool = True):
@@ -175,6 +181,7 @@ class Network:
         ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
         values: dict[Any, Any] = {}
         tape: list = []
+        obs = self.observer
 
         def call(step, key, src_keys) -> bool:
             ins = [values[k] if k is not None else self._zeros(step, i, values)
@@ -183,6 +190,8 @@ class Network:
             if check is not None and check(out):
                 return False
             values[key] = out
+            if obs is not None:
+                obs.forward(step, key, out)
             if record and step.backward:
                 tape.append((step, key, src_keys, cache))
             return True
@@ -190,6 +199,8 @@ class Network:
         for step in plan.pre:
             if step.feed is not None:
                 values[step.node_id] = self._feed(step, batch)
+                if obs is not None:
+                    obs.forward(step, step.node_id, values[step.node_id])
             elif not call(step, step.node_id, step.sources):
                 return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
             for f in step.free_after:
@@ -206,6 +217,8 @@ class Network:
                     key = (step.node_id, t)
                     if step.feed is not None:
                         values[key] = seqs[step.node_id][:, t]
+                        if obs is not None:
+                            obs.forward(step, key, values[key])
                         continue
                     src_keys = [(src if src not in region_ids else (src, t - d))
                                 if t - d >= 0 else None
@@ -225,6 +238,8 @@ class Network:
                 src_keys = step.sources
             if step.feed is not None:
                 values[step.node_id] = self._feed(step, batch)
+                if obs is not None:
+                    obs.forward(step, step.node_id, values[step.node_id])
             elif not call(step, step.node_id, src_keys):
                 return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
             for f in step.free_after:
@@ -285,6 +300,7 @@ class Network:
                                                             strict=True) if d and s in region_ids}
         state_norms: dict[str, list] = {s: [None] * plan.T for s in states}
         tape = result.tape
+        obs = self.observer
         while tape:
             step, key, src_keys, cache = tape.pop()
             g = pending.pop(key, None)
@@ -293,7 +309,11 @@ class Network:
             if step.node_id in state_norms:
                 g64 = g.astype(xp.float64, copy=False)  # tiny norms must not underflow
                 state_norms[step.node_id][key[1]] = xp.sqrt(xp.vdot(g64, g64))
+            if obs is not None:
+                obs.before_backward(step, key, result.ctx, cache, g)
             gins = step.layer.backward(result.ctx, cache, g)
+            if obs is not None:
+                obs.after_backward(step, key, src_keys, gins)
             if check is not None and check(step, gins):
                 return step.node_id
             for k, gin in zip(src_keys, gins, strict=True):

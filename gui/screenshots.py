@@ -3,7 +3,12 @@
     QT_QPA_PLATFORM=offscreen python -m gui.screenshots docs/images
 
 Writes editor-light.png, editor-dark.png and, after a short training run, training.png;
-runs.png shows the run history with two runs of the MLP example compared.
+runs.png shows the run history with two runs of the MLP example compared; embedding.png the
+embedding of the Siamese triplet lesson after training, cost.png the cost heat (time per
+training step) of the CNN example; plane.png the input plane (decision boundary and unit
+maps) of the spirals MLP after training; backprop.png the walk through one training step of
+the spirals MLP, halfway back (the Backprop tab, edges labelled with their gradient norms).
+``--only embedding cost`` renders just those.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui import files, theme  # noqa: E402
@@ -111,20 +117,139 @@ def runs(app: QApplication, out: Path, epochs: int = 4) -> Path:
     return path
 
 
+def _wait(app: QApplication, done, seconds: float = 60.0) -> None:
+    end = time.monotonic() + seconds
+    while not done() and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def embedding(app: QApplication, out: Path, node: str = "a_emb") -> Path:
+    """The triplet lesson after training, its embedding node selected: the Embedding tab
+    shows the digits' clusters."""
+    w = _window(app, "lesson_siamese_triplets.ncg.json", "light")
+    _train(app, w)
+    panel = w.training_panel
+    panel.tabs.setCurrentWidget(panel.embedding)
+    w.scene.select_nodes([node])
+    _wait(app, lambda: panel.embedding.embedding is not None
+          and panel.embedding.embedding.step > 0)
+    _settle(app, 0.5)
+    path = out / "embedding.png"
+    w.grab().save(str(path))
+    w.document.undo_stack.setClean()
+    w.close()
+    return path
+
+
+def cost(app: QApplication, out: Path, example: str, mode: str = "time",
+         check: str = "conv2") -> Path:
+    """The cost heat: each node tinted by its measured time per training step, its value
+    on a badge, the scale in the legend and the totals in the status bar; and the gradient
+    check of node ``check``: its badge, and its details in the inspector."""
+    w = _window(app, example, "light")
+    w.bottom_tabs.setCurrentWidget(w.training_panel)
+    box = w.training_panel.heat_mode
+    box.setCurrentIndex(box.findData(mode))
+    heat = w.training_panel.cost
+    _wait(app, lambda: heat.cost is not None or heat.error is not None)
+    if check in w.document.graph.nodes:
+        w.scene.select_nodes([check])
+        w.check_gradients(check)
+        _wait(app, lambda: check not in w.grad_check.pending)
+    _settle(app, 0.5)
+    path = out / "cost.png"
+    w.grab().save(str(path))
+    w.document.undo_stack.setClean()
+    w.close()
+    return path
+
+
+def plane(app: QApplication, out: Path, node: str = "fc2") -> Path:
+    """The spirals MLP after training, on its "Input plane" tab: the decision boundary with
+    the data on top, and the maps of ``node``'s units over the same plane."""
+    w = _window(app, "mlp_spirals.ncg.json", "light")
+    _train(app, w)
+    panel = w.training_panel
+    panel.tabs.setCurrentWidget(panel.plane)
+    w.scene.select_nodes([node])
+    view = panel.plane
+    _wait(app, lambda: view.maps is not None and view.maps.step > 0
+          and view.maps.unit_node == node and not view.in_flight)
+    _settle(app, 0.5)
+    path = out / "plane.png"
+    w.grab().save(str(path))
+    w.document.undo_stack.setClean()
+    w.close()
+    return path
+
+
+def backprop(app: QApplication, out: Path, back_stages: int = 3) -> Path:
+    """The spirals MLP after training, stepped (F10) into the backward pass of one batch:
+    the node being passed ringed, the edges passed labelled with their gradient norms, the
+    Backprop tab with the chain rule at that node."""
+    w = _window(app, "mlp_spirals.ncg.json", "light")
+    w.resize(SIZE[0], SIZE[1] + 250)  # room for the canvas above the tab
+    _train(app, w)
+    w.set_dock_layout("editing")
+    w.bottom_tabs.setCurrentWidget(w.training_panel)
+    w.resizeDocks([w.bottom_dock], [520], Qt.Vertical)
+    _settle(app)
+    w.view.fit_view()
+    view = w.training_panel.backprop
+
+    def settled() -> bool:
+        return not view._in_flight and not view._queue
+
+    w.step_backprop()
+    _wait(app, lambda: view.state is not None and settled())
+    for _ in range(2):  # forward -> loss -> backward
+        view.next_phase()
+        _wait(app, settled)
+    for _ in range(back_stages):
+        w.step_backprop()
+        _wait(app, settled)
+    _settle(app, 0.5)
+    path = out / "backprop.png"
+    w.grab().save(str(path))
+    view.end_walk()
+    w.document.undo_stack.setClean()
+    w.close()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", default="docs/images")
     ap.add_argument("--example", default="cnn_digits.ncg.json")
     ap.add_argument("--train-seconds", type=float, default=8.0)
+    ap.add_argument("--only", nargs="+", choices=["editor", "training", "runs", "embedding",
+                                                  "cost", "plane", "backprop"],
+                    help="render just these")
     args = ap.parse_args(argv)
+    only = set(args.only or ["editor", "training", "runs", "embedding", "cost", "plane",
+                             "backprop"])
     out = Path(args.out)
     # A fresh home: no saved window layout, recent files or theme from the user's sessions.
     os.environ["NEUROCANVAS_HOME"] = tempfile.mkdtemp(prefix="neurocanvas-shots-")
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    written = [editor(app, out, "light", args.example), editor(app, out, "dark", args.example)]
-    written.append(training(app, out, args.example, args.train_seconds))
-    written.append(runs(app, out))
+    written = []
+    if "editor" in only:
+        written += [editor(app, out, "light", args.example),
+                    editor(app, out, "dark", args.example)]
+    if "training" in only:
+        written.append(training(app, out, args.example, args.train_seconds))
+    if "runs" in only:
+        written.append(runs(app, out))
+    if "embedding" in only:
+        written.append(embedding(app, out))
+    if "cost" in only:
+        written.append(cost(app, out, args.example))
+    if "plane" in only:
+        written.append(plane(app, out))
+    if "backprop" in only:
+        written.append(backprop(app, out))
     for p in written:
         print(p)
     return 0

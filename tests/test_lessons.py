@@ -289,7 +289,9 @@ def test_digit_triplets_hold_same_and_other_digit_images_from_the_pool(image):
     x, y = digits["x"][:100], digits["y"][:100]
     shape = (1, 8, 8) if image else (64,)
     assert ds.field_shapes() == {"anchor": (shape, "float32"), "positive": (shape, "float32"),
-                                 "negative": (shape, "float32"), "y": ((), "int64")}
+                                 "negative": (shape, "float32"), "y": ((), "int64"),
+                                 "anchor_class": ((), "int64"), "positive_class": ((), "int64"),
+                                 "negative_class": ((), "int64")}
     promised = peek.peek_fields(cfg)  # what validation checks the graph against
     assert {k: v[:2] for k, v in promised.items()} == ds.field_shapes()
 
@@ -301,6 +303,8 @@ def test_digit_triplets_hold_same_and_other_digit_images_from_the_pool(image):
 
     a, p, n = (which(ds[k]) for k in ("anchor", "positive", "negative"))
     assert (y[a] == ds["y"]).all() and (y[p] == ds["y"]).all() and (y[n] != ds["y"]).all()
+    for k, idx in (("anchor", a), ("positive", p), ("negative", n)):
+        np.testing.assert_array_equal(ds[f"{k}_class"], y[idx])  # each image's own digit
     assert np.mean(a != p) > 0.95  # another image of the digit, not the anchor again
     assert len(np.unique(n)) > 50 and set(np.unique(y[n])) == set(range(10))
     again = load_dataset(cfg, seed=3)

@@ -29,6 +29,7 @@ from core.probe import (
     profile_steps,
     project_2d,
 )
+from core.probe.nets import data_sources
 from core.training.config import parse_training
 from core.training.step import training_step
 from core.training.trainer import Trainer
@@ -494,3 +495,26 @@ def test_trainer_probe_through_call_between_steps_while_running():
         tr.join(30)
     assert maps.step == 0 and maps.kind == "classes"
     assert check.verdict == "good"
+
+
+def test_a_triplet_towers_points_take_their_class_from_the_dataset():
+    from core.fileformat import load_graph
+    from core.training import Trainer, parse_training
+    from tests.cli_helpers import ROOT
+    path = ROOT / "resources" / "examples" / "lesson_siamese_triplets.ncg.json"
+    g = load_graph(path)
+    tr = Trainer(analyze(g), parse_training(g.training, steps=1, device="cpu"),
+                 base_dir=path.parent)
+    data = tr.val_set
+    towers = {}
+    for nid in tr.analysis.order:
+        srcs = {tr.analysis.layers[s].params.get("field")
+                for s in data_sources(tr.analysis, nid)}
+        if len(srcs) == 1 and tr.analysis.layers[nid].data_role is None:
+            towers.setdefault(srcs.pop(), nid)
+    assert {"anchor", "negative"} <= set(towers)
+    for field, tower in towers.items():
+        emb = tr.probe_embedding(tower, max_samples=40)
+        np.testing.assert_array_equal(emb.labels, data.fields[f"{field}_class"][:40])
+    neg = tr.probe_embedding(towers["negative"], max_samples=40).labels
+    assert (neg != data.fields["y"][:40]).all()  # a negative is never the anchor's digit

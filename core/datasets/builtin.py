@@ -109,7 +109,8 @@ def make_digit_triplets(rng: np.random.Generator, n: int, pool: int, image: bool
                         ) -> dict[str, np.ndarray]:
     """Triplets of scikit-learn's digits for a Siamese network: anchor, positive (another
     image of the anchor's digit) and negative (an image of another digit), each [n, 64]
-    (or [n, 1, 8, 8] with image) float32 in [0, 1], and y [n] int64 the anchor's digit. The
+    (or [n, 1, 8, 8] with image) float32 in [0, 1], y [n] int64 the anchor's digit, and
+    anchor_class, positive_class, negative_class [n] int64 each image's digit. The
     images come from the first ``pool`` digits only (at least 20: two of each), so the
     others stay unseen, for testing the embedding."""
     from sklearn.datasets import load_digits  # scikit-learn ships them: no download
@@ -132,7 +133,9 @@ def make_digit_triplets(rng: np.random.Generator, n: int, pool: int, image: bool
     positive = by_digit[start[y] + (rank[anchor] - start[y] + shift) % sizes[y]]
     other = (y + rng.integers(1, 10, size=n)) % 10  # any digit but the anchor's
     negative = by_digit[start[other] + (rng.random(n) * sizes[other]).astype(np.int64)]
-    return {"anchor": x[anchor], "positive": x[positive], "negative": x[negative], "y": y}
+    return {"anchor": x[anchor], "positive": x[positive], "negative": x[negative], "y": y,
+            "anchor_class": y.copy(), "positive_class": y.copy(),
+            "negative_class": labels[negative]}
 
 
 # ---- the registry ----------------------------------------------------------------------------
@@ -165,9 +168,11 @@ def _xy(x: tuple[int, ...], y: tuple[int, ...], y_dtype: str = "int64"
 
 
 def _triplet_fields(x: tuple[int, ...]) -> dict[str, FieldInfo]:
-    """anchor, positive and negative images of per-sample shape ``x``; y the anchor's class."""
-    return {**{k: (x, "float32", False) for k in ("anchor", "positive", "negative")},
-            "y": ((), "int64", True)}
+    """anchor, positive and negative images of per-sample shape ``x``; y the anchor's class,
+    and each image's class."""
+    parts = ("anchor", "positive", "negative")
+    return {**{k: (x, "float32", False) for k in parts}, "y": ((), "int64", True),
+            **{f"{k}_class": ((), "int64", True) for k in parts}}
 
 def _check_sequences(opts: dict[str, Any]) -> None:
     classes, steps = opts["classes"], opts["steps"]

@@ -80,11 +80,37 @@ def check_node(analysis: Analysis, node: str, what: str) -> None:
                                f"{what}", node=node)
 
 
+CLASS_SUFFIX = "_class"  # a dataset field "<f>_class" holds the class of field <f>'s samples
+
+
 def sample_labels(analysis: Analysis, head: Classifier | None, fields: Mapping[str, Any],
-                  n: int) -> np.ndarray | None:
+                  n: int, node: str | None = None) -> np.ndarray | None:
     """Per sample of ``fields`` (the first ``n``): its true class (int64) when ``head``
     classifies with one decision per sample, else the first value of the first loss's
-    target (float32, regression); None when the target is not a dataset field."""
+    target (float32, regression). Without such a target (a triplet loss compares samples
+    with each other), the class a dataset field ``<f>_class`` gives, when ``node`` depends
+    on the one Input reading ``<f>`` (``digit_triplets``' ``anchor_class`` for the anchor
+    tower). None otherwise."""
+    labels = _target_labels(analysis, head, fields, n)
+    if labels is None and node is not None:
+        labels = _class_field(analysis, node, fields, n)
+    return labels
+
+
+def _class_field(analysis: Analysis, node: str, fields: Mapping[str, Any],
+                 n: int) -> np.ndarray | None:
+    read = {analysis.layers[s].params.get("field") for s in data_sources(analysis, node)}
+    if len(read) != 1:
+        return None
+    values = fields.get(f"{read.pop()}{CLASS_SUFFIX}")
+    if values is None:
+        return None
+    values = np.asarray(values[:n])
+    return values.astype(np.int64) if values.ndim == 1 and values.dtype.kind in "iu" else None
+
+
+def _target_labels(analysis: Analysis, head: Classifier | None, fields: Mapping[str, Any],
+                   n: int) -> np.ndarray | None:
     if head is not None:
         target = _field_of(analysis, head.target, fields)
         if target is None:

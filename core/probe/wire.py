@@ -118,3 +118,18 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
+
+
+def _register_stepper() -> None:
+    """"step": one walk through a training step (``Trainer.step_walk``; docs/probe.md,
+    "Stepping"). All JSON: a stage carries at most ``max_values`` values of one sample."""
+    from core.probe.stepper import StepState
+
+    register("step", Probe(
+        lambda tr, **kw: tr.step_walk(**kw), *_by_json(StepState),
+        {"action": Arg((str,)), "sample": Arg((int,), 0, 1_000_000), "node": Arg((str,)),
+         "element": Arg((int,), 0, 10**12), "t": Arg((int,), 0, 1_000_000),
+         "index": Arg((int,), 0, 10**9), "max_values": Arg((int,), 1, 4096)}))
+
+
+_register_stepper()

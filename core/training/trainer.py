@@ -429,13 +429,13 @@ class Trainer:
     def probe_embedding(self, node: str, *, max_samples: int = 1000):
         """``core.probe.Embedding`` of ``node``'s outputs on the validation split (the
         training split when there is none), with each sample's class when the graph
-        classifies."""
+        classifies (or the dataset gives it: ``core.probe.nets.sample_labels``)."""
         from core.probe.embedding import embed
         from core.probe.nets import sample_labels
         data = self.val_set if self.val_set is not None and len(self.val_set) else \
             self.train_set
         n = min(len(data), max_samples)
-        labels = sample_labels(self.analysis, self.classifier, data.fields, n)
+        labels = sample_labels(self.analysis, self.classifier, data.fields, n, node)
         emb = embed(self.net, node, data.fields, labels=labels, max_samples=n,
                     batch_size=self.config.batch_size)
         emb.step = self.step
@@ -467,6 +467,109 @@ class Trainer:
                           profile=prof)
         cost.step = self.step
         return cost
+
+    # ---- stepping through one training step (core.probe.stepper, docs/probe.md) ---------------
+    def _walk_batch(self) -> dict:
+        """The batch a walk steps through: while a run is live (paused), the last training
+        batch (the loop has already drawn its next one and trains it after the walk); else
+        the next batch of this trainer's own epochs, drawn as the loop draws them."""
+        if self._active:
+            if self._last_batch is not None:
+                return self._last_batch
+            import copy
+            rng = copy.deepcopy(self.data_rng)
+            return next(iter(self.train_set.batches(self.config.batch_size,
+                                                    self.config.shuffle, rng)))
+        it = getattr(self, "_walk_batches", None)
+        for _ in range(2):
+            if it is None:
+                it = self.train_set.batches(self.config.batch_size, self.config.shuffle,
+                                            self.data_rng)
+            try:
+                batch = next(it)
+                break
+            except StopIteration:
+                it = None
+        self._walk_batches = it
+        return batch
+
+    def step_walk(self, action: str = "state", *, sample: int | None = None,
+                  node: str | None = None, element: int | None = None, t: int | None = None,
+                  index: int | None = None, max_values: int | None = None):
+        """Walk one training step stage by stage (``core.probe.stepper``); the
+        ``StepState`` after ``action``:
+
+        - ``"begin"``: end any walk, take a batch (``_walk_batch``) and run the step,
+          recording every stage, with the weights left as they were;
+        - ``"next"`` / ``"back"``: one stage on / back; ``"phase"``: to the next phase;
+          ``"goto"``: to stage ``index``;
+        - ``"state"``: where it stands (with the chain rule at ``node`` / ``element`` / ``t``);
+        - ``"end"``: stop walking. After the update stage the step stays taken (the step
+          count goes up, as after a training step); before it, the walk is abandoned and
+          everything is as if it had never begun.
+
+        Reaching the update stage counts the step (``self.step``) and makes the walked
+        batch the last batch; going back out of it undoes both. A walk that training has
+        overtaken (a run resumed meanwhile) ends with a ``NeuroCanvasError``.
+        """
+        from core.errors import NeuroCanvasError
+        from core.probe.stepper import MAX_VALUES, Stepper
+        walk = getattr(self, "_walk", None)
+        if action == "begin":
+            if walk is not None:
+                self._end_walk(walk)
+            batch = self._walk_batch()
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                walk = Stepper(self.net, self.optimizer, self.config, batch,
+                               sample=0 if sample is None else sample,
+                               max_values=max_values or MAX_VALUES)
+            walk.begun_at = self.step
+            walk.last_batch = self._last_batch
+            self._walk = walk
+        elif walk is None:
+            if action == "end":
+                from core.probe.stepper import StepState
+                return StepState(-1, 0, "ended", {}, {}, 0, 0, False, self.step)
+            raise NeuroCanvasError("no step is being walked: begin one first (Step, F10)")
+        elif self.step != walk.begun_at + (1 if walk.applied else 0):
+            self._walk = None
+            raise NeuroCanvasError("training moved on since this walk began; the walk has "
+                                   "ended (Step begins a new one)")
+        was = walk.applied
+        if action == "next":
+            walk.next()
+        elif action == "back":
+            walk.back()
+        elif action == "phase":
+            walk.skip_phase()
+        elif action == "goto":
+            walk.go_to(0 if index is None else index)
+        elif action == "end":
+            self._end_walk(walk)
+            st = walk.state()
+            st.phase, st.step, st.chain = "ended", self.step, None
+            return st
+        elif action not in ("begin", "state"):
+            raise NeuroCanvasError(f"unknown step action {action!r} (begin, next, back, "
+                                   "phase, goto, state, end)")
+        self._walk_counted(walk, was)
+        st = walk.state(node, element, t)
+        st.step = self.step
+        return st
+
+    def _walk_counted(self, walk, was: bool) -> None:
+        """Count the walked step (or take it back) when the walk entered (left) the update."""
+        if walk.applied and not was:
+            self.step += 1
+            self._last_batch = walk.batch
+        elif was and not walk.applied:
+            self.step -= 1
+            self._last_batch = walk.last_batch
+
+    def _end_walk(self, walk) -> None:
+        self._walk = None
+        if not walk.applied:
+            walk.abandon()
 
 
 def _fulfil(fn: Callable[[], Any], fut: Future) -> None:

@@ -76,7 +76,8 @@ class EdgeItem(QGraphicsItem):
         self.prepareGeometryChange()
         self._shape = None
         r = self._path.boundingRect()
-        lab = QRectF(self._label_at.x() - 60, self._label_at.y() - 14, 120, 28)
+        # room for the shape label and, above it, the step-through's gradient label
+        lab = QRectF(self._label_at.x() - 70, self._label_at.y() - 34, 140, 48)
         self._rect = r.united(lab).adjusted(-6, -6, 6, 6)
         self.update()
 
@@ -90,6 +91,35 @@ class EdgeItem(QGraphicsItem):
         if color != self.heat:
             self.heat = QColor(color) if color is not None else None
             self.update()
+
+    # the walk through one training step (gui.training.stepper_view): the norm of the
+    # gradient the backward pass sent back along this edge ("∇ 1.2e-03"); None: not passed
+    grad_text: str | None = None
+
+    def set_grad_text(self, text: str | None) -> None:
+        """Show (or, with None, remove) the gradient label of the step-through."""
+        if text != self.grad_text:
+            self.grad_text = text
+            # above the nodes while labelled: a short edge's label overlaps the nodes it joins
+            self.setZValue(0.5 if text else -1.0)
+            self.update()
+
+    def _paint_grad_label(self, painter: QPainter) -> None:
+        t = theme.current()
+        font = fonts()["edge"]
+        fm = metrics("edge")
+        text = self.grad_text
+        w = fm.horizontalAdvance(text) + 12.0
+        h = fm.height() + 4.0
+        # above the shape label, so both can be read
+        r = QRectF(self._label_at.x() - w / 2, self._label_at.y() - h - 8.0, w, h)
+        colour = t.color("warning")
+        painter.setPen(QPen(colour, 1.2))
+        painter.setBrush(t.color("canvas"))
+        painter.drawRoundedRect(r, h / 2, h / 2)
+        painter.setFont(font)
+        painter.setPen(t.color("text"))
+        painter.drawText(r, Qt.AlignCenter, text)
 
     def label(self) -> str:
         """What the edge's label says: z⁻ᵈ for a delay edge and the shape it carries."""
@@ -172,6 +202,8 @@ class EdgeItem(QGraphicsItem):
 
         if lod < LOD_TEXT:
             return
+        if self.grad_text:
+            self._paint_grad_label(painter)
         text = self.label()
         if not text:
             return

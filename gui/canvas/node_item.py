@@ -57,6 +57,7 @@ class NodeItem(QGraphicsItem):
         self.heat: QColor | None = None
         self.badge: str | None = None
         self.badge_tooltip = ""
+        self.check_badge: CheckBadge | None = None  # the gradient check's verdict, if any
         self.highlighted = False
         self.edges: set = set()  # EdgeItems touching this node (the scene maintains it)
         self.inputs: dict[str, PortItem] = {}
@@ -172,6 +173,45 @@ class NodeItem(QGraphicsItem):
             self._refresh_tooltip()
             self.update()
 
+    def set_check_badge(self, verdict: str | None, text: str = "", tooltip: str = "") -> None:
+        """The gradient check's mark above the node's top-left corner: a pill coloured by
+        ``verdict`` ("good" green, "doubtful" amber, "bad" red) with ``text`` and its own
+        ``tooltip``; None removes it."""
+        if verdict is None:
+            if self.check_badge is not None:
+                self.check_badge.setParentItem(None)
+                if self.check_badge.scene() is not None:
+                    self.check_badge.scene().removeItem(self.check_badge)
+                self.check_badge = None
+            return
+        if self.check_badge is None:
+            self.check_badge = CheckBadge(self)
+        self.check_badge.show_result(verdict, text, tooltip)
+
+    # the walk through one training step (gui.training.stepper_view): the node whose stage
+    # is shown, "forward" or "backward"; None: no walk is at this node
+    step_phase: str | None = None
+
+    def set_step_phase(self, phase: str | None) -> None:
+        """Mark the node the step-through is at (a ring: green forward, amber backward)."""
+        if phase != self.step_phase:
+            self.step_phase = phase
+            self.update()
+
+    def _paint_step_mark(self, painter: QPainter, t, body: QRectF) -> None:
+        if self.step_phase == "forward":  # not the selection's blue
+            colour = QColor("#1e9e5a" if t.name == "light" else "#4cc38a")
+        else:
+            colour = t.color("warning")
+        ring = body.adjusted(-4, -4, 4, 4)
+        glow = QColor(colour)
+        glow.setAlpha(80)
+        painter.setBrush(Qt.NoBrush)
+        painter.setPen(QPen(glow, 7.0))
+        painter.drawRoundedRect(ring, CORNER + 3, CORNER + 3)
+        painter.setPen(QPen(colour, 2.6))
+        painter.drawRoundedRect(ring, CORNER + 3, CORNER + 3)
+
     def set_highlight(self, on: bool) -> None:
         """The strong mark of a node that needs attention now (the culprit of a NaN)."""
         if on != self.highlighted:
@@ -269,6 +309,8 @@ class NodeItem(QGraphicsItem):
         if self.isSelected() and (self.problems or self.highlighted):
             painter.setPen(QPen(t.color("node_selected"), 1.2, Qt.DashLine))
             painter.drawRoundedRect(body.adjusted(-4, -4, 4, 4), CORNER + 3, CORNER + 3)
+        if self.step_phase:
+            self._paint_step_mark(painter, t, body)
 
         if lod < LOD_DETAIL:
             return
@@ -360,3 +402,46 @@ class NodeItem(QGraphicsItem):
 
 def _escape(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+CHECK_COLORS = {"good": "#2e9d4b", "doubtful": "#d08c00", "bad": "#d0342c"}
+
+
+class CheckBadge(QGraphicsItem):
+    """The gradient check's pill above a node's top-left corner (a child of the NodeItem,
+    so that it has a tooltip of its own: the error and what it means)."""
+
+    def __init__(self, parent: NodeItem):
+        super().__init__(parent)
+        self.verdict = ""
+        self.text = ""
+        self.setAcceptedMouseButtons(Qt.NoButton)  # clicks select the node below
+        self.setZValue(2.0)
+
+    @property
+    def color(self) -> QColor:
+        return QColor(CHECK_COLORS.get(self.verdict, "#888888"))
+
+    def show_result(self, verdict: str, text: str, tooltip: str) -> None:
+        self.prepareGeometryChange()
+        self.verdict, self.text = verdict, text
+        self.setToolTip(tooltip)
+        self.setPos(0.0, -19.0)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        w = min(metrics("badge").horizontalAdvance(self.text) + 22.0, NODE_WIDTH * 0.6)
+        return QRectF(-1.0, -1.0, w + 2.0, 18.0)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        r = self.boundingRect().adjusted(1.0, 1.0, -1.0, -1.0)
+        c = self.color
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setPen(QPen(c.darker(130), 1.0))
+        painter.setBrush(QBrush(c))
+        painter.drawRoundedRect(r, 8.0, 8.0)
+        painter.setPen(QColor("#ffffff"))
+        painter.setFont(fonts()["badge"])
+        painter.drawText(r.adjusted(6.0, 0.0, -6.0, 0.0), Qt.AlignCenter,
+                         metrics("badge").elidedText(self.text, Qt.ElideRight,
+                                                     r.width() - 12.0))

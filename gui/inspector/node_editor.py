@@ -119,6 +119,20 @@ class NodeEditor(QWidget):
         self.params_box.setLayout(self.params_form)
         self.no_params = muted(QLabel("This node type has no parameters.", self))
 
+        # the last gradient check of this node (Train > Check Gradients), until an edit
+        self.grad_checks: dict | None = None  # node id -> GradCheck (gui.training.grad_check)
+        self.check_box = QGroupBox("Gradient check", self)
+        self.check_box.setObjectName("gradCheckDetails")
+        self.check_text = QLabel(self.check_box)
+        self.check_text.setObjectName("gradCheckText")
+        self.check_text.setTextFormat(Qt.RichText)
+        self.check_text.setWordWrap(True)
+        self.check_text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        check_lay = QVBoxLayout(self.check_box)
+        check_lay.setContentsMargins(6, 4, 6, 4)
+        check_lay.addWidget(self.check_text)
+        self.check_box.setVisible(False)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(8)
@@ -126,6 +140,7 @@ class NodeEditor(QWidget):
         layout.addWidget(self.doc)
         layout.addWidget(self.problems)
         layout.addWidget(about)
+        layout.addWidget(self.check_box)
         layout.addWidget(self.params_box)
         layout.addWidget(self.no_params)
         layout.addStretch(1)
@@ -147,6 +162,18 @@ class NodeEditor(QWidget):
         for name in self.fields:
             self.refresh_param(name)
         self.show_analysis(self.document.analysis)
+        self.show_grad_check((self.grad_checks or {}).get(node_id))
+
+    def show_grad_check(self, check) -> None:
+        """The details of a ``core.probe.GradCheck`` of the node shown; None hides them."""
+        if check is None or check.node != self.node_id:
+            self.check_box.setVisible(False)
+            self.check_text.clear()
+            return
+        from gui.training.grad_check import details_html
+        self.check_box.setTitle(f"Gradient check: {check.verdict}")
+        self.check_text.setText(details_html(check))
+        self.check_box.setVisible(True)
 
     def _build(self, type_name: str) -> None:
         clear_form(self.params_form)

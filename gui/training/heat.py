@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, QSize, Qt
@@ -91,6 +92,15 @@ class GradientHeat(QObject):
         self._last = 0.0
         self._badges: dict | None = None
         self.norms: dict[str, float] = {}  # what is shown now
+        self.shown = True  # False while another heat mode (cost) tints the canvas
+
+    def set_shown(self, shown: bool) -> None:
+        """Tint the canvas with the gradient norms (True) or leave the tint to another
+        heat mode (False: the norms are still kept, and come back when shown again)."""
+        self.shown = shown
+        if shown and self.scene is not None:
+            self._call("set_heat", {n: heat_color(v) for n, v in self.norms.items()} or None)
+            self._call("set_badges", self._badges)
 
     def set_scene(self, scene) -> None:
         if self.scene is not None and self.scene is not scene:
@@ -118,10 +128,12 @@ class GradientHeat(QObject):
         self.norms = layer_grad_norms(grad_norm, self.shared_root, self.nodes)
         if self.scene is None:
             return True
-        self._call("set_heat", {n: heat_color(v) for n, v in self.norms.items()})
+        if self.shown:
+            self._call("set_heat", {n: heat_color(v) for n, v in self.norms.items()})
         badges = {n: b for n, v in self.norms.items() if (b := badge_for(v)) is not None}
         if badges != self._badges:
-            self._call("set_badges", badges)
+            if self.shown:
+                self._call("set_badges", badges)
             self._badges = badges
         return True
 
@@ -130,8 +142,21 @@ class GradientHeat(QObject):
         self._badges = None
         self._last = 0.0
         if self.scene is not None:
-            self._call("set_heat", None)
-            self._call("set_badges", None)
+            if self.shown:
+                self._call("set_heat", None)
+                self._call("set_badges", None)
+
+
+@dataclass(frozen=True)
+class LegendScale:
+    """Another quantity's colour bar for the heat legend (the cost heat modes): ``stops``
+    (position 0..1, (r, g, b)) over the decades ``lo`` .. ``hi`` (log10), each decade tick
+    labelled ``label(10 ** d)``."""
+    stops: tuple[tuple[float, tuple[int, int, int]], ...]
+    lo: int
+    hi: int
+    label: Callable[[float], str]
+    tooltip: str = ""
 
 
 class HeatLegend(QWidget):
@@ -144,6 +169,26 @@ class HeatLegend(QWidget):
                         f"Badges: vanishing below {VANISHING:g}, exploding above {EXPLODING:g}.")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumWidth(180)
+        self.scale: LegendScale | None = None  # None: the gradient-norm scale
+        self._grad_tip = self.toolTip()
+
+    def set_scale(self, scale: LegendScale | None) -> None:
+        """Show ``scale`` (a cost heat mode) instead of the gradient norms; None: back."""
+        self.scale = scale
+        self.setToolTip(self._grad_tip if scale is None else scale.tooltip)
+        self.update()
+
+    def tick_labels(self) -> list[str]:
+        """The labels under the bar, left to right (tests)."""
+        if self.scale is None:
+            lo, hi = DECADES
+            return ["10" + _superscript(d) for d in range(lo, hi + 1, 2)]
+        return [self.scale.label(10.0 ** d) for d in self._decades()]
+
+    def _decades(self) -> list[int]:
+        lo, hi = self.scale.lo, self.scale.hi
+        step = max(1, math.ceil((hi - lo) / 6))  # at most about seven labels
+        return list(range(lo, hi + 1, step))
 
     def sizeHint(self) -> QSize:
         return QSize(260, self.fontMetrics().height() * 2 + 10)
@@ -156,11 +201,15 @@ class HeatLegend(QWidget):
         margin = max(fm.horizontalAdvance("10⁻⁸") // 2 + 2, 8)
         bar = QRectF(margin, 2, self.width() - 2 * margin, self.height() - text_h - 6)
         grad = QLinearGradient(bar.left(), 0, bar.right(), 0)
-        for pos, rgb in _STOPS:
+        for pos, rgb in (_STOPS if self.scale is None else self.scale.stops):
             grad.setColorAt(pos, QColor(*rgb))
         p.fillRect(bar, grad)
         fg = self.palette().color(self.foregroundRole())
         p.setPen(QPen(fg, 1))
+        if self.scale is not None:
+            self._paint_ticks(p, bar, fm)
+            p.end()
+            return
         lo, hi = DECADES
         for d in range(lo, hi + 1, 2):
             x = bar.left() + bar.width() * (d - lo) / (hi - lo)
@@ -176,6 +225,24 @@ class HeatLegend(QWidget):
             x = bar.left() + bar.width() * scale_position(t)
             p.drawLine(int(x), int(bar.top()), int(x), int(bar.bottom()))
         p.end()
+
+
+    def _paint_ticks(self, p: QPainter, bar: QRectF, fm) -> None:
+        """A cost scale's decade ticks, labels that would touch the one before left out."""
+        lo, hi = self.scale.lo, self.scale.hi
+        span = max(hi - lo, 1)
+        right_edge = -1e9
+        for d in self._decades():
+            x = bar.left() + bar.width() * (d - lo) / span
+            p.drawLine(int(x), int(bar.bottom()), int(x), int(bar.bottom()) + 3)
+            label = self.scale.label(10.0 ** d)
+            w = fm.horizontalAdvance(label)
+            left = min(max(x - w / 2, 0.0), self.width() - w - 1.0)
+            if left < right_edge + 4:
+                continue
+            right_edge = left + w
+            p.drawText(QRectF(left - 1, bar.bottom() + 3, w + 2, fm.height()),
+                       Qt.AlignmentFlag.AlignCenter, label)
 
 
 _SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")

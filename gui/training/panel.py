@@ -39,9 +39,12 @@ from gui.training.controller import (
     RunInfo,
     TrainingController,
 )
+from gui.training.cost import CostHeat, HeatModeBox
+from gui.training.embedding_view import EmbeddingView
 from gui.training.evaluation import EvaluationView
 from gui.training.heat import HeatLegend
 from gui.training.histograms import HistogramView
+from gui.training.plane_view import PlaneView
 from gui.training.plots import GradientView, LossPlot, LossView, export_png, write_csv
 from gui.training.runs import RunHistory
 
@@ -114,7 +117,10 @@ class TrainingPanel(QWidget):
         head.addWidget(self.progress, 2)
         head.addWidget(self.status)
         head.addWidget(self.lock_label)
+        self.heat_mode = HeatModeBox()  # gradient norm, or a cost (gui.training.cost)
+        head.addWidget(self.heat_mode)
         head.addWidget(self.legend, 1)
+        self.cost = CostHeat(controller, self.legend, self.heat_mode, self)
 
         self.loss = LossPlot()
         self.loss_view = LossView(self.loss)
@@ -137,6 +143,13 @@ class TrainingPanel(QWidget):
         self.tabs.addTab(curves_tab, "Curves")
         self.tabs.addTab(self.hist, "Inside a node")
         self.tabs.addTab(self.eval_view, "Evaluation")
+        self.plane = PlaneView(controller)  # decision boundary and unit maps
+        self.tabs.addTab(self.plane, "Input plane")
+        self.embedding = EmbeddingView(controller)
+        self.tabs.addTab(self.embedding, "Embedding")
+        from gui.training.stepper_view import BackpropView  # stepping through backprop
+        self.backprop = BackpropView(controller)
+        self.tabs.addTab(self.backprop, "Backprop")
 
         corner = QWidget()
         buttons = QHBoxLayout(corner)
@@ -211,6 +224,8 @@ class TrainingPanel(QWidget):
         self.loss.apply_theme()
         self.grads.apply_theme()
         self.runs.apply_theme()
+        self.plane.apply_theme()
+        self.embedding.apply_theme()
 
     # ---- run ---------------------------------------------------------------------------
     def _on_run_started(self, info: RunInfo) -> None:
@@ -307,6 +322,9 @@ class TrainingPanel(QWidget):
         """Show histograms for ``node_id`` (the canvas selection); None clears them."""
         self.node = node_id
         self.node_shown.emit(node_id)
+        self.plane.show_node(node_id)
+        self.embedding.show_node(node_id)
+        self.backprop.show_node(node_id)
         if node_id is None:
             self.hist.clear()
             return
