@@ -188,6 +188,11 @@ class MainWindow(QMainWindow):
         self.actionExportPyTorch = self._action(
             "actionExportPyTorch", "Export as Py&Torch…", lambda: self.export("pytorch"),
             tip="A self-contained PyTorch model and training script")
+        self.actionImportPyTorch = self._action(
+            "actionImportPyTorch", "&Import PyTorch…", self.import_pytorch,
+            tip="Trace a PyTorch nn.Module (torch.fx) into a new graph, with its weights")
+        from gui.import_dialog import torch_available  # found without importing torch
+        self.actionImportPyTorch.setVisible(torch_available())
         # Train, Pause and Stop are bound to the training controller in _connect.
         self.actionTrain = self._action("actionTrain", "&Train", None, "F5",
                                         "Train the network on its dataset")
@@ -207,6 +212,18 @@ class MainWindow(QMainWindow):
         self.actionMemoryBudget = self._action(
             "actionMemoryBudget", "&Memory Budget…", self.edit_memory_budget,
             tip="How much memory a training run may need before it is refused")
+        self.actionGradCheck = self._action(
+            "actionGradCheck", "Check &Gradients", lambda: self.check_gradients(),
+            tip="Compare the selected node's backward with finite differences (float64, "
+                "on the current batch): a badge on the node, the details in the inspector")
+        # stepping through backprop (gui.training.stepper_view, the Backprop tab)
+        self.actionStep = self._action(
+            "actionStep", "Ste&p", lambda: self.step_backprop(), "F10",
+            tip="Walk one batch through the network, one stage per press: forward node by "
+                "node, the loss, backward node by node, the update (paused or idle graph)")
+        self.actionStepBack = self._action(
+            "actionStepBack", "Step &Back", lambda: self.step_backprop(back=True), "Shift+F10",
+            tip="One stage back in the walk through backprop")
         self.actionCompare = self._action(
             "actionCompare", "Co&mpare…", self.open_compare,
             tip="Train variants of the graph side by side (learning rates, optimizers...) "
@@ -247,6 +264,7 @@ class MainWindow(QMainWindow):
             a.setStatusTip(path.name)
             a.setData(str(path))
             a.triggered.connect(lambda _=False, p=path: self.open_example(p))
+        m.addAction(self.actionImportPyTorch)
         m.addSeparator()
         m.addActions([self.actionSave, self.actionSaveAs])
         m.addSeparator()
@@ -269,6 +287,8 @@ class MainWindow(QMainWindow):
         for dock in (self.palette_dock, self.inspector_dock, self.bottom_dock):
             m.addAction(dock.toggleViewAction())
         m.addAction(self.actionRunHistory)
+        from gui.training.cost import heat_menu  # gradient norm or a cost, as heatMode
+        self.heat_menu = m.addMenu(heat_menu(self.training_panel.cost, self))
         m.addSeparator()
         m.addActions([self.actionEditingLayout, self.actionTrainingLayout])
         themes = m.addMenu("&Theme")
@@ -280,6 +300,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.actionContinueTraining, self.actionRestartTraining])
         m.addSeparator()
         m.addAction(self.actionCompare)
+        m.addAction(self.actionGradCheck)
+        m.addActions([self.actionStep, self.actionStepBack])
         m.addSeparator()
         m.addAction(self.actionMemoryBudget)
         self.train_menu = m
@@ -293,6 +315,7 @@ class MainWindow(QMainWindow):
         tb.addActions([self.actionFitView, self.actionAutoLayout])
         tb.addSeparator()
         tb.addActions([self.actionTrain, self.actionPause, self.actionStop, self.actionCompare])
+        tb.addActions([self.actionStepBack, self.actionStep])
         # Train's button offers the choice after a run as a menu beside it
         self.train_choice_menu = QMenu(self)
         self.train_choice_menu.addActions([self.actionContinueTraining,
@@ -334,6 +357,7 @@ class MainWindow(QMainWindow):
         show_next_run(self.training, self.actionContinueTraining, self.actionRestartTraining)
         self.training.failed.connect(self._on_training_failed)
         d.edited.connect(self._on_edited)
+        self._make_probes()
         self._on_analysis(d.analysis)  # a new window says at once that it cannot train yet
 
     # ---- documents ---------------------------------------------------------------------
@@ -397,6 +421,41 @@ class MainWindow(QMainWindow):
             return
         self.document.undo_stack.setClean()
         self.view.fit_when_ready()
+
+    def import_pytorch(self) -> None:
+        """File > Import PyTorch...: the dialog runs ``main.py import`` in a process of its
+        own; its graph opens as a new unsaved document with the module's weights loaded."""
+        if not self.maybe_save():
+            return
+        from gui.import_dialog import ImportDialog
+
+        start = str(self.document.path.parent) if self.document.path else None
+        dialog = ImportDialog(self, start)
+        dialog.imported.connect(self.open_imported)
+        dialog.finished.connect(lambda *_: (dialog.cleanup(), dialog.deleteLater()))
+        self.import_dialog = dialog  # for tests, and so it lives while it runs
+        dialog.open()  # window-modal, not a nested event loop
+
+    def open_imported(self, text: str, weights: str, report: str = "") -> None:
+        """Open an imported graph (its JSON text) unsaved, with the module's weights for its
+        first run (a graph without a loss holds them too, so a loss added later trains
+        from them); errors are shown, not raised."""
+        try:
+            self.document.open_text(text)
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot open the imported graph", str(e))
+            return
+        self.autosaver.clear()
+        self.view.fit_when_ready()
+        try:
+            self.document.flush()
+            self.training.load_weights(weights)
+        except (NeuroCanvasError, OSError) as e:
+            QMessageBox.warning(self, "Cannot load the imported weights", str(e))
+            return
+        self.statusBar().showMessage(
+            "Imported with the module's weights. It has no loss: add a Target and a loss "
+            "to train it (from these weights).", 15000)
 
     def save(self) -> bool:
         if self.document.path is None:
@@ -622,6 +681,7 @@ class MainWindow(QMainWindow):
             self.actionRedo.setEnabled(self.document.undo_stack.canRedo())
         self.recent_menu.setEnabled(not locked and bool(self.recent_menu.actions()))
         self.examples_menu.setEnabled(not locked)
+        self.actionImportPyTorch.setEnabled(not locked)
         # as gui.training.bind_actions would: Train starts when idle and resumes when paused;
         # it stays enabled for a graph that cannot train, so that pressing it says why
         state = self.training.state
@@ -631,6 +691,8 @@ class MainWindow(QMainWindow):
                "Already training: pause (F6) or stop (Shift+F5) first")
         self.actionTrain.setToolTip(tip)
         self.actionTrain.setStatusTip(tip)
+        ids = self.scene.selected_node_ids()
+        self.actionGradCheck.setEnabled(len(ids) == 1 and self.document.analysis.ok)
 
     def _update_title(self, *_args) -> None:
         self.setWindowTitle(f"{self.document.title}[*] — {APP_NAME}")
@@ -689,6 +751,52 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(why, 15000)
             return False
         return self.training.start(mode)  # a refusal of its own comes back through failed
+
+    # ---- looking inside: gradient check and cost -----------------------------------------
+    def step_backprop(self, back: bool = False) -> bool:
+        """Train > Step (F10) / Step Back (Shift+F10): the Backprop tab's walk; it is shown
+        when a walk begins. False, with why in the status bar, when refused."""
+        view = self.training_panel.backprop
+        if not view.active and not back:
+            self.bottom_tabs.setCurrentWidget(self.training_panel)
+            self.training_panel.tabs.setCurrentWidget(view)
+        return view.step_back() if back else view.step()
+
+    def _make_probes(self) -> None:
+        """Check Gradients (badges and inspector details, ``gui.training.grad_check``), in the
+        Train menu and the node's context menu; the cost heat's totals in the status bar."""
+        from gui.training.grad_check import GradCheckRunner
+        self.grad_check = GradCheckRunner(self.training, self.scene, self.statusBar(),
+                                          self.inspector.node_page, self)
+        self.inspector.node_page.grad_checks = self.grad_check.results
+        self.training_panel.cost.set_status_bar(self.statusBar())
+        self.training_panel.backprop.message.connect(
+            lambda text: self.statusBar().showMessage(text, 8000))
+        node_menu = self.scene.node_menu  # the canvas's own entries, then these
+
+        def menu():
+            m = node_menu()
+            m.addSeparator()
+            m.addAction(self.actionGradCheck)
+            return m
+
+        self.scene.node_menu = menu
+
+    def check_gradients(self, node_id: str | None = None) -> bool:
+        """Train > Check Gradients: check ``node_id`` (default: the one selected node) in the
+        training process; the answer comes later (badge, inspector, status bar). False, with
+        why in the status bar, when it cannot be asked."""
+        if node_id is None:
+            ids = self.scene.selected_node_ids()
+            node_id = ids[0] if len(ids) == 1 else None
+        if node_id is None:
+            self.statusBar().showMessage("Select one node to check its gradients", 6000)
+            return False
+        if not self.document.analysis.ok:
+            self.statusBar().showMessage("Cannot check gradients: the graph has problems "
+                                         "(see Problems)", 8000)
+            return False
+        return self.grad_check.run(node_id)
 
     # ---- comparing -----------------------------------------------------------------------
     def _make_compare(self) -> None:

@@ -1,8 +1,8 @@
 """The sub-commands of ``main.py`` (docs/format.md section 6), one file each:
 
-- ``check.py``, ``train.py``, ``sweep.py``, ``predict.py``, ``export.py``: a command's
-  ``add_parser`` and what it does; ``progress.py``: the progress line ``train`` draws on a
-  terminal;
+- ``check.py``, ``train.py``, ``sweep.py``, ``predict.py``, ``export.py``, ``import_.py``
+  (``import``): a command's ``add_parser`` and what it does; ``progress.py``: the progress
+  line ``train`` draws on a terminal;
 - ``common.py``: what they share (``UsageError``, one-line messages, the parser class).
 
 ``run(argv, extra)`` parses and runs one command. ``extra`` adds commands defined outside
@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 
-from core.cli import check, export, predict, sweep, train
+from core.cli import check, export, import_, predict, sweep, train
 from core.cli.common import PROG, Parser, UsageError, one_line
 from core.errors import NeuroCanvasError
 
@@ -29,7 +29,7 @@ def build_parser(extra: Iterable[AddParser] = ()) -> argparse.ArgumentParser:
                "With no command (or just a GRAPH), opens the editor.")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     for add in (check.add_parser, train.add_parser, sweep.add_parser, predict.add_parser,
-                export.add_parser, *extra):
+                export.add_parser, import_.add_parser, *extra):
         add(sub)
     return p
 

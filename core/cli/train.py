@@ -41,6 +41,10 @@ def cmd_train(args) -> int:
     if args.save_weights and not Path(args.save_weights).resolve().parent.is_dir():
         # found now rather than after a long training
         raise WeightsError("cannot write: no such folder", file=args.save_weights)
+    tb = None
+    if args.tensorboard:  # events written by a thread of its own (core/tensorboard.py)
+        from core.tensorboard import TensorBoardWriter
+        tb = TensorBoardWriter(args.tensorboard)
     tty = sys.stdout.isatty()
     try:
         log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
@@ -64,6 +68,8 @@ def cmd_train(args) -> int:
 
     def on_event(ev) -> None:
         nonlocal log_failed
+        if tb is not None:
+            tb.on_event(ev)  # a queue put: it never raises, and never waits
         if recorder is not None:
             recorder.on_event(ev)  # a queue put: it never raises, and never waits
         if log is not None and not log_failed and not isinstance(ev, DoneEvent):
@@ -148,6 +154,7 @@ def cmd_train(args) -> int:
             except OSError as e:
                 if not log_failed:
                     close_error = log_error(e)
+        tb_error = tb.close() if tb is not None else None
     assert trainer is not None
     if stop.pressed and bar:
         bar.line("interrupted")
@@ -171,6 +178,8 @@ def cmd_train(args) -> int:
         raise done.error
     if close_error is not None:
         raise close_error
+    if tb_error is not None:
+        raise tb_error
     if run_error is not None and not stop.pressed:
         raise run_error
     if stop.pressed:
@@ -225,6 +234,8 @@ def add_parser(sub) -> None:
     t.add_argument("--init-weights", metavar="W.npz", help="start from these weights")
     t.add_argument("--save-weights", metavar="W.npz", help="write the trained weights here")
     t.add_argument("--log", metavar="M.jsonl", help="write metrics as JSON Lines")
+    t.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard event files (loss, "
+                   "validation metrics, every layer's gradient norm) into DIR")
     t.add_argument("--run-dir", metavar="DIR", help="record the run (graph, settings, metrics, "
                    "weights, summary) into a new folder of the run store DIR")
     t.add_argument("--label", metavar="TEXT", help="the recorded run's label (with --run-dir; "

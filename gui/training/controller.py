@@ -595,7 +595,8 @@ class TrainingController(QObject):
             raise WeightsError("stop training before loading weights", file=str(path))
         analysis = self.document.analysis
         analysis.raise_if_invalid()
-        net = Network(analysis)
+        # every node's weights, also of a graph without a loss yet (one just imported)
+        net = Network(analysis, outputs=analysis.order, with_losses=bool(analysis.losses()))
         # only the keys the network holds are read, each checked from its header first
         state = read_weights_file(path, network_shapes(net))
         net.load_state_dict(state, file=str(path))
