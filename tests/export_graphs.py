@@ -213,7 +213,9 @@ def exported_output(graph: Graph, weights: Path, batch: dict[str, np.ndarray],
     args = [torch.from_numpy(_as_input(batch[f.name]))
             for f in ModelWriter(analyze(graph)).inputs]  # in the order forward takes them
     with torch.no_grad():
-        return model(*args).numpy()
+        out = model(*args)
+    # several outputs: the first is the default one (the node feeding the first loss's pred)
+    return (out[0] if isinstance(out, tuple) else out).numpy()
 
 
 def predict_both(graph: Graph, tmp_path: Path, batch: dict[str, np.ndarray],

@@ -80,9 +80,12 @@ def test_inputs_by_field_name_and_loss_with_targets(torch, tmp_path):
     t = {k: torch.from_numpy(v.astype(np.float32)) for k, v in batch.items()}
     positional = model(t["a"], t["p"], t["n"])
     by_name = model(n=t["n"], a=t["a"], p=t["p"])
-    assert torch.equal(positional, by_name)
-    output, loss = model(t["a"], t["p"], t["n"], probs=t["probs"])
-    assert torch.equal(output, positional) and loss.ndim == 0
+    assert all(torch.equal(x, y) for x, y in zip(positional, by_name, strict=True))
+    # the outputs are what the losses read: the encoders (triplet) and the head (ce)
+    assert positional._fields == ("enc_a", "enc_p", "enc_n", "head")
+    losses = model.losses(positional, t)
+    assert list(losses) == ["triplet", "ce"] and losses["ce"].ndim == 0
+    assert torch.equal(model.loss(positional, t), losses["triplet"] + losses["ce"])
 
 
 def test_weights_round_trip_through_the_exported_module(torch, tmp_path):
@@ -166,8 +169,9 @@ def test_one_training_step_equals_ours(torch, case, tmp_path, float64_default):
     model.train()
     tb = {k: torch.from_numpy(v) for k, v in batch.items()}
     topt = module.make_optimizer(model)
-    loss = module.train_step(model, model, topt, tb)
-    loss2 = module.train_step(model, model, topt, tb)
+    task = module.WithLoss(model)
+    loss = module.train_step(task, model, topt, tb)["loss"]
+    loss2 = module.train_step(task, model, topt, tb)["loss"]
     assert loss == pytest.approx(our_loss, rel=1e-9, abs=1e-12)
     assert loss2 == pytest.approx(our_loss2, rel=1e-8, abs=1e-12)
     state = model.state_dict()

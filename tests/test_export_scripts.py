@@ -122,7 +122,7 @@ def test_hostile_strings_reach_the_code_only_as_literals(tmp_path, monkeypatch):
     model = pt.Model().eval()
     x = torch.zeros(2, 3)
     assert model(x).shape == (2, 2)
-    out, loss = model(x, return_=torch.zeros(2, 2))
+    loss = model.loss(model(x), {"return": torch.zeros(2, 2)})
     assert loss.ndim == 0
     # the strings are data, exactly as in the file
     assert py.main(["--dump-graph", "g.json"]) == 0
@@ -158,7 +158,7 @@ def test_pytorch_script_under_torchrun_with_two_processes(tmp_path):
                           "--save-weights", str(tmp_path / "two.npz")], capture_output=True,
                          text=True, cwd=tmp_path, env=env, timeout=240)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("epoch 1") == 1  # only rank 0 reports
+    assert two.stdout.count('"event": "epoch"') == 1  # only rank 0 reports
     one = subprocess.run([sys.executable, str(script), *common, "--save-weights",
                           str(tmp_path / "one.npz")], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
@@ -168,6 +168,126 @@ def test_pytorch_script_under_torchrun_with_two_processes(tmp_path):
     for k in a:
         assert not np.array_equal(a[k], start[k]), k
         np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def bn_dropout_graph(tmp_path, n: int = 20, **training):
+    """dense_activations (BatchNorm, then Dropout) on an npz file of n samples, its graph
+    file and initial weights written to tmp_path."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "data.npz", x=rng.standard_normal((n, 6)).astype(np.float32),
+             y=rng.standard_normal((n, 5)).astype(np.float32))
+    graph = eg.dense_activations()
+    graph.set_training(eg.training(**{"optimizer": {"type": "adam", "lr": 0.01},
+                                      "batch_size": 8, **training}))
+    save_graph(graph, tmp_path / "g.ncg.json")
+    save_weights(tmp_path / "init.npz", Network(analyze(graph), seed=4).state_dict())
+    return graph
+
+
+def run_script(script, *args, cwd, torchrun=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    head = [torchrun, "--standalone", "--nproc_per_node=2"] if torchrun else [sys.executable]
+    r = subprocess.run([*head, str(script), *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_log(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_pytorch_script_trains_as_main_py_train_step_for_step(tmp_path):
+    """From the same weights, the same batches in the same order (the DataLoader's sampler
+    draws NeuroCanvas's permutations), a partial last batch, a validation split: the same
+    weights and the same JSON Lines metrics, key for key, as main.py train --log."""
+    pytest.importorskip("torch")
+    # momentum, not Adam: Adam would blow the float32 noise in the zero gradient of the
+    # bias before BatchNorm up to whole steps
+    graph = bn_dropout_graph(tmp_path, validation_split=0.25,
+                             optimizer={"type": "momentum", "lr": 0.1})
+    graph.set_param("drop", "rate", 0.0)  # Dropout's masks are torch's own
+    save_graph(graph, tmp_path / "g.ncg.json")
+    out = tmp_path / "sub" / "model.py"
+    out.parent.mkdir()
+    r = run("export", tmp_path / "g.ncg.json", "--to", "pytorch", "-o", out, "--weights",
+            tmp_path / "init.npz")
+    assert r.returncode == 0, r.stderr
+    code = out.read_text()
+    # the paths the graph and the command gave relatively stay relative, to the script
+    assert 'DATA_FILE = Path(__file__).resolve().parent / "../data.npz"' in code
+    assert str(tmp_path / "init.npz") in code  # given as an absolute path: kept so
+    run_script(out, "--steps", 5, "--log", "theirs.jsonl", "--save-weights", "theirs.npz",
+               cwd=out.parent)
+    r = run("train", tmp_path / "g.ncg.json", "--steps", 5, "--init-weights",
+            tmp_path / "init.npz", "--log", tmp_path / "ours.jsonl", "--save-weights",
+            tmp_path / "ours.npz")
+    assert r.returncode == 0, r.stderr
+    theirs, ours = read_log(out.parent / "theirs.jsonl"), read_log(tmp_path / "ours.jsonl")
+    assert [e["event"] for e in theirs] == [e["event"] for e in ours]
+    for t, o in zip(theirs, ours, strict=True):
+        assert list(t) == list(o)
+        for key in ("loss", "train_loss", "val_loss", "global_grad_norm"):
+            if key in o:
+                assert t[key] == pytest.approx(o[key], rel=1e-4), key
+        if "grad_norm" in o:
+            assert set(t["grad_norm"]) == set(o["grad_norm"])
+    a, b = load_weights(out.parent / "theirs.npz"), load_weights(tmp_path / "ours.npz")
+    for k in b:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_pytorch_script_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """4 steps at once equal 2 steps, a checkpoint (model and Adam state, where training
+    is), then 2 more from it: the epoch boundary falls in between."""
+    pytest.importorskip("torch")
+    graph = bn_dropout_graph(tmp_path)
+    graph.set_param("drop", "rate", 0.0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    script = tmp_path / "run" / "model.py"
+    script.write_text(export_graph(graph, "pytorch", weights_path="init.npz",
+                                   base_dir=tmp_path, out_dir=script.parent))
+    # a relative weights path (from the current folder) is written relative to the script
+    assert 'WEIGHTS_FILE = Path(__file__).resolve().parent / "../init.npz"' in \
+        script.read_text()
+    run_script(script, "--steps", 4, "--save-weights", "once.npz", cwd=tmp_path)
+    run_script(script, "--steps", 2, "--checkpoint", "c.pt", cwd=tmp_path)
+    assert not (tmp_path / "c.pt.tmp").exists()
+    run_script(script, "--steps", 4, "--resume", "c.pt", "--save-weights", "twice.npz",
+               cwd=tmp_path)
+    a, b = load_weights(tmp_path / "once.npz"), load_weights(tmp_path / "twice.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_pytorch_script_under_torchrun_synchronises_batchnorm(tmp_path):
+    """A graph with BatchNorm and Dropout under torchrun, 2 processes with half of each
+    batch: after a step, BatchNorm's running statistics are those of the whole batch, as
+    a single process computes them (unsynchronised, each process would have its half's)."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun is not installed")
+    pytest.importorskip("torch")
+    graph = bn_dropout_graph(tmp_path, n=32)
+    script = tmp_path / "model.py"
+    script.write_text(export_graph(graph, "pytorch", weights_path=tmp_path / "init.npz",
+                                   base_dir=tmp_path, out_dir=tmp_path))
+    two = run_script(script, "--steps", 1, "--metrics", "two.jsonl", "--save-weights",
+                     "two.npz", cwd=tmp_path, torchrun=torchrun)
+    assert two.stdout.count('"event": "epoch"') == 1  # rank 0 alone reports
+    run_script(script, "--steps", 1, "--log", "one.jsonl", "--save-weights", "one.npz",
+               cwd=tmp_path)
+    one, two = load_weights(tmp_path / "one.npz"), load_weights(tmp_path / "two.npz")
+    start = load_weights(tmp_path / "init.npz")
+    for k in ("bn/running_mean", "bn/running_var"):
+        assert not np.allclose(one[k], start[k]), k
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert read_log(tmp_path / "two.jsonl")[0]["loss"] == pytest.approx(
+        read_log(tmp_path / "one.jsonl")[0]["loss"], rel=0.5)  # Dropout's masks differ
+    # and it trains on, Dropout and all, for more steps than one epoch
+    run_script(script, "--steps", 6, "--checkpoint", "c.pt", cwd=tmp_path, torchrun=torchrun)
+    assert (tmp_path / "c.pt").exists()
 
 
 # ---- errors and the command line -----------------------------------------------------------

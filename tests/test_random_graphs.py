@@ -410,17 +410,18 @@ def batch_for(graph, fields: dict, n: int, seed: int) -> dict[str, np.ndarray]:
 
 def exported_loss(model, graph, batch: dict, torch):
     """(output, loss) of the exported model in evaluation mode, the fields given as the
-    docstring of ``forward`` says: Input fields positionally, Target fields by keyword, each in
-    its node's dtype (floats as float32)."""
+    docstrings say: Input fields positionally to ``forward``, the fields the losses read by name
+    to ``loss``, each in its node's dtype (floats as float32)."""
     w = ModelWriter(analyze(graph))
 
     def t(f):
         v = batch[f.name]
         return torch.from_numpy(v if v.dtype.kind in "iu" else v.astype(np.float32))
 
-    kwargs = {f.arg: t(f) for f in w.targets} if w.targets else {"with_loss": True}
     with torch.no_grad():
-        out, loss = model(*map(t, w.inputs), **kwargs)
+        outputs = model(*map(t, w.inputs))
+        loss = model.loss(outputs, {f.name: t(f) for f in w.targets})
+    out = outputs[0] if isinstance(outputs, tuple) else outputs
     return out.numpy(), float(loss)
 
 
@@ -480,7 +481,8 @@ def check_training_step(graph, fields: dict, seed: int, tmp_path, torch) -> None
         # as the script's loader gives them: integers as int64, floats in the model's dtype
         tb = {k: torch.from_numpy(v.astype(np.int64) if v.dtype.kind in "iu" else v)
               for k, v in batch.items()}
-        loss = module.train_step(model, model, module.make_optimizer(model), tb)
+        loss = module.train_step(module.WithLoss(model), model, module.make_optimizer(model),
+                                 tb)["loss"]
     finally:
         torch.set_default_dtype(old)
     assert loss == pytest.approx(float(our_loss), rel=1e-8, abs=1e-10)
@@ -516,7 +518,7 @@ def test_a_random_valid_graph_trains_and_exports_to_code_that_agrees(seed, tmp_p
 @pytest.mark.parametrize("loss", ["CrossEntropyLoss", "HingeLoss"])
 def test_exported_forward_takes_int32_class_indices_as_its_docstring_says(loss, tmp_path,
                                                                           torch):
-    """forward documents an int32 Target's argument as int32; torch's cross_entropy and
+    """losses documents an int32 Target field as int32; torch's cross_entropy and
     multi_margin_loss refuse int32 indices, so the export converts them (it used to pass
     them on as they were and fail with 'expected scalar type Long')."""
     graph = build(graph_dict(
@@ -526,5 +528,5 @@ def test_exported_forward_takes_int32_class_indices_as_its_docstring_says(loss, 
         [edge("x", "fc"), edge("fc", "loss:pred"), edge("y", "loss:target")],
         training=eg.training()))
     module, _ = eg.export_module(graph, tmp_path)
-    assert 'y: field "y", [B] int32' in module.Model.forward.__doc__
+    assert '"y": [B] int32' in module.Model.losses.__doc__
     check_graph(graph, {"x": ("normal", 0), "y": ("index", 4)}, 0, tmp_path, torch)

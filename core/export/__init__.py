@@ -20,14 +20,19 @@ TARGETS = ("pytorch", "python")
 
 
 def export_graph(graph: Graph, to: str, weights_path: str | os.PathLike | None = None, *,
-                 base_dir: str | os.PathLike | None = None) -> str:
+                 base_dir: str | os.PathLike | None = None,
+                 out_dir: str | os.PathLike | None = None,
+                 outputs: list[str] | None = None) -> str:
     """The source text of ``graph`` exported ``to`` "pytorch" or "python".
 
     weights_path: a weights file (docs/format.md section 4) the exported script starts from; it is
     checked against the graph now (``WeightsError`` naming a missing key or a wrong shape).
     base_dir: the folder of the graph file, against which a relative dataset path is
-    resolved (written into the script as an absolute path); without it, such a path is
-    read relative to the exported script's own folder.
+    resolved; without it, such a path is read relative to the exported script's own folder.
+    out_dir ("pytorch"): the folder the script will be written to: a relative dataset path and
+    a relative ``weights_path`` (from the current folder) are then written relative to the
+    script (``Path(__file__).resolve().parent / ...``); without it, as absolute paths.
+    outputs ("pytorch"): the nodes ``Model.forward`` returns (default: what the losses read).
 
     Raises ``InvalidGraphError`` (every problem) for an invalid graph, ``ParamError`` for
     bad training settings and ``ExportError`` for what an export cannot write.
@@ -44,7 +49,10 @@ def export_graph(graph: Graph, to: str, weights_path: str | os.PathLike | None =
     data_dir = None if base_dir is None else str(Path(base_dir).resolve())
     if to == "pytorch":
         from core.export.script import pytorch_script
-        return pytorch_script(analysis, weights, data_dir)
+        if weights is not None and out_dir is None:
+            weights = str(Path(weights).resolve())
+        return pytorch_script(analysis, weights, data_dir, outputs,
+                              None if out_dir is None else str(Path(out_dir).resolve()))
     from core.export.python_api import python_script
     return python_script(graph, weights, data_dir)
 

@@ -1,6 +1,13 @@
 """Export a graph as a PyTorch module (docs/format.md section 7): ``class Model(nn.Module)`` with
-one line per layer in ``__init__``, ``forward`` in graph order with a comment per node, and the
-table that maps NeuroCanvas weights files onto its ``state_dict``.
+one line per layer in ``__init__``, a pure ``forward(*inputs)`` in graph order with a comment
+per node that returns the model's outputs only, the losses in ``Model.losses`` /
+``Model.loss``, the ``WithLoss`` wrapper that training (and DistributedDataParallel) calls, and
+the table that maps NeuroCanvas weights files onto the ``state_dict``.
+
+``forward`` is written so that ``torch.jit.script``, ``torch.fx.symbolic_trace``,
+``torch.export.export`` and both ONNX exporters take it: positional tensors only, no optional
+arguments, one return type, and a recurrent cycle unrolled over the fixed number of time
+steps of its sequence input (no Python control flow that depends on a tensor).
 
 The training part of the exported script (datasets, optimizer, the DistributedDataParallel
 loop) is written by ``core.export.pytorch_train``.
@@ -22,16 +29,22 @@ from core.plan import Plan, Step, compile_plan
 from core.validate import Analysis
 
 # Names the exported file defines or imports at module level, the locals of ``forward`` and
-# the attributes of nn.Module: no node id may become one of them.
+# ``losses`` and the attributes of nn.Module: no node id may become one of them.
 MODULE_NAMES = (
-    "argparse", "csv", "os", "Path", "np", "torch", "dist", "F", "nn", "DistributedDataParallel",
-    "WEIGHTS", "FIELDS", "DATA_FILE", "TARGET_COLUMN", "SEED", "BATCH_SIZE", "EPOCHS", "STEPS",
-    "VALIDATION_SPLIT", "WEIGHTS_FILE", "Model", "load_weights", "save_weights", "load_data",
-    "prepare", "split", "batch_of", "make_optimizer", "train_step", "evaluate", "correct",
-    "binary_hinge_loss", "main",
+    "argparse", "csv", "json", "math", "os", "time", "Path", "NamedTuple", "np", "torch",
+    "dist", "F", "nn", "DistributedDataParallel", "DataLoader", "Dataset",
+    "DistributedSampler", "WEIGHTS", "FIELDS", "INPUTS", "OUTPUTS", "CLASSIFIERS",
+    "DATA_FILE", "TARGET_COLUMN", "SEED", "BATCH_SIZE", "EPOCHS", "STEPS", "SHUFFLE", "LR",
+    "VALIDATION_SPLIT", "WEIGHTS_FILE", "Model", "Outputs", "WithLoss", "load_weights",
+    "save_weights", "load_data", "prepare", "split", "Fields", "as_tensors", "EpochOrder",
+    "AllReduceSum", "AllReduceBatchNorm", "sync_batchnorm", "epoch_object", "emit", "LOSSES",
+    "USE_CUDA", "make_optimizer", "grad_norms", "train_step",
+    "evaluate", "correct", "counts", "save_checkpoint", "binary_hinge_loss", "main",
+    # tuple attributes: an output of several is a field of a NamedTuple
+    "count", "index",
     # the built-in dataset generator a script embeds (core.datasets.builtin)
     *(b.make.__name__ for b in datasets.BUILTINS.values()))
-FORWARD_LOCALS = ("self", "batch", "device", "t")
+FORWARD_LOCALS = ("self", "batch", "device", "t", "outputs", "targets")
 MODULE_ATTRIBUTES = (
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",
     "children", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr",
@@ -44,14 +57,15 @@ MODULE_ATTRIBUTES = (
     "register_module", "register_parameter", "register_state_dict_post_hook",
     "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule",
     "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
-    "zero_grad", "reset_parameters", "weights")
+    "zero_grad", "reset_parameters", "weights", "loss", "losses", "model")
 
 INT_DTYPES = ("int64", "int32")
 
 
 @dataclass
 class Field:
-    """A dataset field the model reads: the argument of ``forward`` that carries it."""
+    """A dataset field the model reads: the argument of ``forward`` that carries it (or, for
+    a field only the losses read, the name its value gets in ``losses``)."""
     name: str  # the field, as in the file
     arg: str  # the Python parameter name
     shape: tuple[int, ...]
@@ -60,45 +74,67 @@ class Field:
 
 
 class ModelWriter:
-    """Writes ``class Model``, ``WEIGHTS`` and the weights functions of one valid graph."""
+    """Writes ``class Model``, ``Outputs``, ``WithLoss``, ``WEIGHTS`` and the weights
+    functions of one valid graph.
 
-    def __init__(self, analysis: Analysis):
+    outputs: the nodes ``forward`` returns (``--node``); by default the values the losses read
+    from the model (the node feeding each loss's ``pred``, first the one ``predict`` reports),
+    or the last node of a graph without a loss.
+    """
+
+    def __init__(self, analysis: Analysis, outputs: list[str] | None = None):
         self.a = analysis
         self.graph = analysis.graph
         self.losses = analysis.losses()
         self.output = default_output(analysis)
-        self.plan: Plan = compile_plan(analysis, [self.output], with_losses=bool(self.losses))
-        self.steps = {s.node_id: s for s in self.plan.steps}
+        # every node the losses and the default output need: for the losses' part
+        self.full: Plan = compile_plan(analysis, [self.output], with_losses=bool(self.losses))
+        self.all_steps = {s.node_id: s for s in self.full.steps}
         self.uses_f = False  # torch.nn.functional is needed
         self.uses_hinge = False  # the binary hinge helper is needed
         names = Namer(MODULE_NAMES + FORWARD_LOCALS + MODULE_ATTRIBUTES)
+        self.targets: list[Field] = []  # the fields the losses read (by name, from a dict)
+        self.deferred = self._target_side() | set(self.losses)
+        self.loss_reads = self._loss_reads()
+        self.outputs = self._outputs(outputs)
+        self.output = self.outputs[0]
+        # the losses can be computed from forward's outputs: the model can be trained
+        self.trainable = bool(self.losses) and set(self.loss_reads) <= set(self.outputs)
+        self.plan: Plan = compile_plan(analysis, self.outputs, with_losses=False)
+        self.steps = {s.node_id: s for s in self.plan.steps}
         self.inputs: list[Field] = []
-        self.targets: list[Field] = []
         self._fields(names)
         # One Python name per node: its value in forward and, for a layer, its attribute.
         self.var: dict[str, str] = {}
-        for s in self.plan.steps:
-            if s.feed is None:
+        for s in self.full.steps + self.plan.steps:
+            if s.feed is None and s.node_id not in self.var:
                 self.var[s.node_id] = names(s.node_id)
-        self.owner = {nid: analysis.shared_root.get(nid, nid) for nid in self.steps}
+        for nid in self.outputs:  # an output that is an Input node is named after its node
+            if nid not in self.var:
+                self.var[nid] = names(nid)
+        # the nodes the file computes: forward's, and the losses' when it has them
+        self.used = set(self.steps) | (self.deferred if self.trainable else set())
+        self.owner = {nid: analysis.shared_root.get(nid, nid) for nid in self.used}
         self.attr: dict[str, str] = {}
-        for nid in self.steps:
+        for nid in [n for n in self.all_steps if n in self.used] + list(self.steps):
             owner = self.owner[nid]
             if owner not in self.attr and self._module(owner) is not None:
                 self.attr[owner] = self.var.get(owner) or names(owner)
-        # computed only when forward is asked for the loss: the losses and what needs a target
-        self.deferred = self._target_side() | set(self.losses)
         self.seq_vars: dict[str, str] = {}  # sequence Input -> its value at step t
-        for s in self.plan.region:
-            if s.feed is not None:
+        for s in self.plan.region + self.full.region:
+            if s.feed is not None and s.node_id not in self.seq_vars:
                 self.seq_vars[s.node_id] = names(f"{self._field_of(s.node_id).arg}_t")
         self.collected = {s.sources[0] for s in self.plan.post if s.layer.collects_steps}
         self.step_lists: dict[str, str] = {}  # region node -> list of its per-step values
         for s in self.plan.region:
             nid = s.node_id
-            if nid in self.collected or nid == self.output or nid in self.losses:
+            if nid in self.collected or nid in self.outputs:
                 self.step_lists[nid] = names(f"{self.var.get(nid, nid)}_steps")
-        self.delays: dict[str, int] = {}  # region node -> largest delay it is read over
+        self.loss_lists: dict[str, str] = {}  # a loss inside the region -> its per-step values
+        for s in self.full.region:
+            if s.node_id in self.losses:
+                self.loss_lists[s.node_id] = names(f"{self.var[s.node_id]}_steps")
+        self.delays: dict[str, int] = {}  # region node -> largest delay forward reads it over
         for s in self.plan.region:
             for src, d in zip(s.sources, s.delays, strict=True):
                 if d and src in self.steps and self.steps[src].timed:
@@ -108,49 +144,101 @@ class ModelWriter:
             for d in range(1, most + 1):
                 suffix = "prev" if most == 1 else f"prev{d}"
                 self.prev[(nid, d)] = names(f"{self.var.get(nid, nid)}_{suffix}")
+        self.in_losses = False  # writing Model.losses (values come from outputs and targets)
 
-    # ---- fields and targets ----------------------------------------------------------------
+    # ---- fields, targets and outputs ---------------------------------------------------------
     def _fields(self, names: Namer) -> None:
-        """Input fields (positional, file order), then the Target fields (keywords)."""
+        """Input fields forward reads (positional, file order), then the fields the losses
+        read (the Target fields and any Input field a loss reads directly)."""
         by_name: dict[str, Field] = {}
-        for role, out in (("input", self.inputs), ("target", self.targets)):
-            for nid in self.graph.nodes:
-                if nid not in self.steps or self.a.layers[nid].data_role != role:
+        for nid in self.graph.nodes:
+            if nid not in self.steps or self.a.layers[nid].data_role != "input":
+                continue
+            self._add(nid, by_name, self.inputs, names)
+        loss_names: dict[str, Field] = {}
+        readers = [s for s in self.full.steps if s.node_id in self.deferred]
+        read = {src for s in readers for src in s.sources}
+        for nid in self.graph.nodes:
+            if nid in self.all_steps and self.all_steps[nid].feed is not None and (
+                    nid in read or nid in self.deferred):
+                known = by_name.get(self.a.layers[nid].params["field"])
+                if known is not None and nid in known.nodes:
+                    if known.name not in loss_names:
+                        loss_names[known.name] = known
+                        self.targets.append(known)
                     continue
-                p = self.a.layers[nid].params
-                fld = by_name.get(p["field"]) if role == "input" else None
-                if fld is None:
-                    fld = Field(p["field"], names(p["field"], prefix="field"),
-                                tuple(p["shape"]), p["dtype"])
-                    out.append(fld)
-                    if role == "input":
-                        by_name[p["field"]] = fld
-                fld.nodes.append(nid)
+                self._add(nid, loss_names, self.targets, names)
+
+    def _add(self, nid: str, by_name: dict[str, Field], out: list[Field], names: Namer) -> None:
+        p = self.a.layers[nid].params
+        fld = by_name.get(p["field"])
+        if fld is None:
+            fld = Field(p["field"], names(p["field"], prefix="field"), tuple(p["shape"]),
+                        p["dtype"])
+            by_name[p["field"]] = fld
+            out.append(fld)
+        fld.nodes.append(nid)
 
     def _field_of(self, nid: str) -> Field:
         return next(f for f in self.inputs + self.targets if nid in f.nodes)
 
     def _target_side(self) -> set[str]:
-        """Nodes that need a target: the Target nodes and everything after them. They run
-        only when ``forward`` is given the targets, so none may feed the output."""
+        """Nodes that need a target: the Target nodes and everything after them. They are
+        computed in ``losses``, so none may feed the output or run once per time step."""
         side: set[str] = set()
-        for fld in self.targets:
-            for nid in fld.nodes:
-                side |= {nid} | (nx.descendants(self.a.nx_graph, nid) & set(self.steps))
+        for nid, step in self.all_steps.items():
+            if step.layer.data_role == "target":
+                side |= {nid} | (nx.descendants(self.a.nx_graph, nid) & set(self.all_steps))
         if self.output in side:
             raise ExportError("the model's output depends on a Target node; exported models "
                               "take targets only for their losses", node=self.output)
         for nid in side:
-            step = self.steps[nid]
+            step = self.all_steps[nid]
             if step.timed and not step.layer.is_loss:
                 raise ExportError("a node that runs once per time step depends on a Target "
                                   "node; exported models take targets only for their losses",
                                   node=nid)
         return side
 
+    def _loss_reads(self) -> list[str]:
+        """The model's values the losses read, loss by loss in graph order and port by port:
+        the node feeding each loss's pred first."""
+        out: list[str] = []
+        for loss in self.losses:
+            need = nx.ancestors(self.a.nx_graph, loss)
+            readers = [self.all_steps[loss]] + [s for s in self.full.steps
+                                                 if s.node_id in need and s.node_id in
+                                                 self.deferred]
+            for s in readers:
+                for src in s.sources:
+                    if src not in self.deferred and self.all_steps[src].feed is None \
+                            and src not in out:
+                        out.append(src)
+        return out or [self.output]
+
+    def _outputs(self, wanted: list[str] | None) -> list[str]:
+        if not wanted:
+            return self.loss_reads if self.losses else [self.output]
+        out: list[str] = []
+        for nid in wanted:
+            if nid not in self.a.layers:
+                raise ExportError(f"no node {nid!r} in the graph", node=nid)
+            if nid in self.deferred:
+                raise ExportError("a loss, or a node that depends on a Target node, cannot be "
+                                  "an output of the model", node=nid)
+            if nid not in out:
+                out.append(nid)
+        return out
+
+    @property
+    def several(self) -> bool:
+        return len(self.outputs) > 1
+
     # ---- value names and kinds -------------------------------------------------------------
     def value(self, src: str, delay: int = 0, timed: bool = False) -> str:
         """The expression for ``src``'s value as the node reading it sees it."""
+        if self.in_losses:
+            return self._loss_value(src, delay, timed)
         if delay and (src, delay) in self.prev:
             return self.prev[(src, delay)]
         if src in self.seq_vars and timed:
@@ -163,12 +251,35 @@ class ModelWriter:
             return f"({v} if t >= {delay} else torch.zeros_like({v}))"
         return self.var[src]
 
+    def _loss_value(self, src: str, delay: int, timed: bool) -> str:
+        """In ``losses``: an output (per step at ``t`` when it is one of the recurrent loop,
+        stacked [B, T, ...] by forward), a field, or a value computed there."""
+        step = self.all_steps[src]
+        if step.feed is not None:
+            v = self._field_of(src).arg
+            per_step = timed and self.a.layers[src].params.get("sequence")
+        else:
+            v = self.var[src]
+            per_step = timed and step.timed
+        if not per_step:
+            return f"({v} if t >= {delay} else torch.zeros_like({v}))" if delay else v
+        if delay:
+            return f"({v}[:, t - {delay}] if t >= {delay} else torch.zeros_like({v}[:, 0]))"
+        return f"{v}[:, t]"
+
     def is_int(self, src: str) -> bool:
-        step = self.steps[src]
+        step = self.all_steps.get(src) or self.steps[src]
         return step.feed is not None and step.layer.params["dtype"] in INT_DTYPES
 
     def shape(self, nid: str) -> tuple[int, ...]:
         return tuple(self.a.shapes[nid])
+
+    def output_shape(self, nid: str) -> tuple[int, ...]:
+        """The per-sample shape forward returns for output ``nid`` ([T, ...] for a node
+        of the recurrent loop)."""
+        if nid in self.step_lists:
+            return (self.a.steps,) + self.shape(nid)
+        return self.shape(nid)
 
     # ---- __init__ --------------------------------------------------------------------------
     def _module(self, nid: str) -> str | None:
@@ -188,7 +299,7 @@ class ModelWriter:
         for owner, attr in self.attr.items():
             others = [n for n in users[owner] if n != owner]
             note = f"also used by {', '.join(others)}" if others else ""
-            if owner not in self.steps:
+            if owner not in self.used:
                 note = f"{owner}'s parameters, used by {', '.join(others)}"
             lines += statement(f"self.{attr} = {self._module(owner)}", ind, note)
         if self._initialised():
@@ -259,11 +370,19 @@ class ModelWriter:
             lines.append(f"{INDENT}{literal(key)}: ({literal(name)}, {transposed}),")
         return lines + ["}"]
 
+    def names_lines(self) -> list[str]:
+        """INPUTS and OUTPUTS: the field behind each argument of forward, the node behind
+        each output (the names an ONNX export gives them)."""
+        lines = ["# The field behind each argument of Model.forward, and the node behind each of",
+                 "# its outputs, in order."]
+        lines += _tuple_lines("INPUTS", [f.name for f in self.inputs])
+        return lines + _tuple_lines("OUTPUTS", self.outputs)
+
     # ---- forward ---------------------------------------------------------------------------
     def comment(self, nid: str) -> str:
         shape = fmt_shape(self.a.shapes.get(nid))
         text = f"{nid}: {shape}"
-        if self.steps[nid].timed:
+        if self.all_steps.get(nid, self.steps.get(nid)).timed:
             text += " per step"
         owner = self.owner[nid]
         if owner != nid:
@@ -300,109 +419,88 @@ class ModelWriter:
         ins = [self.value(src, d, timed) for src, d in zip(step.sources, step.delays,
                                                              strict=True)]
         lines = self.assign(self.var[nid], self.expr(step, ins), indent, self.comment(nid))
-        if nid in self.step_lists:
-            lines.append(f"{indent}{self.step_lists[nid]}.append({self.var[nid]})")
+        lists = self.loss_lists if self.in_losses else self.step_lists
+        if nid in lists:
+            lines.append(f"{indent}{lists[nid]}.append({self.var[nid]})")
         return lines
 
-    def targets_missing(self) -> str:
-        """The condition under which forward returns the output alone."""
-        if not self.targets:  # losses of inputs only (a triplet loss): asked for by a flag
-            return "not with_loss"
-        return " or ".join(f"{f.arg} is None" for f in self.targets)
-
-    def targets_given(self) -> str:
-        if not self.targets:
-            return "with_loss"
-        return " and ".join(f"{f.arg} is not None" for f in self.targets)
+    def return_type(self) -> str:
+        return "Outputs" if self.several else "torch.Tensor"
 
     def forward_lines(self) -> list[str]:
         ind = INDENT * 2
         plan = self.plan
         lines = self._forward_head()
-        pre_main = [s for s in plan.pre if s.feed is None and s.node_id not in self.deferred]
-        pre_loss = [s for s in plan.pre if s.feed is None and s.node_id in self.deferred]
-        post_main = [s for s in plan.post if s.node_id not in self.deferred]
-        post_loss = [s for s in plan.post if s.node_id in self.deferred]
-        for s in pre_main:
-            lines += self.node_lines(s, ind)
+        for s in plan.pre:
+            if s.feed is None:
+                lines += self.node_lines(s, ind)
         if plan.region:
-            # what a loss inside the loop needs from a target (a reshaped Target) comes first
-            early = [s for s in pre_loss if not s.layer.is_loss]
-            if early and any(s.node_id in self.deferred for s in plan.region):
-                lines.append(f"{ind}if {self.targets_given()}:")
-                for s in early:
-                    lines += self.node_lines(s, ind + INDENT)
-                pre_loss = [s for s in pre_loss if s.layer.is_loss]
             lines += self._region_lines()
-        for s in post_main:
+        for s in plan.post:
             lines += self.node_lines(s, ind)
-        out = self._output_value()
-        if not self.losses:
-            return lines + [f"{ind}return {out}"]
-        lines += [f"{ind}if {self.targets_missing()}:", f"{ind}{INDENT}return {out}"]
-        for s in pre_loss + post_loss:
-            lines += self.node_lines(s, ind)
-        for nid in self.losses:
-            if self.steps[nid].timed:
-                lines += statement(f"{self.var[nid]} = torch.stack({self.step_lists[nid]})"
-                                   ".mean()", ind, f"{nid}: mean over the time steps")
-        total = " + ".join(self.var[n] for n in self.losses)
-        return lines + [f"{ind}return {out}, {total}"]
+        values = [self._output_value(n) for n in self.outputs]
+        if not self.several:
+            return lines + [f"{ind}return {values[0]}"]
+        return lines + call("return Outputs", values, ind)
 
-    def _output_value(self) -> str:
-        if self.output in self.step_lists:
-            return f"torch.stack({self.step_lists[self.output]}, dim=1)"
-        return self.value(self.output)
+    def _output_value(self, nid: str) -> str:
+        if nid in self.step_lists:
+            return f"torch.stack({self.step_lists[nid]}, dim=1)"
+        return self.value(nid)
 
     def _forward_head(self) -> list[str]:
         ind = INDENT * 2
         params = ["self"] + [f"{f.arg}: torch.Tensor" for f in self.inputs]
-        if self.targets:
-            params += ["*"] + [f"{f.arg}: torch.Tensor | None = None" for f in self.targets]
-        elif self.losses:
-            params += ["*", "with_loss: bool = False"]
-        ret = "torch.Tensor | tuple[torch.Tensor, torch.Tensor]" if self.losses \
-            else "torch.Tensor"
-        lines = call("def forward", params, INDENT, f" -> {ret}:")
-        out_shape = self.a.shapes[self.output]
-        if self.output in self.step_lists:
-            out_shape = (self.a.steps,) + tuple(out_shape)
-        doc = [f"The output of {self.output}, {_batch_shape(out_shape)}, from the inputs "
-               "(batch first):"]
+        lines = call("def forward", params, INDENT, f" -> {self.return_type()}:")
+        if self.several:
+            doc = ["The outputs (an Outputs tuple, batch first) from the inputs (batch first):"]
+        else:
+            doc = [f"The output of {self.outputs[0]}, "
+                   f"{_batch_shape(self.output_shape(self.outputs[0]))}, from the inputs "
+                   "(batch first):"]
         for f in self.inputs:
             doc.append(f"{INDENT}{f.arg}: field {quoted(f.name)}, "
                        f"{_batch_shape(f.shape, self._seq(f))} {f.dtype}")
-        if self.losses and not self.targets:
-            doc.append("With with_loss, (output, loss), the loss being the sum of the graph's "
-                       "losses.")
-        elif self.losses:
-            doc.append("Given the targets too, (output, loss), the loss being the sum of the "
-                       "graph's losses:")
-            for f in self.targets:
-                doc.append(f"{INDENT}{f.arg}: field {quoted(f.name)}, "
-                           f"{_batch_shape(f.shape)} {f.dtype}")
+        if self.trainable:
+            doc.append("The losses are Model.losses(outputs, targets).")
         doc.append("Comments give each node's output shape per sample.")
         return lines + docstring(doc, ind)
 
     def _seq(self, f: Field) -> bool:
         return any(self.a.layers[n].params.get("sequence") for n in f.nodes)
 
+    def _state_source(self) -> tuple[str, str]:
+        """(batch, like): the tensors whose batch size and whose dtype and device the
+        recurrent state takes: the first input, and the first floating-point input (else a
+        parameter of the model), so that ``Model().double()`` and ``.to(device)`` carry it."""
+        batch = self.inputs[0].arg
+        floats = [f.arg for f in self.inputs if f.dtype not in INT_DTYPES]
+        if floats:
+            return batch, floats[0]
+        for _, name, _ in self.weight_entries():
+            return batch, f"self.{name}"
+        return batch, batch
+
     def _region_lines(self) -> list[str]:
         ind = INDENT * 2
         body = ind + INDENT
         plan = self.plan
-        seq = next(s for s in plan.region if s.feed is not None)
-        first = self._field_of(seq.node_id).arg
-        lines = [f"{ind}# the recurrent part: once per time step, {plan.T} steps"]
+        lines = [f"{ind}# the recurrent part: once per time step, {plan.T} steps (the length "
+                 "of the sequence)"]
         if self.prev:
-            lines.append(f"{ind}batch, device = {first}.shape[0], {first}.device")
+            batch, like = self._state_source()
+            zeros = f"{like}.new_zeros" if like != batch or self.inputs[0].dtype \
+                not in INT_DTYPES else None
             for (nid, d), var in self.prev.items():
                 shape = ", ".join(str(n) for n in self.shape(nid))
-                lines += statement(f"{var} = torch.zeros(batch, {shape}, device=device)", ind,
-                                   f"{nid} {d} step{'s' if d > 1 else ''} back")
+                if zeros is None:  # integer inputs and no parameter: float32 state
+                    code = f"{var} = torch.zeros({batch}.shape[0], {shape}, device={batch}.device)"
+                else:
+                    code = f"{var} = {zeros}({batch}.shape[0], {shape})"
+                lines += statement(code, ind, f"{nid} {d} step{'s' if d > 1 else ''} back")
         for var in self.step_lists.values():
             lines.append(f"{ind}{var} = []")
-        lines.append(f"{ind}for t in range({first}.shape[1]):")
+        lines.append(f"{ind}for t in range({plan.T}):")
         for s in plan.region:
             if s.feed is not None:
                 lines += statement(f"{self.seq_vars[s.node_id]} = "
@@ -411,9 +509,6 @@ class ModelWriter:
                 if s.node_id in self.step_lists:
                     lines.append(f"{body}{self.step_lists[s.node_id]}.append("
                                  f"{self.seq_vars[s.node_id]})")
-            elif s.node_id in self.deferred:  # a loss: only when the targets are given
-                lines.append(f"{body}if {self.targets_given()}:")
-                lines += self.node_lines(s, body + INDENT)
             else:
                 lines += self.node_lines(s, body)
         for nid, most in self.delays.items():
@@ -423,6 +518,54 @@ class ModelWriter:
             lines.append(f"{body}{', '.join(olds)} = {', '.join(news)}")
         return lines
 
+    # ---- losses ----------------------------------------------------------------------------
+    def losses_lines(self) -> list[str]:
+        """``Model.losses(outputs, targets)`` (each loss by node id) and ``Model.loss``."""
+        ind, body = INDENT * 2, INDENT * 3
+        self.in_losses = True
+        try:
+            lines = call("def losses", ["self", f"outputs: {self.return_type()}",
+                                        "targets: dict[str, torch.Tensor]"], INDENT,
+                         " -> dict[str, torch.Tensor]:")
+            lines += docstring(
+                ["Each loss of the graph, by node id, from forward's outputs and the fields "
+                 "in targets (field name -> tensor, batch first):"]
+                + [f"{INDENT}{quoted(f.name)}: {_batch_shape(f.shape, self._seq(f))} {f.dtype}"
+                   for f in self.targets], ind)
+            outs = [self.var[n] for n in self.outputs]
+            lines.append(f"{ind}{', '.join(outs)}{',' if self.several and len(outs) == 1 else ''}"
+                         " = outputs")
+            for f in self.targets:
+                lines += wrap_assign(f.arg, f"targets[{literal(f.name)}]", ind)
+            deferred = [s for s in self.full.steps if s.node_id in self.deferred]
+            static = [s for s in deferred if not s.timed and s.feed is None]
+            before = [s for s in static if s.node_id not in {x.node_id for x in self.full.post}]
+            after = [s for s in static if s not in before]
+            for s in before:
+                lines += self.node_lines(s, ind)
+            timed = [s for s in deferred if s.timed]
+            if timed:
+                for var in self.loss_lists.values():
+                    lines.append(f"{ind}{var} = []")
+                lines.append(f"{ind}for t in range({self.full.T}):  # a loss at every time step")
+                for s in timed:
+                    lines += self.node_lines(s, body)
+                for nid, var in self.loss_lists.items():
+                    lines += statement(f"{self.var[nid]} = torch.stack({var}).mean()", ind,
+                                       f"{nid}: mean over the time steps")
+            for s in after:
+                lines += self.node_lines(s, ind)
+            entries = [f"{literal(n)}: {self.var[n]}" for n in self.losses]
+            lines += _dict_return(entries, ind)
+        finally:
+            self.in_losses = False
+        lines += [""] + call("def loss", ["self", f"outputs: {self.return_type()}",
+                                          "targets: dict[str, torch.Tensor]"], INDENT,
+                             " -> torch.Tensor:")
+        lines += [f'{ind}"""The sum of the graph\'s losses: what training minimises."""',
+                  f"{ind}return sum(self.losses(outputs, targets).values())"]
+        return lines
+
     def weights_method(self) -> list[str]:
         ind = INDENT * 2
         lines = [f"{INDENT}def weights(self) -> list[torch.Tensor]:",
@@ -430,9 +573,40 @@ class ModelWriter:
                  'BatchNorm)."""']
         return lines + _list_return(self.weight_tensors(), ind)
 
+    def outputs_lines(self) -> list[str]:
+        """``class Outputs(NamedTuple)`` when forward returns several tensors."""
+        if not self.several:
+            return []
+        lines = ["class Outputs(NamedTuple):"]
+        lines += docstring(["What Model.forward returns: one tensor per node, batch first."],
+                           INDENT)
+        for nid in self.outputs:
+            lines += statement(f"{self.var[nid]}: torch.Tensor", INDENT,
+                               f"{nid}: {_batch_shape(self.output_shape(nid))}")
+        return lines + ["", ""]
+
+    def with_loss_lines(self) -> list[str]:
+        if not self.trainable:
+            return []
+        ind, ind2 = INDENT, INDENT * 2
+        args = [f"batch[{literal(f.name)}]" for f in self.inputs]
+        lines = ["", "", "class WithLoss(nn.Module):"]
+        lines += docstring(["The model and its losses as one module, as training runs it: "
+                            "forward(batch) takes every field by name and returns (outputs, "
+                            "losses). DistributedDataParallel wraps this module, so that the "
+                            "loss is computed inside the forward it sees."], ind)
+        lines += ["", f"{ind}def __init__(self, model: Model) -> None:",
+                  f"{ind2}super().__init__()", f"{ind2}self.model = model", ""]
+        lines += call("def forward", ["self", "batch: dict[str, torch.Tensor]"], ind,
+                      f" -> tuple[{self.return_type()}, dict[str, torch.Tensor]]:")
+        lines += call("outputs = self.model", args, ind2)
+        return lines + [f"{ind2}return outputs, self.model.losses(outputs, batch)"]
+
     def model_lines(self, with_weights: bool = False) -> list[str]:
-        forward = self.forward_lines()  # first: it finds out which helpers are used
-        lines = ["class Model(nn.Module):"]
+        forward = self.forward_lines()  # first: they find out which helpers are used
+        losses = self.losses_lines() if self.trainable else []
+        lines = self.outputs_lines()
+        lines += ["class Model(nn.Module):"]
         lines += docstring([f"The graph {quoted(self.graph.name)} as a PyTorch module."], INDENT)
         lines.append("")
         lines += self.init_lines() + [""]
@@ -440,9 +614,33 @@ class ModelWriter:
         if reset:
             lines += reset + [""]
         lines += forward
+        if losses:
+            lines += [""] + losses
         if with_weights:
             lines += [""] + self.weights_method()
-        return lines
+        return lines + self.with_loss_lines()
+
+
+def wrap_assign(var: str, value: str, indent: str) -> list[str]:
+    one = f"{indent}{var} = {value}"
+    if len(one) <= LINE:
+        return [one]
+    return [f"{indent}{var} = (", f"{indent}{INDENT}{value}", f"{indent})"]
+
+
+def _tuple_lines(name: str, items: list[str]) -> list[str]:
+    values = [literal(i) for i in items]
+    one = f"{name} = ({', '.join(values)}{',' if len(values) == 1 else ''})"
+    if len(one) <= LINE:
+        return [one]
+    return [f"{name} = ("] + [f"{INDENT}{v}," for v in values] + [")"]
+
+
+def _dict_return(entries: list[str], indent: str) -> list[str]:
+    one = f"{indent}return {{{', '.join(entries)}}}"
+    if len(one) <= LINE:
+        return [one]
+    return [f"{indent}return {{"] + [f"{indent}{INDENT}{e}," for e in entries] + [f"{indent}}}"]
 
 
 def _list_return(items: list[str], indent: str) -> list[str]:
