@@ -3,10 +3,22 @@ same loss and gradients as our network from the same weights, and ``bench --quic
 smaller set than the full bench."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from benchmarks.workloads import SEQ_CLASSES, SEQ_F, SEQ_H, SEQ_T, all_workloads
+from benchmarks.workloads import (
+    SEQ_CLASSES,
+    SEQ_F,
+    SEQ_H,
+    SEQ_T,
+    all_workloads,
+    by_name,
+    from_spec,
+    scaling_workloads,
+    tiny_mlp,
+)
 from core.fileformat import graph_from_dict
 from core.network import Network
 from core.validate import analyze
@@ -48,3 +60,33 @@ def test_quick_bench_is_a_subset_with_every_kind_of_workload():
     quick = [w.name for w in all_workloads(quick=True)]
     assert {"lstm", "gru", "elman_cycle", "mlp_small", "lenet"} <= set(full)
     assert set(quick) < set(full) and "elman_cycle" in quick and "lstm" in quick
+
+
+def test_every_workload_is_rebuilt_from_its_spec():
+    # the side processes get the workload as its spec: the very graph and batch come back
+    scaling = [w for _, _, _, w in scaling_workloads()]
+    for w in [*all_workloads(), tiny_mlp(), *scaling]:
+        back = from_spec(json.loads(json.dumps(w.spec)))
+        assert (back.name, back.batch, back.graph) == (w.name, w.batch, w.graph), w.name
+        a = np.random.default_rng(3)
+        b1, b2 = w.make_batch(a, 2), back.make_batch(np.random.default_rng(3), 2)
+        assert all(np.array_equal(b1[k], b2[k]) for k in b1)
+    assert by_name("mlp_tiny").spec == tiny_mlp().spec
+    with pytest.raises(ValueError):
+        from_spec({"family": "transformer"})
+
+
+def test_scaling_covers_batch_and_width_for_the_mlp_and_the_lstm():
+    points = scaling_workloads()
+    for model in ("mlp", "lstm"):
+        batches = [v for m, axis, v, _ in points if m == model and axis == "batch"]
+        widths = [v for m, axis, v, _ in points if m == model and axis == "width"]
+        assert batches == [32, 64, 128, 256, 512, 1024] and len(widths) >= 5
+    for m, axis, v, w in points:
+        if axis == "batch":
+            assert w.batch == v
+        else:
+            units = w.spec["sizes"][1] if m == "mlp" else w.spec["hidden"]
+            assert units == v
+    quick = scaling_workloads(quick=True)
+    assert len(quick) < len(points) and {p[:2] for p in quick} == {p[:2] for p in points}

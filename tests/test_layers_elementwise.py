@@ -161,6 +161,19 @@ def test_leaky_relu_and_elu_values(xp):
     np.testing.assert_allclose(gx, [[2 * np.exp(-2.0), 2 * np.exp(-0.5), 2.0, 1.0, 1.0]])
 
 
+def test_relu_of_infinities_is_finite_where_torch_is(xp):
+    # ReLU(-inf) = 0 and ReLU(inf) = inf, as torch.relu; x * (x > 0) made -inf * 0 = NaN
+    x = np.array([[-np.inf, -2.0, 0.0, 3.0, np.inf]], dtype=np.float32)
+    relu = build_layer("ReLU", {}, {"in": (5,)}, xp=xp, dtype=np.float32)
+    with raise_on_float_trouble():
+        out, (gx,), _ = forward_backward(relu, [x])
+    np.testing.assert_array_equal(out, [[0.0, 0.0, 0.0, 3.0, np.inf]])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(gx, [[0.0, 0.0, 0.0, 1.0, 1.0]])
+    # NaN stays NaN (a NaN input must still be found by the non-finite check)
+    assert np.isnan(forward(relu, [np.array([[np.nan] * 5], dtype=np.float32)])).all()
+
+
 def test_relu_family_flags():
     # These decide He vs Glorot init of the layer that feeds them.
     assert catalogue.get("LeakyReLU").relu_family and catalogue.get("ELU").relu_family

@@ -35,7 +35,8 @@ class ReLU(Layer):
     def forward(self, ctx, inputs):
         x = inputs[0]
         mask = x > 0
-        return x * mask, mask
+        # maximum, not x * mask: -inf * 0 would be NaN where ReLU(-inf) is 0 (NaN stays NaN)
+        return ctx.xp.maximum(x, 0.0), mask
 
     def backward(self, ctx, mask, gout):
         return [gout * mask]
