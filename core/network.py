@@ -7,6 +7,7 @@ up in one place.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import numpy as np
 from core.device import array_module
 from core.errors import DataError, NeuroCanvasError, WeightsError
 from core.layers.base import Context, fmt_shape
+from core.layers.losses import ValidRows
+from core.layers.timecollect import Carry, Lengths
 from core.plan import Plan, Step, compile_plan
 from core.validate import Analysis
 from kernels import backend
@@ -161,6 +164,43 @@ class Network:
                                 node=step.node_id)
         return backend.to_device(arr, self.xp, dt)
 
+    def _batch_lengths(self, batch: dict[str, Any]) -> dict[str, Lengths]:
+        """The ``Lengths`` of every lengths field the plan feeds, checked: integers 1..T,
+        one per sample (docs/format.md section 2.6)."""
+        out: dict[str, Lengths] = {}
+        for fld, (nid, t_len) in self.plan.length_fields.items():
+            if fld not in batch:
+                raise DataError(f"no array for lengths field '{fld}' (named by the Input "
+                                f"node's 'lengths'); found fields: "
+                                f"{', '.join(sorted(batch)) or 'none'}", node=nid)
+            host = backend.to_host(batch[fld])
+            if host.dtype.kind not in "iu":
+                raise DataError(f"lengths field '{fld}' holds {host.dtype} values, expected "
+                                "integers", node=nid)
+            if host.ndim == 2 and host.shape[1] == 1:
+                host = host.reshape(-1)
+            if host.ndim != 1:
+                raise DataError(f"lengths field '{fld}' has per-sample shape "
+                                f"{fmt_shape(host.shape[1:])}, expected []", node=nid)
+            x = batch.get(self.plan.fields.get(nid, ""))
+            if x is not None and len(x) != len(host):
+                raise DataError(f"lengths field '{fld}' has {len(host)} samples, but the "
+                                f"input has {len(x)}", node=nid)
+            bad = np.flatnonzero((host < 1) | (host > t_len))
+            if bad.size:
+                i = int(bad[0])
+                raise DataError(f"lengths field '{fld}': sample {i} has length "
+                                f"{int(host[i])}, expected 1 to {t_len} (T)", node=nid)
+            out[fld] = Lengths(self.xp, host, t_len)
+        return out
+
+    def _feed_data(self, step, batch: dict[str, Any], ctx: Context):
+        """A data node's array; an Input with lengths has its padding set to zero, so that
+        what the padded steps hold never matters."""
+        arr = self._feed(step, batch)
+        fld = step.layer.params.get("lengths") if step.layer.data_role == "input" else None
+        return arr if fld is None else ctx.lengths[fld].zero_padding(arr)
+
     # ---- computation -------------------------------------------------------------------
     def forward(self, batch: dict[str, Any], *, train: bool = False,
                 record: bool | None = None,
@@ -179,6 +219,8 @@ class Network:
         record = train if record is None else record
         plan = self.plan
         ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
+        ctx.lengths = self._batch_lengths(batch) if plan.length_fields else {}
+        lens = ctx.lengths.get(plan.lengths) if plan.lengths else None
         values: dict[Any, Any] = {}
         tape: list = []
         obs = self.observer
@@ -196,9 +238,36 @@ class Network:
                 tape.append((step, key, src_keys, cache))
             return True
 
+        def carry(step, key, t: int) -> None:
+            """A fed-back node at a step with padding: padded samples keep its value."""
+            nid, new = step.node_id, values[key]
+            prev = (nid, t - 1)
+            cstep = Step(nid, Carry(nid, lens.step_mask(t, new.ndim)), [nid, nid], [0, 1],
+                         backward=step.backward, timed=True, internal=True)
+            values[key], _ = cstep.layer.forward(ctx, [new, values[prev]])
+            if record and step.backward:
+                tape.append((cstep, key, [key, prev], None))
+
+        def valid_rows(step, key, src_keys, t: int) -> bool:
+            """A loss at a step with padding: the loss of the valid samples only."""
+            rows = lens.rows(t)
+            if rows.size == 0:
+                return True  # every sample is padding: no loss at this step
+            ins = [values[k] if k is not None else self._zeros(step, i, values)
+                   for i, k in enumerate(src_keys)]
+            wrapped = ValidRows(step.layer, backend.to_device(rows, self.xp))
+            out, cache = wrapped.forward(ctx, ins)
+            values[key] = out
+            mstep = dataclasses.replace(step, layer=wrapped)
+            if obs is not None:
+                obs.forward(mstep, key, out)
+            if record and step.backward:
+                tape.append((mstep, key, src_keys, cache))
+            return True
+
         for step in plan.pre:
             if step.feed is not None:
-                values[step.node_id] = self._feed(step, batch)
+                values[step.node_id] = self._feed_data(step, batch, ctx)
                 if obs is not None:
                     obs.forward(step, step.node_id, values[step.node_id])
             elif not call(step, step.node_id, step.sources):
@@ -211,7 +280,9 @@ class Network:
             keep_all = region_ids & (set(plan.losses) | set(plan.outputs)
                                      | {s.sources[0] for s in plan.post
                                         if s.layer.collects_steps})
-            seqs = {s.node_id: self._feed(s, batch) for s in plan.region if s.feed is not None}
+            seqs = {s.node_id: self._feed_data(s, batch, ctx) for s in plan.region
+                    if s.feed is not None}
+            states = self._states() if lens is not None else set()
             for t in range(plan.T):
                 for step in plan.region:
                     key = (step.node_id, t)
@@ -223,8 +294,13 @@ class Network:
                     src_keys = [(src if src not in region_ids else (src, t - d))
                                 if t - d >= 0 else None
                                 for src, d in zip(step.sources, step.delays, strict=True)]
+                    if lens is not None and lens.padded(t) and step.layer.is_loss:
+                        valid_rows(step, key, src_keys, t)
+                        continue
                     if not call(step, key, src_keys):
                         return ForwardResult(None, {}, {}, tape, ctx, culprit=step.node_id)
+                    if lens is not None and lens.padded(t) and step.node_id in states:
+                        carry(step, key, t)
                 old = t - plan.max_delay  # no delay edge reaches back further than this
                 for nid in region_ids - keep_all:
                     values.pop((nid, old), None)
@@ -237,7 +313,7 @@ class Network:
             else:
                 src_keys = step.sources
             if step.feed is not None:
-                values[step.node_id] = self._feed(step, batch)
+                values[step.node_id] = self._feed_data(step, batch, ctx)
                 if obs is not None:
                     obs.forward(step, step.node_id, values[step.node_id])
             elif not call(step, step.node_id, src_keys):
@@ -245,17 +321,46 @@ class Network:
             for f in step.free_after:
                 del values[f]
 
-        losses = {nid: self._over_time(values, nid, mean=True) for nid in plan.losses}
+        losses = {nid: self._over_time(values, nid, mean=True, lens=lens)
+                  for nid in plan.losses}
         total = None
         for v in losses.values():
             total = v if total is None else total + v
-        outs = {nid: self._over_time(values, nid) for nid in plan.outputs}
+        outs = {nid: self._over_time(values, nid, lens=lens) for nid in plan.outputs}
         return ForwardResult(total, losses, outs, tape, ctx)
 
-    def _over_time(self, values: dict, nid: str, mean: bool = False):
-        """A node's value; for a region node its steps stacked on axis 1 (or averaged)."""
+    def _states(self) -> set[str]:
+        """The recurrent states: region nodes read back over a delay edge (a static value
+        over a delay edge is the same at every step, so it has no state to follow)."""
+        plan = self.plan
+        region_ids = {s.node_id for s in plan.region}
+        return {s for step in plan.region for s, d in zip(step.sources, step.delays,
+                                                          strict=True) if d and s in region_ids}
+
+    @staticmethod
+    def _loss_shares(lens: Lengths, steps: int) -> list[float]:
+        """With lengths, the weight of a region loss's value at each step: its valid samples
+        over all valid (sample, step) pairs, so the loss is the mean over valid steps."""
+        total = float(lens.host.sum())
+        return [lens.count(t) / total for t in range(steps)]
+
+    def _over_time(self, values: dict, nid: str, mean: bool = False,
+                   lens: Lengths | None = None):
+        """A node's value; for a region node its steps stacked on axis 1 (or averaged;
+        with lengths, zeros at the padded steps, and a loss's mean over the valid steps)."""
         if nid in values:
             return values[nid]
+        if lens is not None:
+            shares = self._loss_shares(lens, self.plan.T)
+            if mean:
+                total = None
+                for t, w in enumerate(shares):
+                    if w:
+                        v = values[(nid, t)] * w
+                        total = v if total is None else total + v
+                return total
+            steps = [values[(nid, t)] for t in range(self.plan.T)]
+            return lens.zero_padding(self.xp.stack(steps, axis=1))
         steps = [values[(nid, t)] for t in range(self.plan.T)]
         if mean:  # a loss inside the region is averaged over the steps
             total = steps[0]
@@ -288,16 +393,20 @@ class Network:
         plan = self.plan
         pending: dict[Any, Any] = {}
         region_ids = {s.node_id for s in plan.region}
+        lens = None
+        if plan.lengths and result.ctx is not None:
+            lens = getattr(result.ctx, "lengths", {}).get(plan.lengths)
         for nid in plan.losses:
-            if nid in region_ids:
+            if nid in region_ids and lens is not None:
+                for t, w in enumerate(self._loss_shares(lens, plan.T)):
+                    if w:
+                        pending[(nid, t)] = xp.asarray(w, dtype=self.dtype)
+            elif nid in region_ids:
                 share = xp.asarray(1.0 / plan.T, dtype=self.dtype)
                 pending.update({(nid, t): share for t in range(plan.T)})
             else:
                 pending[nid] = xp.asarray(1.0, dtype=self.dtype)
-        # the recurrent states: region nodes read back over a delay edge (a static value
-        # over a delay edge is the same at every step, so it has no state to follow)
-        states = {s for step in plan.region for s, d in zip(step.sources, step.delays,
-                                                            strict=True) if d and s in region_ids}
+        states = self._states()
         state_norms: dict[str, list] = {s: [None] * plan.T for s in states}
         tape = result.tape
         obs = self.observer
@@ -306,13 +415,15 @@ class Network:
             g = pending.pop(key, None)
             if g is None:
                 continue  # nothing downstream of this call reaches a loss
-            if step.node_id in state_norms:
+            # the first call met (a Carry, with lengths) sees the whole gradient of the state
+            if step.node_id in state_norms and state_norms[step.node_id][key[1]] is None:
                 g64 = g.astype(xp.float64, copy=False)  # tiny norms must not underflow
                 state_norms[step.node_id][key[1]] = xp.sqrt(xp.vdot(g64, g64))
-            if obs is not None:
+            tell = obs is not None and not step.internal
+            if tell:
                 obs.before_backward(step, key, result.ctx, cache, g)
             gins = step.layer.backward(result.ctx, cache, g)
-            if obs is not None:
+            if tell:
                 obs.after_backward(step, key, src_keys, gins)
             if check is not None and check(step, gins):
                 return step.node_id

@@ -28,6 +28,9 @@ class Step:
     free_after: list[str] = field(default_factory=list)  # values dropped after this step
     backward: bool = False  # does a gradient have to flow through this step?
     timed: bool = False  # runs once per time step (inside the recurrent region)
+    # a step the network adds itself (the Carry of a state at a padded step): not a node's
+    # call, so observers are not told of it
+    internal: bool = False
 
 
 @dataclass
@@ -44,6 +47,11 @@ class Plan:
     T: int = 0  # time steps of the region
     max_delay: int = 0
     free_after_region: list[str] = field(default_factory=list)  # static values used in it
+    # Sequence lengths (docs/format.md section 2.6): the dataset field of the region's
+    # lengths (from its sequence Input), or None; and every lengths field the network
+    # feeds, with the Input node that names it and the T of its time axis.
+    lengths: str | None = None
+    length_fields: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[Step]:
@@ -90,12 +98,14 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
     steps = pre + region + post
 
     mark_backward(steps, {s.node_id for s in steps if s.layer.param_shapes()})
+    region_lengths, length_fields = _lengths(analysis, steps)
 
     # Last forward use of each static value; kept values (outputs, losses) are never freed.
     # Values inside the region are keyed per time step and freed by the network once no
     # delay edge can reach back to them.
     plan = Plan(pre, region, post, losses, outputs, fields, analysis.steps or 0,
-                max((d for s in steps for d in s.delays), default=0))
+                max((d for s in steps for d in s.delays), default=0),
+                lengths=region_lengths, length_fields=length_fields)
     last_use: dict[str, Step] = {}
     for s in steps:
         for src in s.sources:
@@ -109,6 +119,50 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         else:
             s.free_after.append(nid)
     return plan
+
+
+def _lengths(analysis: Analysis, steps: list[Step]
+             ) -> tuple[str | None, dict[str, tuple[str, int]]]:
+    """Follow each Input's ``lengths`` along its time axis and tell the layers that use it.
+
+    A sequence Input's lengths apply to the whole recurrent region (its TimeCollect nodes
+    and the losses inside it). Outside the region a value carries the lengths of its input
+    while its first axis is still that input's time axis T: through layers that keep it
+    (an Embedding of tokens [T] -> [T, D], a Dense on [T, F], an RNN/LSTM/GRU with
+    return_sequences, a TimeCollect "all"), not past one that drops it (a recurrent layer
+    giving its last state, a Flatten). The RNN, LSTM, GRU and TimeCollect layers get the
+    field as ``lengths_field``. Returns the region's field and every field fed."""
+    carried: dict[str, tuple[str, int]] = {}  # node -> (field, T) of its first axis
+    fields: dict[str, tuple[str, int]] = {}
+    region = None
+    for s in steps:
+        lay = s.layer
+        if lay.data_role == "input" and lay.params.get("lengths"):
+            f, t_len = lay.params["lengths"], int(lay.params["shape"][0])
+            fields.setdefault(f, (s.node_id, t_len))
+            if s.timed:
+                region = region or f
+            else:
+                carried[s.node_id] = (f, t_len)
+    for s in steps:
+        lay = s.layer
+        if s.timed or lay.data_role is not None:
+            continue
+        if lay.collects_steps:
+            got = (region, analysis.steps or 0) if region else None
+        else:
+            got = next((carried[src] for src in s.sources if src in carried), None)
+        if got is None:
+            continue
+        if getattr(lay, "uses_lengths", False):
+            lay.lengths_field = got[0]
+            keeps = lay.keeps_time_axis()
+        else:
+            out = analysis.shapes.get(s.node_id) or ()
+            keeps = len(out) >= 1 and out[0] == got[1]
+        if keeps:
+            carried[s.node_id] = got
+    return region, fields
 
 
 def mark_backward(steps: list[Step], seeds: set[str]) -> set[str]:

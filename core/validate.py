@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
 from core import catalogue
 from core.connections import instant_graph, resolve_ports
@@ -272,6 +273,7 @@ def analyze(graph: Graph, field_shapes: Mapping[str, tuple] | None = None, *,
 
     # 5. the dataset: "auto" shapes, and fields that do not fit their nodes
     _fit_dataset(a, field_shapes, no_dataset)
+    _check_lengths(a, field_shapes)
 
     # 6. shapes, in topological order; values over delay edges come from the previous pass
     _infer_shapes(a)
@@ -311,6 +313,54 @@ def _fit_dataset(a: Analysis, fields: Mapping[str, tuple] | None, no_dataset: st
     for p in fit_problems(fields, uses, getattr(fields, "name", "dataset")):
         kind = ShapeError if p.param == "shape" else ParamError
         a.problems.append(kind(p.message, node=p.node, param=p.param))
+
+
+def _check_lengths(a: Analysis, fields: Mapping[str, tuple] | None) -> None:
+    """An Input's ``lengths`` (docs/format.md section 2.6): its shape needs a time axis,
+    the dataset field must hold one integer per sample, and the sequence Inputs of one
+    recurrent region must name the same field."""
+    region: dict[str, str] = {}  # lengths field -> the sequence Input naming it
+    for nid in a.order:
+        layer = a.layers.get(nid)
+        if layer is None or layer.data_role != "input" or not layer.params.get("lengths"):
+            continue
+        fld, shape = layer.params["lengths"], layer.params.get("shape")
+        if shape != AUTO and not shape:
+            a.problems.append(ParamError(f"lengths field '{fld}' needs a shape [T, ...] "
+                                         "whose first axis is the time axis; found []",
+                                         node=nid, param="lengths"))
+        if layer.presents_steps():
+            region.setdefault(fld, nid)
+        if fields is None:
+            continue
+        info = fields.get(fld)
+        where = f"dataset '{getattr(fields, 'name', 'dataset')}'"
+        if info is None:
+            have = ", ".join(fields) or "none"
+            a.problems.append(ParamError(f"lengths field '{fld}' is not in {where} (its "
+                                         f"fields: {have})", node=nid, param="lengths"))
+            continue
+        per = tuple(info[0])
+        if per not in ((), (1,)):
+            a.problems.append(ParamError(f"lengths field '{fld}' of {where} has per-sample "
+                                         f"shape {fmt_shape(per)}, expected [] (one length "
+                                         "per sample)", node=nid, param="lengths"))
+        kind = None
+        if info[1] is not None:
+            try:
+                kind = np.dtype(info[1]).kind
+            except TypeError:
+                kind = "?"
+        if kind is not None and kind not in "iu":
+            a.problems.append(ParamError(f"lengths field '{fld}' of {where} holds {info[1]} "
+                                         "values, expected integers", node=nid,
+                                         param="lengths"))
+    if len(region) > 1:
+        names = ", ".join(f"'{f}'" for f in region)
+        for nid in region.values():
+            a.problems.append(ParamError(f"the sequence Inputs name different lengths fields "
+                                         f"({names}); one recurrent part has one length per "
+                                         "sample", node=nid, param="lengths"))
 
 
 def _infer_shapes(a: Analysis) -> None:

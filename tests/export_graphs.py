@@ -170,6 +170,8 @@ def batch_for(graph_analysis, n: int = 6, seed: int = 0) -> dict[str, np.ndarray
             out[p["field"]] = rng.integers(0, 2, size=shape).astype(np.float64)
         else:
             out[p["field"]] = rng.standard_normal(shape)
+        if p.get("lengths"):  # a variable-length sequence: 1..T valid steps a sample
+            out[p["lengths"]] = rng.integers(1, p["shape"][0] + 1, size=n)
     return out
 
 

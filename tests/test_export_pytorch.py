@@ -222,7 +222,8 @@ def test_exported_data_is_generated_as_ours(torch, tmp_path):
              ("sine", {"n": 10, "steps": 4}), ("moons", {"n": 30, "seed": 3}),
              ("sequences", {"n": 12, "steps": 9, "classes": 3}),
              ("recall", {"n": 8, "steps": 6}), ("digits", {"image": True}),
-             ("digit_triplets", {"n": 20, "pool": 100})]
+             ("digit_triplets", {"n": 20, "pool": 100}),
+             ("parity", {"n": 16, "steps": 7, "min_length": 2})]
     assert {name for name, _ in cases} == set(datasets.known_builtins()), \
         "a new built-in dataset needs its exported generator checked here"
     for name, opts in cases:

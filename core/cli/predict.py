@@ -29,6 +29,8 @@ def cmd_predict(args) -> int:
     net = Network(a, outputs=[node], with_losses=False, seed=graph_seed(a))
     net.load_state_dict(load_weights(args.weights, network_shapes(net)), file=args.weights)
     needed = {s.feed: s.node_id for s in net.plan.steps if s.feed is not None}
+    # the lengths of variable-length sequences are read as their Input's data
+    needed.update({f: nid for f, (nid, _t) in net.plan.length_fields.items()})
     # the arrays' headers are checked (size cap) before any is read, and only those needed
     names = read_npz_headers(args.input, DataError, "a NumPy .npz file")
     for fld, nid in needed.items():

@@ -138,6 +138,25 @@ def make_digit_triplets(rng: np.random.Generator, n: int, pool: int, image: bool
             "negative_class": labels[negative]}
 
 
+def make_parity(rng: np.random.Generator, n: int, steps: int, min_length: int
+                ) -> dict[str, np.ndarray]:
+    """Bit strings of variable length: x [n, steps] int64 tokens (1 for a 0 bit, 2 for a 1
+    bit, then 0 = padding after the string), lengths [n] int64 each string's length, from
+    min_length to steps (uniform), y [n] int64 the parity (1 when the string holds an odd
+    number of 1 bits). Half the samples are odd, in random order."""
+    lengths = rng.integers(min_length, steps + 1, size=n)
+    bits = rng.integers(0, 2, size=(n, steps))
+    valid = np.arange(steps)[None, :] < lengths[:, None]
+    bits = bits * valid
+    y = (np.arange(n) % 2).astype(np.int64)[rng.permutation(n)]  # balanced classes
+    # make each string's parity y by flipping its last bit where needed
+    rows = np.arange(n)
+    wrong = bits.sum(axis=1) % 2 != y
+    bits[rows[wrong], lengths[wrong] - 1] ^= 1
+    x = np.where(valid, bits + 1, 0)
+    return {"x": x.astype(np.int64), "lengths": lengths.astype(np.int64), "y": y}
+
+
 # ---- the registry ----------------------------------------------------------------------------
 
 
@@ -182,6 +201,12 @@ def _check_sequences(opts: dict[str, Any]) -> None:
                          f"(class c makes c + 1 cycles per sequence), found steps = {steps}",
                          param="dataset.steps")
 
+
+
+def _check_parity(opts: dict[str, Any]) -> None:
+    if opts["min_length"] > opts["steps"]:
+        raise ParamError(f"min_length {opts['min_length']} exceeds steps {opts['steps']} "
+                         "(the longest string)", param="dataset.min_length")
 
 # upper bounds keep a typo (n: 10**10) from exhausting the machine; docs/format.md 2.9
 _N = Int(1000, "number of samples", min=1, max=10_000_000)
@@ -233,6 +258,15 @@ BUILTINS: dict[str, Builtin] = {
          "image": Bool(False, "images as [1, 8, 8] instead of [64]")}, make_digit_triplets,
         fields=lambda o: _triplet_fields((1, 8, 8) if o["image"] else (64,)),
         needs=("scikit-learn",)),
+    "parity": Builtin(
+        "parity of a variable-length bit string: x [steps] int64 tokens (1 = bit 0, "
+        "2 = bit 1, 0 = padding), lengths int64 (min_length..steps), y int64 0/1",
+        {"n": _N, "steps": Int(16, "longest string: time steps per sample (T)", min=1,
+                               max=100_000),
+         "min_length": Int(1, "shortest string", min=1, max=100_000)}, make_parity,
+        _check_parity, fields=lambda o: {"x": ((o["steps"],), "int64", True),
+                                         "lengths": ((), "int64", True),
+                                         "y": ((), "int64", True)}),
 }
 
 _SEED = Int(None, "seed of the generator (default: the training seed)", min=0)

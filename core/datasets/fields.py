@@ -6,6 +6,11 @@ and dtypes of a file's headers or of a built-in's options), for the editor.
 Input and Target nodes read the field named by their ``params.field`` (``"x"`` and ``"y"``
 by default). A per-sample shape may differ from the node's only by axes of size 1 (``[]``
 versus ``[1]``, ``[T]`` versus ``[T, 1]``): the field is then reshaped.
+
+An Input's ``params.lengths`` names a second field it reads, each sample's number of valid
+steps: ``lengths_use(node, T)`` describes that use, a per-sample ``[]`` int64 field whose
+problems name the node's ``lengths`` parameter and whose values must lie in 1..T (a padded
+npz archive or a token table gives one).
 """
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ import numpy as np
 from core.datasets.dataset import Dataset
 from core.errors import DataError
 
-FieldUse = tuple[str, Sequence[int | None], str]  # (node id, per-sample shape, dtype)
+# (node id, per-sample shape, dtype) or, for an Input's lengths field, as ``lengths_use``
+# makes it: (node id, (), "int64", "lengths", T or None)
+FieldUse = tuple
 # What is known of a field without its values: (per-sample shape, dtype name or None when only
 # the values decide it) and, optionally, whether its values are whole numbers (None: unknown).
 FieldInfo = tuple
@@ -48,8 +55,30 @@ def _squeezable(have: tuple[int, ...], want: Sequence[int | None]) -> bool:
     return [h for h in have if h != 1] == [w for w in want if w != 1]
 
 
+def lengths_use(node_id: str, steps: int | None) -> FieldUse:
+    """The use of an Input's lengths field: per-sample ``[]`` int64, values 1..``steps`` (the
+    Input's T; None: not known, only >= 1 is checked); its problems name ``lengths``."""
+    return (node_id, (), "int64", "lengths", steps)
+
+
 def _uses(uses: FieldUse | Sequence[FieldUse]) -> list[FieldUse]:
     return [uses] if isinstance(uses, tuple) else list(uses)
+
+
+def _split_use(use: FieldUse) -> tuple[str, tuple, str, str | None, int | None]:
+    """``(node id, shape, dtype, lengths parameter or None, T)`` of a use."""
+    if len(use) > 3:
+        return use[0], tuple(use[1]), use[2], use[3], use[4] if len(use) > 4 else None
+    return use[0], tuple(use[1]), use[2], None, None
+
+
+def _as_lengths(p: FieldProblem | None, param: str | None, field: str) -> FieldProblem | None:
+    """A problem of a lengths field: named by the node's ``lengths`` parameter."""
+    if p is None or param is None:
+        return p
+    msg = p.message.replace(f"reads field '{field}'", f"reads its lengths from field '{field}'",
+                            1).replace("class indices", "lengths", 1)
+    return FieldProblem(p.node, param, msg)
 
 
 def _use_problem(field: str, node_id: str, want: tuple, dtype: str,
@@ -113,8 +142,8 @@ def fit_problems(fields: Mapping[str, FieldInfo],
     out: list[FieldProblem] = []
     done: dict[str, tuple[str, tuple]] = {}  # field -> (node, how it reads it)
     for field, uses in inputs.items():
-        for node_id, shape, dtype in _uses(uses):
-            want = tuple(shape)
+        for use in _uses(uses):
+            node_id, want, dtype, lparam, _steps = _split_use(use)
             p = _use_problem(field, node_id, want, dtype, fields, where)
             if p is None:
                 mine = _read_as(tuple(fields[field][0]), want, dtype)
@@ -122,6 +151,7 @@ def fit_problems(fields: Mapping[str, FieldInfo],
                     p = _conflict(field, node_id, want, mine, *done[field])
                 else:
                     done[field] = (node_id, mine)
+            p = _as_lengths(p, lparam, field)
             if p is not None:
                 out.append(p)
     return out
@@ -146,19 +176,24 @@ def check_fields(dataset: Dataset, inputs: Mapping[str, FieldUse | Sequence[Fiel
     where = f"dataset '{dataset.name}'"
     known = {k: (v.shape[1:], v.dtype) for k, v in dataset.fields.items()}
     for field, uses in inputs.items():
-        for node_id, shape, dtype in _uses(uses):
-            want = tuple(shape)
-            p = _use_problem(field, node_id, want, dtype, known, where)
+        for use in _uses(uses):
+            node_id, want, dtype, lparam, steps = _split_use(use)
+            p = _as_lengths(_use_problem(field, node_id, want, dtype, known, where), lparam,
+                            field)
             if p is not None:
                 raise DataError(p.message, node=node_id, file=dataset.file)
             arr = dataset.fields[field]
             have_shape = tuple(arr.shape[1:])
-            converted = _cast(arr, dtype, field, node_id, dataset)
+            converted = _cast(arr, dtype, field, node_id, dataset,
+                              "lengths" if lparam is not None else "class indices")
             if not _fits(have_shape, want):
                 converted = converted.reshape((len(arr), *want))
+            if lparam is not None:
+                _check_lengths(converted, steps, field, node_id, dataset)
             mine = _read_as(have_shape, want, dtype)
             if field in done:
-                p = _conflict(field, node_id, want, mine, *done[field])
+                p = _as_lengths(_conflict(field, node_id, want, mine, *done[field]), lparam,
+                                field)
                 if p is not None:
                     raise DataError(p.message, node=node_id, file=dataset.file)
             out[field] = converted
@@ -166,7 +201,21 @@ def check_fields(dataset: Dataset, inputs: Mapping[str, FieldUse | Sequence[Fiel
     return Dataset(out, dataset.name, dataset.file)
 
 
-def _cast(arr: np.ndarray, dtype: str, field: str, node_id: str, ds: Dataset) -> np.ndarray:
+def _check_lengths(lengths: np.ndarray, steps: int | None, field: str, node_id: str,
+                   ds: Dataset) -> None:
+    """Each sample's length must be 1..steps: a ``DataError`` naming the first that is not."""
+    hi = steps if steps is not None else np.iinfo(np.int64).max
+    bad = (lengths < 1) | (lengths > hi)
+    if bad.any():
+        i = int(np.argwhere(bad)[0][0])
+        span = f"1 to {steps} (the Input's T)" if steps is not None else "at least 1"
+        raise DataError(f"reads its lengths from field '{field}' of dataset '{ds.name}', whose "
+                        f"sample {i} has length {int(lengths[i])}; expected {span}",
+                        node=node_id, file=ds.file)
+
+
+def _cast(arr: np.ndarray, dtype: str, field: str, node_id: str, ds: Dataset,
+          what: str = "class indices") -> np.ndarray:
     """``arr`` as ``dtype``; a ``DataError`` when its values do not fit."""
     try:
         want = np.dtype(dtype)
@@ -186,7 +235,7 @@ def _cast(arr: np.ndarray, dtype: str, field: str, node_id: str, ds: Dataset) ->
             frac = arr != np.round(arr)
             if frac.any():
                 i = int(np.argwhere(frac)[0][0])
-                raise DataError(f"wants {want.name} class indices, but field '{field}' of "
+                raise DataError(f"wants {want.name} {what}, but field '{field}' of "
                                 f"dataset '{ds.name}' holds fractions (first at sample {i})",
                                 node=node_id, file=ds.file)
     if arr.dtype == want:

@@ -11,6 +11,7 @@ time and size, so an editor that asks on every edit costs one ``stat``.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from core.datasets.files import (
     csv_header,
     csv_settings,
     resolve,
+    token_csv_fields,
+    token_settings,
 )
 from core.errors import DataError, NeuroCanvasError, ParamError
 from core.npz import read_npz_headers
@@ -96,6 +99,10 @@ def peek_fields(cfg: Any, base_dir: str | os.PathLike | None = None) -> DatasetF
         return _cached(("npz", stamp) if stamp else None, lambda: _peek_npz(p))
     target, delimiter, p = csv_settings(cfg, base_dir)  # csv
     stamp = _stamp(p)
+    if token_settings(cfg) is not None:  # a table of token sequences: T is in its rows
+        key = ("tokens", stamp, json.dumps(dict(cfg), sort_keys=True)) if stamp else None
+        return _cached(key, lambda: DatasetFields(token_csv_fields(cfg, base_dir), p.name,
+                                                  str(p)))
     key = ("csv", stamp, target, delimiter) if stamp else None
     return _cached(key, lambda: _peek_csv(p, target, delimiter))
 

@@ -92,7 +92,8 @@ def export_onnx(graph: Graph, path: str | os.PathLike, weights_path: str | os.Pa
     source = pytorch_script(analysis, None, None, outputs)
     with tempfile.TemporaryDirectory(prefix="neurocanvas-onnx-") as tmp:
         module = _load_module(source, Path(tmp) / "exported_model.py")
-        model = module.Model()
+        # packed sequences cannot be traced: the padded formulation (the same values)
+        model = module.Model(packed=False) if writer.packs else module.Model()
         weights = str(weights_path) if weights_path is not None else str(Path(tmp) / "w.npz")
         if weights_path is None:
             seed = graph.training.get("seed", 0)

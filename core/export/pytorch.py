@@ -103,7 +103,16 @@ class ModelWriter:
         self.plan: Plan = compile_plan(analysis, self.outputs, with_losses=False)
         self.steps = {s.node_id: s for s in self.plan.steps}
         self.inputs: list[Field] = []
+        self.lengths_args: dict[str, str] = {}  # a lengths field -> its argument of forward
         self._fields(names)
+        # with sequence lengths in the recurrent loop: the [B, T] mask of valid steps and
+        # the batch rows, computed once before the loop (docs/format.md section 2.6)
+        lengths = self.plan.lengths or self.full.lengths
+        self.valid_var = names("valid") if lengths else None
+        # a built-in recurrent layer on variable-length sequences: Model(packed=...)
+        self.packs = any(getattr(st.layer, "lengths_field", None) is not None
+                         and torch_layers.entry(st.layer).packs for st in self.plan.steps)
+        self.rows_var = names("rows") if lengths else None
         # One Python name per node: its value in forward and, for a layer, its attribute.
         self.var: dict[str, str] = {}
         for s in self.full.steps + self.plan.steps:
@@ -145,6 +154,7 @@ class ModelWriter:
                 suffix = "prev" if most == 1 else f"prev{d}"
                 self.prev[(nid, d)] = names(f"{self.var.get(nid, nid)}_{suffix}")
         self.in_losses = False  # writing Model.losses (values come from outputs and targets)
+        self.row_filter: str | None = None  # the mask a loss at one step reads rows by
 
     # ---- fields, targets and outputs ---------------------------------------------------------
     def _fields(self, names: Namer) -> None:
@@ -155,6 +165,13 @@ class ModelWriter:
             if nid not in self.steps or self.a.layers[nid].data_role != "input":
                 continue
             self._add(nid, by_name, self.inputs, names)
+        for nid in self.graph.nodes:  # each sample's length: an argument after the inputs
+            lf = self.a.layers[nid].params.get("lengths") if nid in self.steps else None
+            if lf and self.a.layers[nid].data_role == "input":
+                if lf not in by_name:
+                    by_name[lf] = Field(lf, names(lf, prefix="field"), (), "int64")
+                    self.inputs.append(by_name[lf])
+                self.lengths_args[lf] = by_name[lf].arg
         loss_names: dict[str, Field] = {}
         readers = [s for s in self.full.steps if s.node_id in self.deferred]
         read = {src for s in readers for src in s.sources}
@@ -267,6 +284,14 @@ class ModelWriter:
             return f"({v}[:, t - {delay}] if t >= {delay} else torch.zeros_like({v}[:, 0]))"
         return f"{v}[:, t]"
 
+    def lengths_arg(self, lengths_field: str | None) -> str | None:
+        """The variable holding a lengths field's values (None for None)."""
+        return None if lengths_field is None else self.lengths_args[lengths_field]
+
+    def _valid_at(self, nid: str, t: str = "t") -> str:
+        """The mask of samples valid at step ``t``, shaped to broadcast over ``nid``'s value."""
+        return f"{self.valid_var}[:, {t}{', None' * len(self.shape(nid))}]"
+
     def is_int(self, src: str) -> bool:
         step = self.all_steps.get(src) or self.steps[src]
         return step.feed is not None and step.layer.params["dtype"] in INT_DTYPES
@@ -292,7 +317,13 @@ class ModelWriter:
 
     def init_lines(self) -> list[str]:
         ind = INDENT * 2
-        lines = [f"{INDENT}def __init__(self) -> None:", f"{ind}super().__init__()"]
+        if self.packs:  # built-in recurrent layers on variable-length sequences
+            lines = [f"{INDENT}def __init__(self, packed: bool = True) -> None:",
+                     f"{ind}super().__init__()"]
+            lines += statement("self.packed = packed", ind,
+                               "pack_padded_sequence; False for torch.fx, torch.export, ONNX")
+        else:
+            lines = [f"{INDENT}def __init__(self) -> None:", f"{ind}super().__init__()"]
         users: dict[str, list[str]] = {}
         for nid, owner in self.owner.items():
             users.setdefault(owner, []).append(nid)
@@ -418,10 +449,14 @@ class ModelWriter:
         timed = step.timed
         ins = [self.value(src, d, timed) for src, d in zip(step.sources, step.delays,
                                                              strict=True)]
+        rows = self.row_filter if step.layer.is_loss else None
+        if rows:  # a loss at one step with sequence lengths: the valid samples only
+            ins = [f"{v}[{rows}]" for v in ins]
         lines = self.assign(self.var[nid], self.expr(step, ins), indent, self.comment(nid))
         lists = self.loss_lists if self.in_losses else self.step_lists
         if nid in lists:
-            lines.append(f"{indent}{lists[nid]}.append({self.var[nid]})")
+            value = f"{self.var[nid]} * {rows}.sum()" if rows else self.var[nid]
+            lines.append(f"{indent}{lists[nid]}.append({value})")
         return lines
 
     def return_type(self) -> str:
@@ -445,7 +480,10 @@ class ModelWriter:
 
     def _output_value(self, nid: str) -> str:
         if nid in self.step_lists:
-            return f"torch.stack({self.step_lists[nid]}, dim=1)"
+            stacked = f"torch.stack({self.step_lists[nid]}, dim=1)"
+            if self.plan.lengths:  # zeros at the padded steps
+                return f"{stacked} * {self.valid_var}[:, :{', None' * len(self.shape(nid))}]"
+            return stacked
         return self.value(nid)
 
     def _forward_head(self) -> list[str]:
@@ -500,6 +538,16 @@ class ModelWriter:
                 lines += statement(code, ind, f"{nid} {d} step{'s' if d > 1 else ''} back")
         for var in self.step_lists.values():
             lines.append(f"{ind}{var} = []")
+        if plan.lengths:
+            lens = self.lengths_arg(plan.lengths)
+            modes = {s.layer.params["mode"] for s in plan.post if s.layer.collects_steps}
+            if self.delays or modes - {"last"} or set(self.outputs) & set(self.step_lists):
+                lines += statement(f"{self.valid_var} = torch.arange({plan.T}, device="
+                                   f"{lens}.device) < {lens}[:, None]", ind,
+                                   "[B, T]: step t of sample b is valid")
+            if "last" in modes:
+                lines.append(f"{ind}{self.rows_var} = torch.arange({lens}.shape[0], "
+                             f"device={lens}.device)")
         lines.append(f"{ind}for t in range({plan.T}):")
         for s in plan.region:
             if s.feed is not None:
@@ -514,6 +562,8 @@ class ModelWriter:
         for nid, most in self.delays.items():
             olds = [self.prev[(nid, d)] for d in range(most, 0, -1)]
             now = self.seq_vars.get(nid) or self.var[nid]
+            if plan.lengths:  # a padded sample's state does not change
+                now = f"torch.where({self._valid_at(nid)}, {now}, {self.prev[(nid, 1)]})"
             news = [self.prev[(nid, d)] for d in range(most - 1, 0, -1)] + [now]
             lines.append(f"{body}{', '.join(olds)} = {', '.join(news)}")
         return lines
@@ -531,7 +581,9 @@ class ModelWriter:
                 ["Each loss of the graph, by node id, from forward's outputs and the fields "
                  "in targets (field name -> tensor, batch first):"]
                 + [f"{INDENT}{quoted(f.name)}: {_batch_shape(f.shape, self._seq(f))} {f.dtype}"
-                   for f in self.targets], ind)
+                   for f in self.targets]
+                + ([f"{INDENT}{quoted(self.full.lengths)}: [B] int64, each sample's length"]
+                   if self.full.lengths and self.loss_lists else []), ind)
             outs = [self.var[n] for n in self.outputs]
             lines.append(f"{ind}{', '.join(outs)}{',' if self.several and len(outs) == 1 else ''}"
                          " = outputs")
@@ -544,7 +596,9 @@ class ModelWriter:
             for s in before:
                 lines += self.node_lines(s, ind)
             timed = [s for s in deferred if s.timed]
-            if timed:
+            if timed and self.full.lengths:
+                lines += self._masked_loss_lines(timed)
+            elif timed:
                 for var in self.loss_lists.values():
                     lines.append(f"{ind}{var} = []")
                 lines.append(f"{ind}for t in range({self.full.T}):  # a loss at every time step")
@@ -564,6 +618,30 @@ class ModelWriter:
                              " -> torch.Tensor:")
         lines += [f'{ind}"""The sum of the graph\'s losses: what training minimises."""',
                   f"{ind}return sum(self.losses(outputs, targets).values())"]
+        return lines
+
+    def _masked_loss_lines(self, timed: list[Step]) -> list[str]:
+        """The losses inside the recurrent loop with sequence lengths: at each step the loss
+        of the valid samples, weighted by their number; the mean over all valid (sample,
+        step) pairs (docs/format.md section 2.6). The lengths come with the targets."""
+        ind, body, inner = INDENT * 2, INDENT * 3, INDENT * 4
+        fld = self.full.lengths
+        lens = self.lengths_arg(fld)
+        lines = wrap_assign(lens, f"targets[{literal(fld)}]", ind)
+        for var in self.loss_lists.values():
+            lines.append(f"{ind}{var} = []")
+        lines.append(f"{ind}for t in range({self.full.T}):  # a loss at every time step")
+        lines += statement(f"{self.valid_var} = t < {lens}", body, "the samples valid at t")
+        lines.append(f"{body}if bool({self.valid_var}.any()):")
+        self.row_filter = self.valid_var
+        try:
+            for s in timed:
+                lines += self.node_lines(s, inner)
+        finally:
+            self.row_filter = None
+        for nid, var in self.loss_lists.items():
+            lines += statement(f"{self.var[nid]} = torch.stack({var}).sum() / {lens}.sum()",
+                               ind, f"{nid}: mean over the valid steps")
         return lines
 
     def weights_method(self) -> list[str]:

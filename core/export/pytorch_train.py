@@ -27,11 +27,15 @@ CSV_CODE = """\
 with open(DATA_FILE, newline="", encoding="utf-8-sig") as f:
     rows = [row for row in csv.reader(f, delimiter=DELIMITER) if any(c.strip() for c in row)]
 header = [c.strip() for c in rows[0]]
-values = np.array(rows[1:], dtype=np.float64)
 column = header.index(TARGET_COLUMN)
-y = values[:, column]
-x = np.delete(values, column, axis=1).astype(np.float32)
-y = y.astype(np.int64) if np.all(y == np.round(y)) else y.astype(np.float32)
+x = np.array([row[:column] + row[column + 1:] for row in rows[1:]], dtype=np.float64)
+x = x.astype(np.float32)
+cells = [row[column].strip() for row in rows[1:]]
+if CLASSES is None:  # a numeric target
+    y = np.array(cells, dtype=np.float64)
+    y = y.astype(np.int64) if np.all(y == np.round(y)) else y.astype(np.float32)
+else:  # class names: class i is CLASSES[i]
+    y = np.array([CLASSES.index(c) for c in cells], dtype=np.int64)
 return {"x": x, "y": y}"""
 
 WEIGHTS_FUNCTIONS = '''\
@@ -70,6 +74,29 @@ def binary_hinge_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -
     -1/+1), as NeuroCanvas's HingeLoss with one output."""
     sign = torch.where(target.reshape(pred.shape) > 0, 1.0, -1.0)
     return F.relu(margin - sign * pred).mean()
+'''
+
+PACK_FUNCTIONS = '''\
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> nn.utils.rnn.PackedSequence:
+    """The padded batch x [B, T, ...] as a packed sequence of each sample's valid steps."""
+    return nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), True, False)
+
+
+def unpack(out: nn.utils.rnn.PackedSequence, steps: int) -> torch.Tensor:
+    """A packed output as [B, T, ...] again, zeros at the padded steps."""
+    return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)[0]
+
+
+def last_valid(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sample's output at its last valid step (the padding comes after it, so it is
+    the output the packed sequence gives)."""
+    return out[torch.arange(out.shape[0], device=out.device), lengths - 1]
+
+
+def valid_steps(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """out [B, T, H] with zeros at the padded steps."""
+    valid = torch.arange(out.shape[1], device=out.device) < lengths[:, None]
+    return out * valid.unsqueeze(-1).to(out.dtype)
 '''
 
 
@@ -493,6 +520,7 @@ class TrainingWriter:
         lines = self._path(ds["path"], "DATA_FILE", self.data_dir)
         if source == "csv":
             lines += wrapped_literal(ds.get("target_column"), "", "TARGET_COLUMN = ")
+            lines += wrapped_literal(self._classes(ds), "", "CLASSES = ")
         lines += ["", "", "def load_data() -> dict[str, np.ndarray]:"]
         if source == "npz":
             lines += docstring(["The dataset file: one array per field."], INDENT)
@@ -504,6 +532,17 @@ class TrainingWriter:
                             "the other columns the features x."], INDENT)
         return lines + block(CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))),
                              INDENT)
+
+    def _classes(self, ds: dict) -> list[str] | None:
+        """The class names of a csv target column, pinned now as NeuroCanvas maps them
+        (the ``classes`` option, else the file's names sorted); None for numbers, or when
+        the file cannot be read now (then a numeric target is assumed)."""
+        from core.datasets.files import class_mapping
+        from core.errors import NeuroCanvasError
+        try:
+            return class_mapping(ds, self.data_dir)
+        except (NeuroCanvasError, OSError):
+            return None
 
     def _builtin(self, ds: dict) -> list[str]:
         """The built-in's generator, copied from core.datasets.builtin (it is written to need
@@ -658,4 +697,5 @@ def check_training(config_source: dict) -> TrainConfig:
     return cfg
 
 
-__all__ = ["TrainingWriter", "check_training", "WEIGHTS_FUNCTIONS", "HINGE_FUNCTION"]
+__all__ = ["TrainingWriter", "check_training", "WEIGHTS_FUNCTIONS", "HINGE_FUNCTION",
+           "PACK_FUNCTIONS"]

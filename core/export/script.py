@@ -7,6 +7,7 @@ from core.datasets.builtin import BUILTINS
 from core.export.pytorch import ModelWriter
 from core.export.pytorch_train import (
     HINGE_FUNCTION,
+    PACK_FUNCTIONS,
     WEIGHTS_FUNCTIONS,
     TrainingWriter,
     check_training,
@@ -73,6 +74,8 @@ def pytorch_script(analysis: Analysis, weights_path: str | None, data_dir: str |
     lines += WEIGHTS_FUNCTIONS.splitlines()
     if model.uses_hinge:
         lines += ["", ""] + HINGE_FUNCTION.splitlines()
+    if model.packs:
+        lines += ["", ""] + PACK_FUNCTIONS.splitlines()
     if rest:
         lines += ["", ""] + rest
     return "\n".join(lines) + "\n"

@@ -73,12 +73,15 @@ class TorchEntry:
     biases), which the exported ``reset_parameters`` repeats; other modules keep
     PyTorch's, as NeuroCanvas does.
     data: a data node: an argument of ``forward``, not a statement.
+    packs: with sequence lengths it runs on ``pack_padded_sequence`` (``Model(packed=...)``
+    chooses; a built-in recurrent layer).
     """
     module: ModuleFn | None = None
     expr: ExprFn | None = None
     params: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
     reinit: bool = False
     data: bool = False
+    packs: bool = False
 
 
 def _pair(v) -> str:
@@ -164,9 +167,30 @@ def _recurrent(torch_name: str) -> ModuleFn:
     return module
 
 
-def _recurrent_expr(w: ModelWriter, step: Step, ins: list[str]) -> Expr:
-    tail = "[0]" if step.layer.params["return_sequences"] else "[0][:, -1]"
-    return Expr(f"self.{w.attr_of(step.node_id)}", [ins[0]], tail)
+def _recurrent_expr(w: ModelWriter, step: Step, ins: list[str], state: str = "[1][0]"
+                    ) -> Expr:
+    """The module on the whole sequence; with sequence lengths (docs/format.md section 2.6)
+    on ``pack_padded_sequence(x, lengths, batch_first, enforce_sorted=False)``: the last
+    state ``state`` of the returned (h_n, ...) is each sample's last valid one, and the
+    padded outputs are zeros, as ours."""
+    module = f"self.{w.attr_of(step.node_id)}"
+    seq = step.layer.params["return_sequences"]
+    lens = w.lengths_arg(getattr(step.layer, "lengths_field", None))
+    if lens is None:
+        return Expr(module, [ins[0]], "[0]" if seq else "[0][:, -1]")
+    x, steps = ins[0], step.layer.in_shapes["in"][0]
+    # Model(packed=False): the whole padded sequence, then each sample's valid steps taken
+    # out of it (padding comes after them, so they are the same values): what torch.fx,
+    # torch.export and ONNX can trace, at the cost of computing the padded steps
+    if not seq:
+        return Expr(None, [f"{module}(pack({x}, {lens})){state}",
+                           f"last_valid({module}({x})[0], {lens})"], op=" if self.packed else ")
+    return Expr(None, [f"unpack({module}(pack({x}, {lens}))[0], {steps})",
+                       f"valid_steps({module}({x})[0], {lens})"], op=" if self.packed else ")
+
+
+def _lstm_expr(w: ModelWriter, step: Step, ins: list[str]) -> Expr:
+    return _recurrent_expr(w, step, ins, "[1][0][0]")  # (output, (h_n, c_n))
 
 
 def _embedding_expr(w: ModelWriter, step: Step, ins: list[str]) -> Expr:
@@ -187,8 +211,19 @@ def _reshape(w: ModelWriter, step: Step, ins: list[str]) -> Expr:
 
 def _time_collect(w: ModelWriter, step: Step, ins: list[str]) -> Expr:
     steps = w.step_lists[step.sources[0]]
+    lens = w.lengths_arg(getattr(step.layer, "lengths_field", None))
+    mode = step.layer.params["mode"]
+    if lens is not None:  # each sample's valid steps (docs/format.md section 2.6)
+        stacked = f"torch.stack({steps}, dim=1)"
+        k = len(w.shape(step.sources[0]))
+        if mode == "last":
+            return Expr(None, [f"{stacked}[{w.rows_var}, {lens} - 1]"])
+        masked = f"{stacked} * {w.valid_var}[:, :{', None' * k}]"
+        if mode == "all":
+            return Expr(None, [masked])
+        return Expr(None, [f"({masked}).sum(dim=1) / {lens}[:{', None' * k}]"])
     code = {"last": f"{steps}[-1]", "all": f"torch.stack({steps}, dim=1)",
-            "mean": f"torch.stack({steps}, dim=1).mean(dim=1)"}[step.layer.params["mode"]]
+            "mean": f"torch.stack({steps}, dim=1).mean(dim=1)"}[mode]
     return Expr(None, [code])
 
 
@@ -277,9 +312,9 @@ TORCH: dict[type[Layer], TorchEntry] = {
     Embedding: TorchEntry(lambda layer: f"nn.Embedding({layer.params['num_embeddings']}, "
                           f"{layer.params['dim']})", _embedding_expr,
                           {"W": ("weight", False)}),
-    RNN: TorchEntry(_recurrent("RNN"), _recurrent_expr, _RECURRENT),
-    LSTM: TorchEntry(_recurrent("LSTM"), _recurrent_expr, _RECURRENT),
-    GRU: TorchEntry(_recurrent("GRU"), _recurrent_expr, _RECURRENT),
+    RNN: TorchEntry(_recurrent("RNN"), _recurrent_expr, _RECURRENT, packs=True),
+    LSTM: TorchEntry(_recurrent("LSTM"), _lstm_expr, _RECURRENT, packs=True),
+    GRU: TorchEntry(_recurrent("GRU"), _recurrent_expr, _RECURRENT, packs=True),
     TimeCollect: TorchEntry(expr=_time_collect),
     Add: TorchEntry(expr=lambda w, s, ins: Expr(None, ins, op=" + ")),
     Multiply: TorchEntry(expr=lambda w, s, ins: Expr(None, ins, op=" * ")),

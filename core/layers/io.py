@@ -28,6 +28,8 @@ class Input(Layer):
         "field": Identifier(default="x", doc="dataset field this input reads"),
         "dtype": Choice(default="float32", choices=DTYPES, doc="element type"),
         "sequence": Bool(default=False, doc="a sequence [T, ...] presented step by step"),
+        "lengths": Identifier(default=None, doc="dataset field holding each sample's length "
+                              "(1..T valid steps of a [T, ...] shape); null: all T are valid"),
     }
 
     @classmethod

@@ -73,6 +73,37 @@ class Loss(Layer):
         return target.astype(xp.int64, copy=False)
 
 
+class ValidRows:
+    """A loss at a step of the recurrent region where some samples are padding (sequence
+    lengths, docs/format.md section 2.6): the same loss over the valid samples only (the
+    rows ``rows``, a device index array), so padded steps neither count in its mean nor
+    get a gradient. Looks like the loss it wraps otherwise. The network weights each
+    step's value by its number of valid samples, which makes the region's loss the mean
+    over all valid (sample, step) pairs."""
+
+    def __init__(self, loss: Loss, rows):
+        self.loss = loss
+        self.rows = rows
+
+    def __getattr__(self, name):
+        return getattr(self.loss, name)
+
+    def forward(self, ctx, inputs):
+        out, cache = self.loss.forward(ctx, [x[self.rows] for x in inputs])
+        return out, (cache, [x.shape for x in inputs])
+
+    def backward(self, ctx, cache, gout):
+        inner, shapes = cache
+        out = []
+        for g, shape in zip(self.loss.backward(ctx, inner, gout), shapes, strict=True):
+            if g is not None:
+                full = ctx.xp.zeros(shape, dtype=g.dtype)
+                full[self.rows] = g
+                g = full
+            out.append(g)
+        return out
+
+
 @register
 class MSELoss(Loss):
     type_name = "MSELoss"

@@ -31,10 +31,21 @@ never overflows. Only ``ctx.xp`` is used, so the same code runs on CuPy.
 
 After each backward, ``layer.state_grad_norms`` is a host array of length T: entry t is the
 L2 norm, over the whole batch, of dL/dh_t, the total gradient reaching the hidden state after
-step t (from the output at t and from step t+1). It makes vanishing and exploding gradients
-visible; it is accumulated on the device and fetched with one transfer at the end.
+step t (from the output at t and from step t+1; with lengths, over the samples valid at t).
+It makes vanishing and exploding gradients visible; it is accumulated on the device and
+fetched with one transfer at the end.
 
 Backward keeps the forward cache intact, so it may run more than once on one cache.
+
+Sequence lengths (docs/format.md section 2.6, "Variable-length sequences"): when the input
+carries per-sample lengths (``lengths_field``, set by the plan; the batch's ``Lengths`` in
+``ctx.lengths``), the whole batch still runs as one pass over the T steps, and at the steps
+t >= min(length) a masked copy keeps the state (h, and c for LSTM) of every padded sample
+unchanged, as ``pack_padded_sequence`` does: the last state is each sample's state at its
+last valid step, and ``return_sequences`` outputs zeros at the padded steps. Backward splits
+the gradient reaching a padded state between the step's own update (none) and the carried
+state (all of it), so padded steps get exactly zero gradients. Steps before the shortest
+length cost nothing extra; without lengths the code path is the unmasked one.
 """
 from __future__ import annotations
 
@@ -43,6 +54,7 @@ from typing import ClassVar
 import numpy as np
 
 from core.layers.base import Layer, fmt_shape, register
+from core.layers.timecollect import Lengths, _lengths
 from core.params import Bool, Choice, Int
 from kernels.backend import to_host
 
@@ -99,10 +111,35 @@ def _batch_major(xp, g_flat, t_len: int, b: int):
     return xp.ascontiguousarray(g_flat.reshape(t_len, b, -1).transpose(1, 0, 2))
 
 
+def _carry_(xp, new, old, lens: Lengths | None, t: int) -> None:
+    """In place: the padded samples of step t keep their previous state ``old``."""
+    if lens is not None and t > 0 and lens.padded(t):
+        xp.copyto(new, old, where=~lens.step_mask(t, new.ndim))
+
+
+def _split(xp, g, lens: Lengths | None, t: int):
+    """(the part of ``g`` for the step's own update, the part carried to step t - 1 or
+    None): at a step with padding, the padded samples' gradient goes to the carried state."""
+    if lens is None or not lens.padded(t):
+        return g, None
+    valid = lens.step_mask(t, g.ndim)
+    zero = xp.zeros((), dtype=g.dtype)
+    return xp.where(valid, g, zero), xp.where(valid, zero, g)
+
+
+def _valid_only(lens: Lengths, g, t: int):
+    """``g`` with the samples padded at step t set to zero (a new array)."""
+    xp = lens.xp
+    return xp.where(lens.step_mask(t, g.ndim), g, xp.zeros((), dtype=g.dtype))
+
+
 class _Recurrent(Layer):
     """Shared parts: parameters, shapes, init, input layout, outputs and gradients."""
 
     category = "Recurrent"
+    # The dataset field of the input's sequence lengths (set by the plan), or None.
+    lengths_field: str | None = None
+    uses_lengths = True
     gates: ClassVar[int] = 1  # nG: gate blocks of width H in W_ih / W_hh
     param_names = ("W_ih", "W_hh", "b_ih", "b_hh")
     params_spec = {
@@ -115,6 +152,10 @@ class _Recurrent(Layer):
         super().__init__(node_id, params)
         # Host array [T] after each backward: |dL/dh_t| over the batch (see module doc).
         self.state_grad_norms: np.ndarray | None = None
+
+    def keeps_time_axis(self) -> bool:
+        """Whether the output's first axis is still the time axis (for the lengths)."""
+        return bool(self.params["return_sequences"])
 
     # ---- shapes and parameters -----------------------------------------------------------
     def infer(self, in_shapes):
@@ -168,20 +209,31 @@ class _Recurrent(Layer):
         xp.add(proj.transpose(1, 0, 2, 3), bias[None, :, None, :], out=out)
         return out
 
-    def _output(self, xp, hs):
-        """hs [T, B, H] (h_1..h_T, time-major) -> a new [B, T, H] or [B, H] array."""
+    def _output(self, xp, hs, lens: Lengths | None = None):
+        """hs [T, B, H] (h_1..h_T, time-major) -> a new [B, T, H] or [B, H] array (with
+        lengths: zeros at the padded steps; the last state is carried from the last valid
+        step, so hs[-1] is each sample's last valid state)."""
         if self.params["return_sequences"]:
-            return xp.ascontiguousarray(hs.transpose(1, 0, 2))
+            out = xp.ascontiguousarray(hs.transpose(1, 0, 2))
+            return out if lens is None else lens.zero_padding(out)
         return hs[-1].copy()
 
-    def _first_dh(self, gout):
+    def _first_dh(self, gout, lens: Lengths | None = None):
         """The gradient reaching h_T: the output gradient at the last step."""
-        return gout[:, -1] if self.params["return_sequences"] else gout
+        if not self.params["return_sequences"]:
+            return gout
+        t = gout.shape[1] - 1
+        g = gout[:, t]
+        return _valid_only(lens, g, t) if lens is not None and lens.padded(t) else g
 
-    def _add_gout(self, dh, gout, t: int) -> None:
-        """Add the output gradient at step t (only with return_sequences)."""
+    def _add_gout(self, dh, gout, t: int, lens: Lengths | None = None) -> None:
+        """Add the output gradient at step t (only with return_sequences; with lengths, none
+        at a padded step: the output there is a constant zero)."""
         if self.params["return_sequences"]:
-            dh += gout[:, t]
+            if lens is not None and lens.padded(t):
+                dh += _valid_only(lens, gout[:, t], t)
+            else:
+                dh += gout[:, t]
 
     def _grads(self, xp, norms_sq, x_flat, hs, d_ih, d_hh, w_ih_gates, order_ih, order_hh,
                t_len: int, b: int):
@@ -245,6 +297,7 @@ class RNN(_Recurrent):
         A = A.reshape(t_len, b, h_n)
         tmp = xp.empty((b, h_n), dtype=A.dtype)
         relu = self.params["activation"] == "relu"
+        lens = _lengths(self, ctx)
         for t in range(t_len):
             a = A[t]
             if t > 0:  # h_0 = 0: no recurrent GEMM at the first step
@@ -254,20 +307,22 @@ class RNN(_Recurrent):
                 xp.maximum(a, 0, out=a)
             else:
                 xp.tanh(a, out=a)
-        return self._output(xp, A), (x_flat, A)
+            _carry_(xp, a, A[t - 1], lens, t)
+        return self._output(xp, A, lens), (x_flat, A, lens)
 
     def backward(self, ctx, cache, gout):
         xp, P = ctx.xp, self.P
-        x_flat, A = cache
+        x_flat, A, lens = cache
         t_len, b, h_n = A.shape
         W_hh_T = xp.ascontiguousarray(P["W_hh"].T)  # a transposed view is 2x slower here
         D = xp.empty_like(A)  # dL/d(pre-activation) per step
         norms = xp.empty((t_len,), dtype=xp.float64)  # tiny norms must not underflow
         bufs = (xp.empty((b, h_n), dtype=A.dtype), xp.empty((b, h_n), dtype=A.dtype))
         relu = self.params["activation"] == "relu"
-        dh = self._first_dh(gout)
+        dh = self._first_dh(gout, lens)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = _sq_norm(xp, dh)
+            dh, carried = _split(xp, dh, lens, t)
+            norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
             h, d = A[t], D[t]
             if relu:
                 xp.multiply(dh, h > 0, out=d)
@@ -278,7 +333,9 @@ class RNN(_Recurrent):
             if t > 0:
                 dh = bufs[t & 1]
                 xp.matmul(d, W_hh_T, out=dh)
-                self._add_gout(dh, gout, t - 1)
+                if carried is not None:
+                    dh += carried
+                self._add_gout(dh, gout, t - 1, lens)
         # One gate: the generic [nG, ...] code with nG = 1 (views, no copies).
         D1 = D[None]
         return self._grads(xp, norms, x_flat, A, D1, D1, P["W_ih"][None], (0,), (0,),
@@ -324,6 +381,7 @@ class LSTM(_Recurrent):
         TC = xp.empty((t_len, b, h_n), dtype=dt)  # tanh(c_t)
         tmp = xp.empty((4, b, h_n), dtype=dt)
         ig = xp.empty((b, h_n), dtype=dt)
+        lens = _lengths(self, ctx)
         for t in range(t_len):
             a = A[t]
             if t > 0:  # h_0 = 0: no recurrent GEMM at the first step
@@ -341,11 +399,13 @@ class LSTM(_Recurrent):
                 xp.multiply(i, g, out=c)
             xp.tanh(c, out=TC[t])
             xp.multiply(o, TC[t], out=Hs[t])
-        return self._output(xp, Hs), (x_flat, A, Hs, C, TC)
+            _carry_(xp, c, C[t - 1], lens, t)  # TC keeps tanh of the new c: backward's
+            _carry_(xp, Hs[t], Hs[t - 1], lens, t)
+        return self._output(xp, Hs, lens), (x_flat, A, Hs, C, TC, lens)
 
     def backward(self, ctx, cache, gout):
         xp, P = ctx.xp, self.P
-        x_flat, A, Hs, C, TC = cache
+        x_flat, A, Hs, C, TC, lens = cache
         t_len, b, h_n = Hs.shape
         dt = A.dtype
         W_hh_T = _transposed(xp, _gates(xp, P["W_hh"], _LSTM_ORDER))  # unscaled
@@ -356,9 +416,12 @@ class LSTM(_Recurrent):
         tmp4 = xp.empty((4, b, h_n), dtype=dt)
         Q = xp.empty((3, b, h_n), dtype=dt)
         dc = xp.zeros((b, h_n), dtype=dt)
-        dh = self._first_dh(gout)
+        dh = self._first_dh(gout, lens)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = _sq_norm(xp, dh)
+            dh, carried = _split(xp, dh, lens, t)
+            norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
+            if carried is not None:
+                dc, carried_c = _split(xp, dc, lens, t)
             a, d, tc = A[t], D[t], TC[t]
             i, f, o, g = a
             # dc += dh · o · (1 - tanh(c)^2)
@@ -388,7 +451,10 @@ class LSTM(_Recurrent):
                 xp.matmul(d, W_hh_T, out=tmp4)
                 dh = bufs[t & 1]
                 _sum_gates(xp, tmp4, dh)
-                self._add_gout(dh, gout, t - 1)
+                if carried is not None:
+                    dc += carried_c
+                    dh += carried
+                self._add_gout(dh, gout, t - 1, lens)
         W_ih = _gates(xp, P["W_ih"], _LSTM_ORDER)
         D = _gate_major(xp, D)
         return self._grads(xp, norms, x_flat, Hs, D, D, W_ih, _LSTM_ORDER, _LSTM_ORDER,
@@ -437,6 +503,7 @@ class GRU(_Recurrent):
         HN = xp.empty((t_len, b, h_n), dtype=dt)  # h_{t-1}·W_hn + b_hn
         tmp = xp.empty((3, b, h_n), dtype=dt)
         rh = xp.empty((b, h_n), dtype=dt)
+        lens = _lengths(self, ctx)
         for t in range(t_len):
             a = A[t]
             rz = a[:2]
@@ -460,11 +527,12 @@ class GRU(_Recurrent):
                 xp.multiply(z, n, out=h)
                 xp.negative(h, out=h)
             h += n
-        return self._output(xp, Hs), (x_flat, A, Hs, HN)
+            _carry_(xp, h, Hs[t - 1], lens, t)
+        return self._output(xp, Hs, lens), (x_flat, A, Hs, HN, lens)
 
     def backward(self, ctx, cache, gout):
         xp, P = ctx.xp, self.P
-        x_flat, A, Hs, HN = cache
+        x_flat, A, Hs, HN, lens = cache
         t_len, b, h_n = Hs.shape
         dt = A.dtype
         W_hh_T = _transposed(xp, _gates(xp, P["W_hh"], _GRU_RZN))
@@ -475,9 +543,10 @@ class GRU(_Recurrent):
         tmp = xp.empty((b, h_n), dtype=dt)
         tmp3 = xp.empty((3, b, h_n), dtype=dt)
         Q = xp.empty((2, b, h_n), dtype=dt)
-        dh = self._first_dh(gout)
+        dh = self._first_dh(gout, lens)
         for t in range(t_len - 1, -1, -1):
-            norms[t] = _sq_norm(xp, dh)
+            dh, carried = _split(xp, dh, lens, t)
+            norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
             a, d = A[t], D[t]
             r, z, n = a
             dn, dr, dz, dhn = d
@@ -503,7 +572,9 @@ class GRU(_Recurrent):
                 dh = bufs[t & 1]
                 _sum_gates(xp, tmp3, dh)
                 dh += dhz
-                self._add_gout(dh, gout, t - 1)
+                if carried is not None:
+                    dh += carried
+                self._add_gout(dh, gout, t - 1, lens)
         W_ih = _gates(xp, P["W_ih"], _GRU_NRZ)
         D = _gate_major(xp, D)
         return self._grads(xp, norms, x_flat, Hs, D[:3], D[1:], W_ih, _GRU_NRZ, _GRU_RZN,

@@ -32,6 +32,88 @@ from gui.canvas.port_item import PortItem, paint_port
 PORTS_TOP = HEADER_H + 4.0
 
 
+# ---- sequence lengths in shape labels (docs/editor.md) -----------------------------------
+# Where an Input names a ``lengths`` field, the values whose first axis is its time axis
+# show it as ``[T≤50, 16]`` (each sample has up to 50 valid steps), and the nodes of a
+# recurrent region fed by a sequence Input with lengths as ``[16] per step, T≤50``. The rule
+# is the plan's (core/plan.py, ``_lengths``): the axis is carried while a layer keeps it.
+
+_lengths_memo: list = [None, {}]  # the last analysis asked about, and its answer
+
+
+def sequence_lengths(analysis) -> dict[str, tuple[str, int, bool]]:
+    """``{node: (lengths field, T, per step)}`` of every node of ``analysis`` whose value has
+    a time axis of variable length: per step for the nodes of a recurrent region whose
+    sequence Input has lengths, else the value's first axis."""
+    if _lengths_memo[0] is analysis:
+        return _lengths_memo[1]
+    out: dict[str, tuple[str, int, bool]] = {}
+    region: tuple[str, int] | None = None
+    layers = analysis.layers
+    for nid in analysis.order:
+        lay = layers.get(nid)
+        shape = lay.params.get("shape") if lay is not None else None
+        if lay is None or lay.data_role != "input" or not lay.params.get("lengths") \
+                or not isinstance(shape, (list, tuple)) or not shape:
+            continue
+        got = (lay.params["lengths"], int(shape[0]))
+        if nid in analysis.timed:
+            region = region or got
+        else:
+            out[nid] = (*got, False)
+    for nid in analysis.order:
+        lay = layers.get(nid)
+        if lay is None or lay.data_role is not None:
+            continue
+        if nid in analysis.timed:
+            if region is not None:
+                out[nid] = (*region, True)
+            continue
+        if lay.collects_steps:
+            got = region
+        else:
+            srcs = [e.src for e in analysis.inputs.get(nid, {}).values()]
+            got = next((out[s][:2] for s in srcs if s in out and not out[s][2]), None)
+        if got is None:
+            continue
+        shape = analysis.shapes.get(nid) or ()
+        if getattr(lay, "uses_lengths", False):
+            keeps = lay.keeps_time_axis()
+        else:
+            keeps = len(shape) >= 1 and shape[0] == got[1]
+        if keeps:
+            out[nid] = (*got, False)
+    for nid in analysis.timed:  # the sequence Inputs themselves
+        if region is not None and nid not in out:
+            out[nid] = (*region, True)
+    _lengths_memo[:] = [analysis, out]
+    return out
+
+
+def lengths_shape_text(analysis, nid: str) -> str | None:
+    """The output shape of ``nid`` with its variable-length time axis (``[T≤50, 16]``, or
+    ``[16] per step, T≤50``), or None when its value has none."""
+    got = sequence_lengths(analysis).get(nid) if analysis is not None else None
+    shape = analysis.shapes.get(nid) if got is not None else None
+    if shape is None:
+        return None
+    _field, t, per_step = got
+    dims = [str(d) for d in shape]
+    if per_step:
+        return "[" + ", ".join(dims) + f"] per step, T≤{t}"
+    return "[" + ", ".join([f"T≤{t}", *dims[1:]]) + "]"
+
+
+def lengths_note(analysis, nid: str) -> str | None:
+    """One sentence saying where the lengths of ``nid``'s time axis come from, or None."""
+    got = sequence_lengths(analysis).get(nid) if analysis is not None else None
+    if got is None:
+        return None
+    field, t, _per_step = got
+    return (f"Variable length: each sample has 1 to {t} valid steps, from dataset field "
+            f"'{field}'; the steps after a sample's length are padding, ignored.")
+
+
 def _text_label(label) -> str | None:
     """The caption to show: a string label only. A file may hold any JSON under "label" (it
     is kept and written back); a number, list or object there is not shown."""
@@ -54,6 +136,7 @@ class NodeItem(QGraphicsItem):
         self.shape_text = "?"
         self.params_text = ""
         self.problems: list[str] = []
+        self.lengths_note: str | None = None  # where a variable-length axis comes from
         self.heat: QColor | None = None
         self.badge: str | None = None
         self.badge_tooltip = ""
@@ -152,7 +235,20 @@ class NodeItem(QGraphicsItem):
             self.update()
 
     def set_info(self, shape_text: str, params_text: str, problems: list[str]) -> None:
-        """Output shape, parameter count and validation problems, from the analysis."""
+        """Output shape, parameter count and validation problems, from the analysis. A
+        shape with a variable-length time axis (an Input's ``lengths``) shows its bound,
+        ``[T≤50, 16]``, from the analysis of the scene's document."""
+        analysis = getattr(getattr(self.scene(), "document", None), "analysis", None)
+        try:
+            with_lengths = lengths_shape_text(analysis, self.node_id)
+            note = lengths_note(analysis, self.node_id)
+        except (AttributeError, KeyError, TypeError, ValueError):  # a half-built analysis
+            with_lengths = note = None
+        if with_lengths is not None:
+            shape_text = with_lengths
+        if note != self.lengths_note:
+            self.lengths_note = note
+            self._refresh_tooltip()
         if (shape_text, params_text, problems) == (self.shape_text, self.params_text,
                                                    self.problems):
             return
@@ -222,6 +318,8 @@ class NodeItem(QGraphicsItem):
         lines = [f"<b>{self.title}</b> — {self.subtitle}"]
         if self.doc:
             lines.append(self.doc)
+        if self.lengths_note:
+            lines.append(_escape(self.lengths_note))
         if self.problems:
             lines.append("<br>".join(f"<span style='color:{theme.current().error}'>⚠ "
                                      f"{_escape(p)}</span>" for p in self.problems))

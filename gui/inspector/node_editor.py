@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from core import catalogue
 from core.errors import GraphEditError, NeuroCanvasError
 from gui import icons
+from gui.canvas.node_item import lengths_note, lengths_shape_text
 from gui.inspector.widgets import (
     add_row,
     clear_form,
@@ -98,6 +99,10 @@ class NodeEditor(QWidget):
         self.shape_label = QLabel(self)
         self.shape_label.setObjectName("outputShape")
         self.shape_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        # where a variable-length time axis comes from (an Input's lengths field)
+        self.lengths_label = muted(QLabel(self))
+        self.lengths_label.setObjectName("lengthsNote")
+        self.lengths_label.setWordWrap(True)
         self.count_label = QLabel(self)
         self.count_label.setObjectName("paramCount")
         self.count_label.setWordWrap(True)
@@ -108,7 +113,10 @@ class NodeEditor(QWidget):
         about_form.addRow("Id", id_box)
         about_form.addRow("Label", self.label_edit)
         about_form.addRow("Output", self.shape_label)
+        about_form.addRow("Lengths", self.lengths_label)
+        about_form.setRowVisible(self.lengths_label, False)
         about_form.addRow("Weights", self.count_label)
+        self._about_form = about_form
 
         self.problems = error_label(self)
         self.problems.setObjectName("nodeProblems")
@@ -226,7 +234,11 @@ class NodeEditor(QWidget):
         if nid not in self.document.graph.nodes:
             return
         node = self.document.graph.nodes[nid]
-        self.shape_label.setText(fmt_shape(analysis.shapes.get(nid)))
+        self.shape_label.setText(lengths_shape_text(analysis, nid)
+                                 or fmt_shape(analysis.shapes.get(nid)))
+        note = lengths_note(analysis, nid)
+        self.lengths_label.setText(note or "")
+        self._about_form.setRowVisible(self.lengths_label, note is not None)
         self.count_label.setText(self._weights_text(analysis, nid))
         problems = analysis.problems_of(nid)
         by_param: dict[str, str] = {}
