@@ -660,3 +660,40 @@ def test_fit_problems_list_every_node_and_know_builtin_fractions():
     ds = load_dataset({"source": "builtin", "name": "sine"})
     with pytest.raises(DataError, match="fractions"):  # what training says of it
         check_fields(ds, {"y": ("t", (1,), "int64")})
+
+
+def test_csv_class_names_map_to_indices_in_sorted_order_or_as_given(tmp_path):
+    from core.datasets.files import class_mapping
+    from core.errors import DataError, ParamError
+    (tmp_path / "t.csv").write_text("a,label,b\n1,dog,2\n3,cat,4\n5,emu,6\n7,cat,8\n")
+    cfg = {"source": "csv", "path": "t.csv", "target_column": "label"}
+    ds = load_dataset(cfg, tmp_path)
+    np.testing.assert_array_equal(ds["y"], [1, 0, 2, 0])  # cat, dog, emu
+    np.testing.assert_array_equal(ds["x"], [[1, 2], [3, 4], [5, 6], [7, 8]])
+    assert class_mapping(cfg, tmp_path) == ["cat", "dog", "emu"]
+    pinned = {**cfg, "classes": ["emu", "dog", "cat"]}
+    np.testing.assert_array_equal(load_dataset(pinned, tmp_path)["y"], [1, 2, 0, 2])
+    assert class_mapping(pinned, tmp_path) == ["emu", "dog", "cat"]
+    with pytest.raises(DataError, match=r"row 3 \(line 4\), column 'label': 'emu' is not one"):
+        load_dataset({**cfg, "classes": ["cat", "dog"]}, tmp_path)
+    with pytest.raises(ParamError, match="names a class twice"):
+        load_dataset({**cfg, "classes": ["cat", "cat"]}, tmp_path)
+    (tmp_path / "n.csv").write_text("a,label\n1,0\n2,inf\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 3\), column 'label': expected a finite"):
+        load_dataset({**cfg, "path": "n.csv"}, tmp_path)
+    assert class_mapping({**cfg, "path": "n.csv"}, tmp_path) is None
+
+
+def test_exported_code_maps_csv_class_names_as_we_do(tmp_path):
+    pytest.importorskip("torch")
+    from tests import export_graphs as eg
+    (tmp_path / "t.csv").write_text("a,label,b\n1,dog,2\n3,cat,4\n5,emu,6\n7,cat,8\n")
+    graph = eg.dense_activations()
+    ds = {"source": "csv", "path": "t.csv", "target_column": "label"}
+    graph.set_training({"dataset": ds})
+    module, _ = eg.export_module(graph, tmp_path, base_dir=tmp_path)
+    assert module.CLASSES == ["cat", "dog", "emu"]
+    theirs, ours = module.load_data(), load_dataset(ds, tmp_path)
+    for k in ("x", "y"):
+        assert theirs[k].dtype == ours[k].dtype
+        np.testing.assert_array_equal(theirs[k], ours[k])
