@@ -13,9 +13,10 @@ read with ``allow_pickle=False``; nothing is ever pickled.
 parent -> child (stdin)
     ``{"cmd": "open", "graph": <graph file text>, "overrides": {...}, "base_dir": str,
     "run": bool, "note": str | null, "run_dir": str | null, "label": str | null,
-    "sweep": {...} | null, "max_memory": int | null}`` first, with the initial weights as an
-    optional payload (``run_dir``: a run store to record the run into, docs/format.md
-    section 9; ``max_memory``: the budget in bytes, null for the child's default); then
+    "sweep": {...} | null, "max_memory": int | null, "tensorboard": bool}`` first, with the
+    initial weights as an optional payload (``run_dir``: a run store to record the run
+    into, docs/format.md section 9; ``max_memory``: the budget in bytes, null for the
+    child's default; ``tensorboard``: the run's TensorBoard events in its folder too); then
     ``pause``, ``resume``, ``stop``, ``quit`` and the requests ``{"cmd": "snapshot" |
     "report" | "weights", "id": n, ...}`` and ``{"cmd": "probe", "id": n, "name": NAME,
     "args": {...}}`` (``core.probe.wire``; answered ``{"reply": n, "name": NAME, "result":
@@ -267,7 +268,8 @@ class RemoteTrainer:
     the network is built (False: hold the weights for evaluation and snapshots only).
     max_memory: the memory budget in bytes (``core.memory``; None: the child's default).
     jobs: how many such processes train at once (a comparison), sharing the cores' BLAS
-    threads (``blas_threads``).
+    threads (``blas_threads``). tensorboard: with ``run_dir``, the run's TensorBoard event
+    files go to the run folder's ``tensorboard/`` too (``core.tensorboard``).
     run_dir: a run store (docs/format.md section 9) the child records the run into, with
     ``label`` (None: the automatic one) and ``sweep`` (``{"id", "values"}`` or None); the
     ``ReadyEvent`` then carries the run's id, and a build that fails is recorded as a failed
@@ -286,7 +288,8 @@ class RemoteTrainer:
                  init_weights: dict[str, np.ndarray] | None = None, note: str | None = None,
                  run: bool = True, on_event: Callable[[Any], None] | None = None,
                  run_dir: str | os.PathLike | None = None, label: str | None = None,
-                 sweep: dict | None = None, max_memory: int | None = None, jobs: int = 1):
+                 sweep: dict | None = None, max_memory: int | None = None, jobs: int = 1,
+                 tensorboard: bool = False):
         from core.fileformat import dumps
         self.on_event = on_event
         self.info: ReadyEvent | None = None
@@ -313,7 +316,8 @@ class RemoteTrainer:
         self._send({"cmd": "open", "graph": dumps(graph), "overrides": overrides or {},
                     "base_dir": str(base_dir), "run": run, "note": note,
                     "run_dir": os.fspath(run_dir) if run_dir is not None else None,
-                    "label": label, "sweep": sweep, "max_memory": max_memory}, payload)
+                    "label": label, "sweep": sweep, "max_memory": max_memory,
+                    "tensorboard": bool(tensorboard)}, payload)
         self._writer = threading.Thread(target=self._write_loop, name="neurocanvas-remote-w",
                                         daemon=True)
         self._reader = threading.Thread(target=self._read_loop, name="neurocanvas-remote",

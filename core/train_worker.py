@@ -53,6 +53,7 @@ from core.training.events import DoneEvent, EpochEvent, StepEvent
 from core.training.trainer import Trainer
 from core.validate import analyze
 
+TENSORBOARD_DIR = "tensorboard"  # inside the run folder (docs/format.md section 9.2)
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
 PARENT_POLL_S = 0.5  # how often the fallback looks whether the parent is still there
 REQUESTS = ("snapshot", "report", "weights", "probe")  # probes: core.probe.wire
@@ -115,6 +116,7 @@ class Worker:
         self._flags = {"pause": False, "stop": False}  # commands that came before the build
         self._broken = False
         self.recorder: RunRecorder | None = None  # with "run_dir": the run being recorded
+        self.tensorboard = None  # with "tensorboard" too: core.tensorboard's writer
         # requests that came before the build ended, served (or refused) once it has
         self._pending: list[dict] = []
         self._pending_lock = threading.Lock()  # taken before _out_lock
@@ -148,6 +150,8 @@ class Worker:
 
     def on_event(self, ev) -> None:
         """On the training thread, for every event."""
+        if self.tensorboard is not None:
+            self.tensorboard.on_event(ev)  # a queue put too
         if self.recorder is not None:
             self.recorder.on_event(ev)  # a queue put
             if isinstance(ev, DoneEvent):  # recorded before the parent hears of the end
@@ -170,6 +174,10 @@ class Worker:
         send: a run that ended well but could not be written ends with that RunError."""
         status = {"finished": "finished", "stopped": "stopped"}.get(done.reason, "failed")
         tr = self.trainer
+        if self.tensorboard is not None:
+            tb_error, self.tensorboard = self.tensorboard.close(), None
+            if tb_error is not None:  # said on stderr; the run itself is kept
+                print(f"core.train_worker: {tb_error}", file=sys.stderr)
         try:
             self.recorder.finish(status, steps=done.steps,
                                  weights=tr.net.state_dict() if tr is not None else None,
@@ -194,6 +202,10 @@ class Worker:
         if max_memory is not None and (type(max_memory) is not int or max_memory < 1):
             raise RunError(f"expected \"max_memory\" to be a number of bytes or null, found "
                            f"{_shown(max_memory)}")
+        tensorboard = h.get("tensorboard")
+        if tensorboard is not None and not isinstance(tensorboard, bool):
+            raise RunError(f"expected \"tensorboard\" to be true, false or null, found "
+                           f"{_shown(tensorboard)}")
         for key, value, kinds, what in (("run_dir", run_dir, (str,), "a folder path"),
                                         ("label", label, (str,), "text"),
                                         ("sweep", sweep, (dict,), "an object")):
@@ -206,6 +218,9 @@ class Worker:
         if run_dir and h.get("run", True):  # a run that trains: recorded from here on
             self.recorder = RunRecorder(RunStore(run_dir), graph, config, overrides=overrides,
                                         label=label, sweep=sweep, device=config.device)
+            if tensorboard:  # the run's TensorBoard events, in its folder
+                from core.tensorboard import TensorBoardWriter
+                self.tensorboard = TensorBoardWriter(self.recorder.path / TENSORBOARD_DIR)
         try:
             tr = Trainer(analysis, config, base_dir=Path(h.get("base_dir") or "."),
                          on_event=self.on_event, queue_events=False, max_memory=max_memory)

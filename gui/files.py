@@ -70,6 +70,22 @@ def settings() -> QSettings:
     return QSettings(str(path), QSettings.IniFormat)
 
 
+TENSORBOARD_KEY = "runs/tensorboard"
+
+
+def tensorboard_runs() -> bool:
+    """Train > Write TensorBoard Logs: every recorded run also writes TensorBoard event files
+    into its folder (only where the tensorboard package is installed)."""
+    from core.tensorboard import available_library
+    value = settings().value(TENSORBOARD_KEY, False)
+    on = value is True or (isinstance(value, str) and value.lower() == "true")
+    return on and available_library() is not None
+
+
+def set_tensorboard_runs(on: bool) -> None:
+    settings().setValue(TENSORBOARD_KEY, bool(on))
+
+
 def recent_files() -> list[str]:
     value = settings().value("recentFiles", [])
     if isinstance(value, str):  # QSettings gives a bare string for a one-item list

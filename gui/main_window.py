@@ -212,6 +212,17 @@ class MainWindow(QMainWindow):
         self.actionMemoryBudget = self._action(
             "actionMemoryBudget", "&Memory Budget…", self.edit_memory_budget,
             tip="How much memory a training run may need before it is refused")
+        self.actionTensorBoard = self._action(
+            "actionTensorBoard", "Write &TensorBoard Logs", files.set_tensorboard_runs,
+            tip="Every run also writes TensorBoard event files into its run folder "
+                "(tensorboard/ in it; view them with: tensorboard --logdir FOLDER)",
+            checkable=True)
+        from core.tensorboard import available_library  # found without importing it
+        if available_library() is None:
+            self.actionTensorBoard.setEnabled(False)
+            self.actionTensorBoard.setToolTip("Needs the tensorboard package: "
+                                              "pip install tensorboard")
+        self.actionTensorBoard.setChecked(files.tensorboard_runs())
         self.actionGradCheck = self._action(
             "actionGradCheck", "Check &Gradients", lambda: self.check_gradients(),
             tip="Compare the selected node's backward with finite differences (float64, "
@@ -304,6 +315,7 @@ class MainWindow(QMainWindow):
         m.addActions([self.actionStep, self.actionStepBack])
         m.addSeparator()
         m.addAction(self.actionMemoryBudget)
+        m.addAction(self.actionTensorBoard)
         self.train_menu = m
 
         tb = self.addToolBar("Main")

@@ -1,6 +1,7 @@
 """The editor's memory budget (Train > Memory Budget...; pytest-qt, offscreen): stored in the
 editor's settings, checked before a training process starts, and handed to that process, so
-that a budget raised in the editor lets a graph train that the default would refuse."""
+that a budget raised in the editor lets a graph train that the default would refuse; and the
+other run setting of the Train menu, TensorBoard logs for every recorded run."""
 from __future__ import annotations
 
 import json
@@ -102,3 +103,19 @@ def test_a_budget_raised_in_the_editor_wins_over_the_environment(window, monkeyp
     done = window.training.last_done
     # the training process got the editor's budget, not its environment's
     assert done.reason == "finished", done.error
+
+
+def test_tensorboard_logs_for_every_run_are_a_setting_of_the_train_menu(window):
+    from gui import files
+    pytest.importorskip("tensorboard")
+    action = window.actionTensorBoard
+    assert action in window.train_menu.actions() and action.isCheckable()
+    assert not action.isChecked() and not files.tensorboard_runs()
+    action.trigger()
+    assert files.tensorboard_runs()
+    assert window.train()
+    assert window.training.wait_idle(60.0)
+    [run] = window.document.run_store().list()
+    assert any((run.path / "tensorboard").iterdir())  # the run's event file
+    action.trigger()
+    assert not files.tensorboard_runs()

@@ -638,3 +638,27 @@ def test_probes_cross_the_pipe_and_bad_requests_are_refused_by_name():
         assert rt.probe("plane", resolution=4).result(30).classes.shape == (4, 4)
     finally:
         rt.close()
+
+
+def test_the_child_writes_the_runs_tensorboard_events_into_its_folder(tmp_path):
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from core.runs import RunStore
+    from tests.test_tensorboard import values
+    rt, events = remote_run(load_graph(MLP), overrides={"steps": 6, "device": "cpu"},
+                            base_dir=MLP.parent, run_dir=tmp_path / "runs", tensorboard=True)
+    rt.close()
+    [run] = RunStore(tmp_path / "runs").list()
+    assert run.status == "finished"
+    acc = ea.EventAccumulator(str(run.path / "tensorboard"),
+                              size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+    acc.Reload()
+    losses = values(acc, "loss/step")
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert sorted(losses) == [e.step for e in steps]
+    np.testing.assert_allclose([losses[e.step] for e in steps], [e.loss for e in steps],
+                               rtol=1e-6)
+    rt, _ = remote_run(load_graph(MLP), overrides={"steps": 2, "device": "cpu"},
+                       base_dir=MLP.parent, run_dir=tmp_path / "more")
+    rt.close()
+    [plain] = RunStore(tmp_path / "more").list()
+    assert not (plain.path / "tensorboard").exists()  # only when asked for

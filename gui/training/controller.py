@@ -29,7 +29,7 @@ from core.training import DoneEvent, EpochEvent, StepEvent, parse_training
 from core.weights import load_weights as read_weights_file
 from core.weights import network_shapes
 from core.weights import save_weights as write_weights_file
-from gui import memory_setting
+from gui import files, memory_setting
 from gui.training.heat import GradientHeat
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,8 @@ class TrainingController(QObject):
             self._trainer = RemoteTrainer(self.document.graph, overrides=self.overrides,
                                           base_dir=base_dir, init_weights=init, note=note,
                                           on_event=self._queue.put, run_dir=self._run_dir(),
-                                          max_memory=memory_setting.max_memory())
+                                          max_memory=memory_setting.max_memory(),
+                                          tensorboard=files.tensorboard_runs())
         except OSError as e:  # no process could be started (out of memory, no interpreter)
             self._queue.put(DoneEvent("error", 0, RemoteError(
                 f"cannot start the training process: {e}")))
