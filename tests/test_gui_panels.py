@@ -464,3 +464,25 @@ def test_problems_panel_fills_clears_and_names_the_node(qtbot, tmp_path):
     doc.undo_stack.undo()
     doc.flush()
     assert panel.problem_count() == 1
+
+
+def test_a_csv_of_class_names_keeps_its_classes_in_the_graph(qtbot, doc, inspector, tmp_path):
+    (tmp_path / "t.csv").write_text("a,label,b\n1,dog,2\n3,cat,4\n5,emu,6\n")
+    inspector.show_node(None)
+    page = inspector.training_page
+    page.source_combo.setCurrentIndex(page.source_combo.findData("csv"))
+    page.source_combo.activated.emit(page.source_combo.currentIndex())
+    page.commit("dataset.path", str(tmp_path / "t.csv"))
+    assert "classes" not in doc.graph.training["dataset"]  # no target column yet
+    n = doc.undo_stack.count()
+    page.commit("dataset.target_column", "label")
+    ds = doc.graph.training["dataset"]
+    assert ds["target_column"] == "label" and ds["classes"] == ["cat", "dog", "emu"]
+    assert doc.undo_stack.count() == n + 1  # one edit, one undo step
+    doc.undo_stack.undo()
+    assert "classes" not in doc.graph.training["dataset"]
+    (tmp_path / "n.csv").write_text("a,label\n1,0\n2,1\n")
+    page.commit("dataset.target_column", "label")
+    assert doc.graph.training["dataset"]["classes"] == ["cat", "dog", "emu"]
+    page.commit("dataset.path", str(tmp_path / "n.csv"))  # numbers: no classes
+    assert "classes" not in doc.graph.training["dataset"]

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import catalogue, datasets, optim
+from core.datasets.files import class_mapping
 from core.errors import NeuroCanvasError, ParamError
 from core.params import Bool, Choice, Float, Int, ParamSpec
 from core.training import parse_training
@@ -62,6 +63,7 @@ class _Char(ParamSpec):
         return value
 
 
+CLASSES_READ_LIMIT = 50 * 1024 ** 2  # bytes of a csv table read in the editor to pin its classes
 _SOURCES = (("builtin", "Built-in"), ("npz", "NumPy .npz file"), ("csv", "CSV file"))
 _CLIP_MODES = ((None, "none"), ("norm", "by global norm"), ("value", "by value"))
 
@@ -526,8 +528,29 @@ class TrainingEditor(QWidget):
                 if field is not None:
                     field.show_input_error(e.message)
                 return
+        if key in ("dataset.path", "dataset.target_column", "dataset.delimiter"):
+            self._pin_classes(new)
         label = key.split(".")[-1]
         self._set_training(new, f"Set {label}" if raw is not None else f"Reset {label}")
+
+    def _pin_classes(self, training: dict) -> None:
+        """A csv table whose target column holds names: its classes (sorted) go into the
+        dataset section in the same edit (a new file or column replaces them), so the
+        mapping to indices is kept with the graph and stays as it is when rows are added
+        later (docs/format.md section 2.8). Only for files small enough to read at once;
+        otherwise the sorted names apply when training."""
+        ds = training.get("dataset")
+        if not isinstance(ds, dict) or ds.get("source") != "csv":
+            return
+        ds.pop("classes", None)  # another file or column: its own classes, if any
+        try:
+            if self._resolve(ds.get("path") or "").stat().st_size > CLASSES_READ_LIMIT:
+                return
+            classes = class_mapping(ds, self._base_dir())
+        except (NeuroCanvasError, OSError, ValueError, TypeError):
+            return  # the problems are shown where the file and column are
+        if classes is not None:
+            ds["classes"] = classes
 
     def _set_training(self, new: dict, text: str) -> None:
         self._push(lambda: self.document.set_training(new, text))
