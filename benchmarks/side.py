@@ -473,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     w = from_spec(json.loads(args.spec))
     budget = Budget(args.seconds, args.warmup, args.min_steps, args.max_steps)
     if args.side == "ours":
+        from kernels.allocator import keep_freed_memory
+        keep_freed_memory()  # as every training process does (core.training.Trainer)
         if args.work is None:
             p.error("ours needs --work DIR")
         parts = tuple(s for s in args.parts.split(",") if s)

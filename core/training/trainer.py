@@ -43,6 +43,7 @@ from core.training.step import host_losses, training_step
 from core.validate import Analysis, analyze
 from core.weights import load_weights, network_shapes
 from kernels import backend
+from kernels.allocator import keep_freed_memory
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Trainer:
         self.queue_events = queue_events
         self.events: queue.Queue = queue.Queue()
         self.device, self.device_note = resolve_device(config.device)
+        keep_freed_memory()  # every step reuses the memory the last one freed
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
