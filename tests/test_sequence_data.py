@@ -213,3 +213,24 @@ def test_a_graph_reading_a_token_table_checks_and_trains(tmp_path):
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
     r = run("train", g, "--steps", "2")
     assert r.returncode == 0, r.stderr
+
+
+def test_exported_code_reads_a_token_table_as_we_do(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from core.fileformat import graph_from_dict
+    from tests import export_graphs as eg
+    from tests.cli_helpers import ROOT
+    (tmp_path / "t.csv").write_text(TABLE)
+    d = json.loads((ROOT / "resources" / "examples" / "lstm_parity.ncg.json").read_text())
+    d["nodes"][0]["params"]["shape"] = [6]
+    d["training"] = {"dataset": tokens_cfg()}
+    graph = graph_from_dict(d)
+    module, _ = eg.export_module(graph, tmp_path, base_dir=tmp_path)
+    assert module.VOCABULARY == ["(", ")"] and module.STEPS == 6
+    theirs, ours = module.load_data(), load_dataset(tokens_cfg(), tmp_path)
+    assert set(theirs) == set(ours.fields)
+    for k, v in ours.fields.items():
+        assert theirs[k].dtype == v.dtype
+        np.testing.assert_array_equal(theirs[k], v)

@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 
 from core import datasets, optim
+from core.datasets.files import encode_tokens
 from core.errors import ParamError
 from core.export import torch_layers
+from core.export.errors import ExportError
 from core.export.pytorch import ModelWriter
 from core.export.source import INDENT, call, docstring, literal, quoted, wrapped_literal
 from core.training import TrainConfig
@@ -37,6 +39,16 @@ if CLASSES is None:  # a numeric target
 else:  # class names: class i is CLASSES[i]
     y = np.array([CLASSES.index(c) for c in cells], dtype=np.int64)
 return {"x": x, "y": y}"""
+
+TOKENS_CODE = """\
+with open(DATA_FILE, newline="", encoding="utf-8-sig") as f:
+    rows = [row for row in csv.reader(f, delimiter=DELIMITER) if any(c.strip() for c in row)]
+header = [c.strip() for c in rows[0]]
+target, column = header.index(TARGET_COLUMN), header.index(SEQUENCE_COLUMN)
+x, lengths = encode_tokens([row[column].split() for row in rows[1:]], VOCABULARY, STEPS)
+y = np.array([row[target] for row in rows[1:]], dtype=np.float64)
+y = y.astype(np.int64) if np.all(y == np.round(y)) else y.astype(np.float32)
+return {"x": x, "lengths": lengths, "y": y}"""
 
 WEIGHTS_FUNCTIONS = '''\
 def load_weights(model: Model, path: str | os.PathLike) -> None:
@@ -518,8 +530,16 @@ class TrainingWriter:
         if source not in ("npz", "csv"):
             return self._builtin(ds)
         lines = self._path(ds["path"], "DATA_FILE", self.data_dir)
+        tokens = self._tokens(ds) if source == "csv" else None
         if source == "csv":
             lines += wrapped_literal(ds.get("target_column"), "", "TARGET_COLUMN = ")
+        if tokens is not None:  # a table of token sequences: its vocabulary and T pinned
+            column, vocabulary, steps = tokens
+            lines += wrapped_literal(column, "", "SEQUENCE_COLUMN = ")
+            lines += wrapped_literal(vocabulary, "", "VOCABULARY = ")
+            lines += [f"STEPS = {steps}", "", ""]
+            lines += inspect.getsource(encode_tokens).rstrip().splitlines()
+        elif source == "csv":
             lines += wrapped_literal(self._classes(ds), "", "CLASSES = ")
         lines += ["", "", "def load_data() -> dict[str, np.ndarray]:"]
         if source == "npz":
@@ -528,10 +548,33 @@ class TrainingWriter:
                             f"{INDENT * 2}return {{key: archive[key] for key in archive.files}}"]
         self.imports.add("csv")
         target = ds.get("target_column")
+        delimiter = literal(ds.get("delimiter", ","))
+        if tokens is not None:
+            lines += docstring([f"The csv table of token sequences: column {quoted(tokens[0])}"
+                                " holds each sample's tokens (ids in VOCABULARY's order from "
+                                f"1, 0 padding up to STEPS), column {quoted(target)} the "
+                                "target y."], INDENT)
+            return lines + block(TOKENS_CODE.replace("DELIMITER", delimiter), INDENT)
         lines += docstring([f"The csv file: column {quoted(target)} is the target y, "
                             "the other columns the features x."], INDENT)
-        return lines + block(CSV_CODE.replace("DELIMITER", literal(ds.get("delimiter", ","))),
-                             INDENT)
+        return lines + block(CSV_CODE.replace("DELIMITER", delimiter), INDENT)
+
+    def _tokens(self, ds: dict) -> tuple[str, list[str], int] | None:
+        """(sequence column, vocabulary, T) of a table of token sequences as NeuroCanvas
+        reads it now, or None for another table. A table that cannot be read now is an
+        ExportError: its ids cannot be pinned."""
+        from core.datasets.files import token_csv_fields, token_settings, token_vocabulary
+        from core.errors import NeuroCanvasError
+        ts = token_settings(ds)
+        if ts is None:
+            return None
+        try:
+            vocabulary = token_vocabulary(ds, self.data_dir)
+            steps = token_csv_fields(ds, self.data_dir)["x"][0][0]
+        except (NeuroCanvasError, OSError) as e:
+            raise ExportError(f"the table of token sequences cannot be read to pin its "
+                              f"vocabulary: {e}") from None
+        return ts.column, vocabulary, int(steps)
 
     def _classes(self, ds: dict) -> list[str] | None:
         """The class names of a csv target column, pinned now as NeuroCanvas maps them
