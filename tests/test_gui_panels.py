@@ -486,3 +486,9 @@ def test_a_csv_of_class_names_keeps_its_classes_in_the_graph(qtbot, doc, inspect
     assert doc.graph.training["dataset"]["classes"] == ["cat", "dog", "emu"]
     page.commit("dataset.path", str(tmp_path / "n.csv"))  # numbers: no classes
     assert "classes" not in doc.graph.training["dataset"]
+    # a table of token sequences: its vocabulary is pinned when the file is chosen
+    (tmp_path / "s.csv").write_text("label,tokens\n1,b a\n0,c\n")
+    page.commit("dataset.sequence_column", "tokens")
+    page.commit("dataset.path", str(tmp_path / "s.csv"))
+    ds = doc.graph.training["dataset"]
+    assert ds["vocabulary"] == ["a", "b", "c"] and "classes" not in ds

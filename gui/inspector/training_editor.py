@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import catalogue, datasets, optim
-from core.datasets.files import class_mapping
+from core.datasets.files import class_mapping, token_settings, token_vocabulary
 from core.errors import NeuroCanvasError, ParamError
 from core.params import Bool, Choice, Float, Int, ParamSpec
 from core.training import parse_training
@@ -528,12 +528,13 @@ class TrainingEditor(QWidget):
                 if field is not None:
                     field.show_input_error(e.message)
                 return
-        if key in ("dataset.path", "dataset.target_column", "dataset.delimiter"):
-            self._pin_classes(new)
+        if key in ("dataset.path", "dataset.target_column", "dataset.delimiter",
+                   "dataset.sequence_column"):
+            self._pin_classes(new, vocabulary=key != "dataset.target_column")
         label = key.split(".")[-1]
         self._set_training(new, f"Set {label}" if raw is not None else f"Reset {label}")
 
-    def _pin_classes(self, training: dict) -> None:
+    def _pin_classes(self, training: dict, vocabulary: bool = False) -> None:
         """A csv table whose target column holds names: its classes (sorted) go into the
         dataset section in the same edit (a new file or column replaces them), so the
         mapping to indices is kept with the graph and stays as it is when rows are added
@@ -541,6 +542,10 @@ class TrainingEditor(QWidget):
         otherwise the sorted names apply when training."""
         ds = training.get("dataset")
         if not isinstance(ds, dict) or ds.get("source") != "csv":
+            return
+        if token_settings(ds) is not None:  # a table of token sequences: its vocabulary
+            if vocabulary:
+                self._pin_vocabulary(ds)
             return
         ds.pop("classes", None)  # another file or column: its own classes, if any
         try:
@@ -551,6 +556,18 @@ class TrainingEditor(QWidget):
             return  # the problems are shown where the file and column are
         if classes is not None:
             ds["classes"] = classes
+
+    def _pin_vocabulary(self, ds: dict) -> None:
+        """The tokens of a table of token sequences (sorted) go into its ``vocabulary`` when
+        the file or its sequence column is chosen, so the ids stay as they are when the file
+        grows (docs/format.md section 2.8)."""
+        ds.pop("vocabulary", None)
+        try:
+            if self._resolve(ds.get("path") or "").stat().st_size > CLASSES_READ_LIMIT:
+                return
+            ds["vocabulary"] = token_vocabulary(ds, self._base_dir())
+        except (NeuroCanvasError, OSError, ValueError, TypeError):
+            return  # the problems are shown where the file and columns are
 
     def _set_training(self, new: dict, text: str) -> None:
         self._push(lambda: self.document.set_training(new, text))
