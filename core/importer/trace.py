@@ -60,8 +60,13 @@ def trace(model, path: str, shapes: list[tuple[int, ...]], dtypes: list[str],
         graph = tracer.trace(model, concrete_args=fixed or None)
     except Exception as e:  # noqa: BLE001 - control flow fx cannot follow, etc.
         msg = " ".join(str(e).split())[:300] or type(e).__name__
+        where = user_frame(e.__traceback__, path)
+        if "pack_padded_sequence" in str(where or ""):  # no tracer follows a packed sequence
+            raise TorchImportError("variable-length sequences (pack_padded_sequence) cannot "
+                                   "be imported yet: torch.fx cannot trace a packed sequence",
+                                   where=where, file=path) from None
         raise TorchImportError(f"torch.fx cannot trace {type(model).__name__}.forward: {msg}",
-                               where=user_frame(e.__traceback__, path), file=path) from None
+                               where=where, file=path) from None
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     gm.graph.eliminate_dead_code()  # what forward computes and throws away ("h, c = ...")
     gen = torch.Generator().manual_seed(0)
