@@ -163,19 +163,9 @@ def _inverse(mapping: dict[str, str]) -> dict[str, str]:
     return {v: k for k, v in mapping.items()}
 
 
-def _has_lengths(graph) -> bool:
-    return any(n.params.get("lengths") for n in graph.nodes.values())
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_example_comes_back_from_pytorch(torch, path, tmp_path):
-    graph = load_graph(path)
-    if _has_lengths(graph):  # not imported yet: refused, naming why and where
-        with pytest.raises(TorchImportError, match="pack_padded_sequence") as info:
-            roundtrip(graph, tmp_path)
-        assert "cannot be imported yet" in str(info.value)
-        return
-    _check_roundtrip(graph, tmp_path)
+    _check_roundtrip(load_graph(path), tmp_path)
 
 
 @pytest.mark.parametrize("name", GRAPHS)

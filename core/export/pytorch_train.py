@@ -109,6 +109,11 @@ def valid_steps(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """out [B, T, H] with zeros at the padded steps."""
     valid = torch.arange(out.shape[1], device=out.device) < lengths[:, None]
     return out * valid.unsqueeze(-1).to(out.dtype)
+
+
+# one call each in a torch.fx graph (main.py import reads them back as sequence lengths)
+torch.fx.wrap("last_valid")
+torch.fx.wrap("valid_steps")
 '''
 
 

@@ -76,6 +76,8 @@ def import_torch(spec: str, *, input_shapes: list[tuple[int, ...]],
         model, path, cls_name = load_class(spec, args)
     else:
         path, cls_name = spec, name or type(model).__name__
+    if getattr(model, "packed", None) is True:  # a NeuroCanvas export on sequence lengths:
+        model.packed = False  # its traceable form (the same values; docs/export.md)
     dtypes = list(input_dtypes or ["float32"])
     if len(dtypes) == 1 and len(input_shapes) > 1:
         dtypes = dtypes * len(input_shapes)
@@ -140,14 +142,19 @@ def _weights(built, a, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _check(torch, traced, a, built, weights) -> float:
     """The largest difference between the graph's outputs and the module's on the example
     inputs (evaluation mode)."""
+    from core.layers.io import Input
     from core.network import Network
 
     net = Network(a, outputs=built.outputs, with_losses=False)
     net.load_state_dict(weights)
     batch = {}
-    inputs = list(built.graph.nodes)[:len(traced.examples)]  # the mapper adds them first
-    for nid, example in zip(inputs, traced.examples, strict=True):
-        batch[built.graph.nodes[nid].params["field"]] = example.numpy()
+    field_of = {built.origin[nid]: node.params["field"]
+                for nid, node in built.graph.nodes.items()
+                if node.type == Input.type_name and nid in built.origin}
+    arg_of = {n.name: str(n.target) for n in traced.gm.graph.nodes if n.op == "placeholder"}
+    for name, example in zip(traced.inputs, traced.examples, strict=True):
+        # an Input's field, or for sequence lengths the argument's own name
+        batch[field_of.get(name, arg_of[name])] = example.numpy()
     worst = 0.0
     for nid, theirs in zip(built.outputs, traced.outputs, strict=False):
         ours = net.predict(batch, nid)

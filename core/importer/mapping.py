@@ -241,6 +241,9 @@ class Mapper:
         outputs: list[str] = []
         for i, nid in enumerate(self.t.inputs):
             node = self.fx_nodes[nid]
+            if nid in self.t.lengths:  # no node: the lengths parameter of an Input
+                self.vals[nid] = Val("lengths", extra=str(node.target))
+                continue
             params = {"shape": list(self.shapes[i]), "field": str(node.target),
                       "dtype": self.dtypes[i]}
             if self.loop is not None and nid in self.loop.sequences:
@@ -387,6 +390,9 @@ class Mapper:
             return Val("tuple", extra=list(n.args) + list(n.kwargs.values()))  # a NamedTuple
         key = n.target if n.op == "call_function" else f".{n.target}"
         handler = FUNCTIONS.get(key)
+        if handler is None and n.op == "call_function":  # an export's helpers, by name
+            handler = {"last_valid": _lengths_last, "valid_steps": _lengths_steps}.get(
+                getattr(n.target, "__name__", ""))
         if handler is None:
             self.refuse(n, f"{self.op_name(n)} has no NeuroCanvas node", self.op_name(n))
         return handler(self, n)
@@ -662,6 +668,36 @@ def _squeeze(m: Mapper, n) -> Val:
         m.refuse(n, f"{m.op_name(n)} without a dim other than 0 could drop the batch axis",
                  m.op_name(n))
     return _reshape_like(m, n)
+
+
+def _with_lengths(m: Mapper, n) -> Val:
+    """``last_valid(seq, lengths)`` / ``valid_steps(seq, lengths)`` of an export: the
+    recurrent node on variable-length sequences; the Input it reads gets ``lengths``."""
+    src, lens = n.args[0], n.args[1]
+    v = m.vals[src.name] if isinstance(src, m.torch.fx.Node) else Val("meta")
+    lv = m.vals[lens.name] if isinstance(lens, m.torch.fx.Node) else Val("meta")
+    if v.kind != "seq" or lv.kind != "lengths":
+        m.refuse(n, f"{m.op_name(n)} is read back only on a recurrent module's output "
+                 "sequence and an input of lengths", m.op_name(n))
+    todo, seen = [v.node], set()
+    while todo:  # the Inputs the recurrent node reads, through the nodes before it
+        nid = todo.pop()
+        if nid in seen:
+            continue
+        seen.add(nid)
+        node = m.graph.nodes[nid]
+        if node.type == Input.type_name:
+            node.params["lengths"] = lv.extra
+        todo += [e.src for e in m.graph.edges if e.dst == nid]
+    return v
+
+
+def _lengths_last(m: Mapper, n) -> Val:
+    return _last_state(m, n, _with_lengths(m, n))
+
+
+def _lengths_steps(m: Mapper, n) -> Val:
+    return _with_lengths(m, n)
 
 
 def _last_state(m: Mapper, n, v: Val) -> Val:

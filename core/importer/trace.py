@@ -12,6 +12,7 @@ from pathlib import Path
 from core.importer.errors import TorchImportError
 from core.importer.loading import need_torch, user_frame
 
+LENGTH_FUNCTIONS = ("last_valid", "valid_steps")  # an export's helpers on sequence lengths
 BATCH = 3  # samples of the example inputs: a batch axis no per-sample axis is likely to match
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>\S+)\n(?P<code>.*)')
@@ -26,6 +27,7 @@ class Traced:
     outputs: list  # the torch module's outputs on the examples (evaluation mode)
     where: dict[str, str] = field(default_factory=dict)  # fx node -> "file:line: code"
     assigned: dict[str, str] = field(default_factory=dict)  # fx node -> the name it is assigned
+    lengths: set[str] = field(default_factory=set)  # inputs that are sequence lengths
 
 
 def forward_inputs(model) -> tuple[list[str], dict]:
@@ -62,8 +64,10 @@ def trace(model, path: str, shapes: list[tuple[int, ...]], dtypes: list[str],
         msg = " ".join(str(e).split())[:300] or type(e).__name__
         where = user_frame(e.__traceback__, path)
         if "pack_padded_sequence" in str(where or ""):  # no tracer follows a packed sequence
-            raise TorchImportError("variable-length sequences (pack_padded_sequence) cannot "
-                                   "be imported yet: torch.fx cannot trace a packed sequence",
+            raise TorchImportError("torch.fx cannot trace a packed sequence "
+                                   "(pack_padded_sequence): run the recurrent module on the "
+                                   "padded batch and take the valid steps out of it (as a "
+                                   "NeuroCanvas export does with packed=False)",
                                    where=where, file=path) from None
         raise TorchImportError(f"torch.fx cannot trace {type(model).__name__}.forward: {msg}",
                                where=where, file=path) from None
@@ -71,7 +75,17 @@ def trace(model, path: str, shapes: list[tuple[int, ...]], dtypes: list[str],
     gm.graph.eliminate_dead_code()  # what forward computes and throws away ("h, c = ...")
     gen = torch.Generator().manual_seed(0)
     examples = []
+    # sequence lengths: the inputs a NeuroCanvas export hands to last_valid / valid_steps
+    lengths = {a.target for n in gm.graph.nodes if n.op == "call_function"
+               and getattr(n.target, "__name__", "") in LENGTH_FUNCTIONS
+               for a in n.args[1:2] if getattr(a, "op", None) == "placeholder"}
+    steps = min((s[0] for s, name in zip(shapes, names, strict=False)
+                 if s and name not in lengths), default=1)
     for i, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
+        if names[i] in lengths:  # 1..T valid steps a sample
+            examples.append(torch.randint(1, steps + 1, (BATCH, *shape), generator=gen,
+                                          dtype=getattr(torch, dtype)))
+            continue
         if dtype in ("int64", "int32"):
             hi = max(1, (low or [2] * len(shapes))[i])
             examples.append(torch.randint(0, hi, (BATCH, *shape), generator=gen,
@@ -96,7 +110,9 @@ def trace(model, path: str, shapes: list[tuple[int, ...]], dtypes: list[str],
     inputs = [n.name for n in gm.graph.nodes if n.op == "placeholder" and n.target in names]
     fixed_nodes = {n.name for n in gm.graph.nodes if n.op == "placeholder"
                    and n.target not in names}
-    t = Traced(gm, inputs, fixed_nodes, examples, _flat_tensors(outputs))
+    t = Traced(gm, inputs, fixed_nodes, examples, _flat_tensors(outputs),
+               lengths={n.name for n in gm.graph.nodes
+                        if n.op == "placeholder" and n.target in lengths})
     last_of_line: dict[tuple[str, int], str] = {}
     for node in gm.graph.nodes:
         loc = _location(node.meta.get("stack_trace") or "", torch)
