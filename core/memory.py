@@ -143,6 +143,15 @@ def _itemsize(dtype: Any) -> int:
     return int(m.group(1)) // 8 if m and int(m.group(1)) >= 8 else FLOAT_BYTES
 
 
+def training_estimate(analysis: Any, config: Any, base_dir=None,
+                      samples: int | None = None) -> MemoryEstimate:
+    """``estimate`` of one training step of a ``TrainConfig`` (its batch size, optimizer
+    and dataset; ``samples``: the dataset's when already known, else ``dataset_samples``)."""
+    if samples is None:
+        samples = dataset_samples(config.dataset, base_dir)
+    return estimate(analysis, config.batch_size, config.optimizer, samples)
+
+
 def dataset_samples(cfg: Any, base_dir=None) -> int | None:
     """The number of samples of a ``training.dataset`` description, when it is cheap to know
     (a built-in's ``n``, an .npz archive's array headers); None otherwise."""

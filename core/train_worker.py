@@ -52,6 +52,7 @@ from core.training.config import parse_training
 from core.training.events import DoneEvent, EpochEvent, StepEvent
 from core.training.trainer import Trainer
 from core.validate import analyze
+from core.weights import merge_state
 
 TENSORBOARD_DIR = "tensorboard"  # inside the run folder (docs/format.md section 9.2)
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
@@ -93,12 +94,9 @@ def watch_parent() -> None:
 def merge_weights(net, init: dict[str, np.ndarray], note: str | None) -> str | None:
     """Load ``init`` into ``net`` where keys and shapes still fit (the graph may have been
     edited since); the rest keeps its fresh initialisation. Returns the note to show."""
-    state = net.state_dict()
-    fits = {k: v for k, v in init.items() if k in state and state[k].shape == v.shape}
-    state.update(fits)
+    state, fresh = merge_state(net.state_dict(), init)
     net.load_state_dict(state)
-    if len(fits) < len(state):
-        fresh = len(state) - len(fits)
+    if fresh:
         note = (f"{note}; {fresh} array{'s' if fresh != 1 else ''} of edited layers "
                 "start fresh") if note else None
     return note

@@ -49,3 +49,17 @@ def network_shapes(net) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of every weight and buffer a ``Network`` loads."""
     return {k: tuple(a.shape) for k, a in list(net.params.items()) + list(net.buffers.items())}
 
+
+def merge_state(state: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], int]:
+    """``state`` (a network's fresh weights) with every array taken from ``init`` whose key
+    it has with the same shape (the graph may have changed since ``init`` was made);
+    returns it and how many arrays were left fresh."""
+    out, fresh = dict(state), 0
+    for key, arr in state.items():
+        got = init.get(key)
+        if got is not None and tuple(np.shape(got)) == tuple(np.shape(arr)):
+            out[key] = np.asarray(got)
+        else:
+            fresh += 1
+    return out, fresh

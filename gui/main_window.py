@@ -733,8 +733,7 @@ class MainWindow(QMainWindow):
         except NeuroCanvasError:
             return None
         base = self.document.path.parent if self.document.path else Path.cwd()
-        est = memory.estimate(analysis, cfg.batch_size, cfg.optimizer,
-                              memory.dataset_samples(cfg.dataset, base))
+        est = memory.training_estimate(analysis, cfg, base)
         largest = f" (largest: {est.largest()})" if est.contributors else ""
         return f"This graph needs {est.describe()}{largest}."
 

@@ -21,13 +21,12 @@ from core.runs.sweep import (
     ALL_OPTIMIZERS,
     apply_variant,
     initial_weights,
-    merge_weights,
     parse_set,
     run_sweep,
     variants,
 )
 from core.validate import analyze
-from core.weights import load_weights
+from core.weights import load_weights, merge_state
 from tests.cli_helpers import ROOT, assert_user_error, run
 from tests.graphs import build, edge, graph_dict, node, write
 
@@ -170,11 +169,11 @@ def test_initial_weights_are_the_base_graphs_and_merge_keeps_what_fits():
     assert not np.array_equal(init["fc2/W"], initial_weights(g, ".", 4)["fc2/W"])
 
     wider = Network(analyze(apply_variant(g, {"fc1.units": 16})), seed=9).state_dict()
-    merged, fresh = merge_weights(wider, init)
+    merged, fresh = merge_state(wider, init)
     assert fresh == 3  # fc1/W, fc1/b and fc2/W changed shape; fc2/b is the shared one
     np.testing.assert_array_equal(merged["fc2/b"], init["fc2/b"])
     np.testing.assert_array_equal(merged["fc1/W"], wider["fc1/W"])
-    same, none = merge_weights(expected, init)
+    same, none = merge_state(expected, init)
     assert none == 0 and all(np.array_equal(same[k], init[k]) for k in init)
 
 

@@ -35,9 +35,7 @@ def cmd_train(args) -> int:
     cfg = parse_training(a.graph.training, **overrides)
     # refused before anything large is allocated (the dataset, the network)
     base_dir = Path(args.graph).resolve().parent
-    memory.check_budget(memory.estimate(a, cfg.batch_size, cfg.optimizer,
-                                        memory.dataset_samples(cfg.dataset, base_dir)),
-                        args.max_memory)
+    memory.check_budget(memory.training_estimate(a, cfg, base_dir), args.max_memory)
     if args.save_weights and not Path(args.save_weights).resolve().parent.is_dir():
         # found now rather than after a long training
         raise WeightsError("cannot write: no such folder", file=args.save_weights)

@@ -8,7 +8,7 @@ docs/runs.md "Sweeps"): ``parse_set`` reads one list, ``variants`` makes the pro
 
 *Same start*: every variant starts from the initial weights of the base graph, built with
 its seed (``initial_weights``), for every array whose key and shape it has
-(``merge_weights``; the rest starts fresh), and shuffles its batches with the base seed.
+(``core.weights.merge_state``; the rest starts fresh), and shuffles its batches with the base seed.
 A variant that sets ``seed`` starts from its own seed's weights and batch order instead.
 
 ``run_sweep`` validates every variant first, then trains the ones that can train, ``jobs``
@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core import catalogue, memory
 from core.errors import NeuroCanvasError, ParamError, RunError
 from core.fileformat import dumps, find_bad_value, loads
@@ -51,7 +49,7 @@ from core.runs.store import Run, RunStore
 from core.training import TrainConfig, Trainer, parse_training
 from core.training.config import TRAINING_KEYS
 from core.validate import analyze_with_dataset
-from core.weights import load_weights, save_weights
+from core.weights import load_weights, merge_state, save_weights
 
 SWEEP_FORMAT = "neurocanvas.sweep"
 SWEEP_VERSION = 1
@@ -276,19 +274,6 @@ def initial_weights(graph: Graph, base_dir, seed) -> dict:
     return Network(a, seed=int(seed)).state_dict()
 
 
-def merge_weights(state: dict, init: dict) -> tuple[dict, int]:
-    """``state`` (a variant's fresh weights) with every array taken from ``init`` whose key
-    it has with the same shape; returns it and how many arrays were left fresh."""
-    out, fresh = dict(state), 0
-    for key, arr in state.items():
-        got = init.get(key)
-        if got is not None and tuple(np.shape(got)) == tuple(np.shape(arr)):
-            out[key] = np.asarray(got)
-        else:
-            fresh += 1
-    return out, fresh
-
-
 # ---- the sweep -------------------------------------------------------------------------
 def _utc_now() -> tuple[str, str]:
     t = time.gmtime()
@@ -317,8 +302,7 @@ def _check_variant(v: _Variant, base_dir, limit: int) -> tuple[str, str | None] 
         more = f" (and {len(stop) - 1} more)" if len(stop) > 1 else ""
         return _one_line(f"{stop[0]}{more}"), first_culprit(a)
     v.config = parse_training(v.graph.training)
-    est = memory.estimate(a, v.config.batch_size, v.config.optimizer,
-                          memory.dataset_samples(v.config.dataset, base_dir))
+    est = memory.training_estimate(a, v.config, base_dir)
     v.bytes = est.total
     over = memory.over_budget(est, limit)
     return None if over is None else (_one_line(str(over)), over.node)
@@ -572,7 +556,7 @@ def _train_variant(job: dict, stop) -> dict:
         trainer = Trainer(a, cfg, base_dir=base_dir, on_event=rec.on_event,
                           queue_events=False, max_memory=job["max_memory"])
         if job["init"] is not None:
-            merged, out["fresh"] = merge_weights(trainer.net.state_dict(),
+            merged, out["fresh"] = merge_state(trainer.net.state_dict(),
                                                  load_weights(job["init"]))
             trainer.net.load_state_dict(merged)
         holder["trainer"] = trainer

@@ -81,10 +81,8 @@ class Trainer:
         # MemoryBudgetError before the dataset is loaded and the network built (max_memory:
         # bytes; None: $NEUROCANVAS_MAX_MEMORY or a share of the available memory)
         samples = None if data is None else len(data)
-        if samples is None:
-            samples = memory.dataset_samples(config.dataset, base_dir)
-        memory.check_budget(memory.estimate(analysis, config.batch_size, config.optimizer,
-                                            samples), max_memory)
+        memory.check_budget(memory.training_estimate(analysis, config, base_dir, samples),
+                            max_memory)
         self.analysis = analysis
         self.config = config
         self.on_event = on_event

@@ -4,10 +4,10 @@ The user picks one or more settings (a training key such as ``optimizer.lr`` or 
 parameter ``"<node>.<param>"``) and their values; every combination is a *variant*
 (``core.runs.sweep.variants``). Each variant trains live in a training process of its own
 (``core.remote.RemoteTrainer``) from the same initial weights (those of the open graph's
-seed, ``initial_weights`` / ``merge_weights``) and the same seed, so the curves differ only
-by the setting. At most ``jobs`` train at a time; the rest wait, queued. Each variant's run
-is kept in the document's run store with its sweep id and values, so the comparison stays in
-the run history.
+seed, ``initial_weights`` / ``core.weights.merge_state``) and the same seed, so the curves
+differ only by the setting. At most ``jobs`` train at a time; the rest wait, queued. Each
+variant's run is kept in the document's run store with its sweep id and values, so the
+comparison stays in the run history.
 
 ``CompareController`` holds the variants and drives their processes from a QTimer on the UI
 thread (as ``gui.training.controller`` does): it never waits on a process there. Preparing
@@ -366,7 +366,8 @@ class CompareController(QObject):
         variant that cannot train is kept in the store as a failed run of 0 steps, as
         ``main.py sweep`` keeps it."""
         from core.readiness import analyze_for_training, blocking, first_culprit
-        from core.runs.sweep import apply_variant, initial_weights, merge_weights
+        from core.runs.sweep import apply_variant, initial_weights
+        from core.weights import merge_state
         put = self._prep_q.put
         try:
             init = initial_weights(base, base_dir, base_cfg.seed)
@@ -391,8 +392,7 @@ class CompareController(QObject):
                 cfg = parse_training(g.training, **length)
                 # a variant that alone needs more than the budget fails (limit None: the
                 # default budget); together, no more start than fit in it (_start_more)
-                est = memory.estimate(analysis, cfg.batch_size, cfg.optimizer,
-                                      memory.dataset_samples(cfg.dataset, base_dir))
+                est = memory.training_estimate(analysis, cfg, base_dir)
                 budget = memory.budget(limit)
                 over = memory.over_budget(est, budget)
                 if over is not None:
@@ -400,7 +400,7 @@ class CompareController(QObject):
                 if "seed" in values:  # its own seed: its own initial weights and batches
                     w, note = None, "its own seed's initial weights"
                 else:
-                    w, fresh = merge_weights(initial_weights(g, base_dir, cfg.seed), init)
+                    w, fresh = merge_state(initial_weights(g, base_dir, cfg.seed), init)
                     note = (f"{fresh} array{'s' if fresh != 1 else ''} start fresh (not in "
                             "the base graph)" if fresh else None)
                 put(("ready", gen, i, (g, w, note, dict(length), est.total, budget)))

@@ -266,10 +266,8 @@ class TrainingController(QObject):
             # here, so that a bad setting or a graph over the memory budget fails at once,
             # before a process starts (the process checks the budget again)
             cfg = parse_training(self.document.graph.training, **self.overrides)
-            memory.check_budget(memory.estimate(
-                analysis, cfg.batch_size, cfg.optimizer,
-                memory.dataset_samples(cfg.dataset, self._base_dir())),
-                memory_setting.max_memory())
+            memory.check_budget(memory.training_estimate(analysis, cfg, self._base_dir()),
+                                memory_setting.max_memory())
         except NeuroCanvasError as e:
             self._fail(e.node, memory_setting.gui_message(str(e)))
             return False
