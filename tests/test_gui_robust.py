@@ -24,12 +24,13 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from PySide6.QtGui import QImage, QPainter  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget  # noqa: E402
+from PySide6.QtWidgets import QMessageBox, QWidget  # noqa: E402
 
 from core.errors import NeuroCanvasError  # noqa: E402
 from core.fileformat import load_graph  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from tests.cli_helpers import ROOT  # noqa: E402
+from tests.test_gui_open import settle  # noqa: E402
 
 EXAMPLES = sorted((ROOT / "resources" / "examples").glob("*.ncg.json"))
 RANDOM_CASES = 150  # mutated examples, in chunks of CHUNK per test
@@ -294,11 +295,6 @@ def window(qtbot, monkeypatch):
     w.document.undo_stack.setClean()
     w.close()
     w.deleteLater()
-
-
-def settle() -> None:
-    for _ in range(3):
-        QApplication.processEvents()
 
 
 def paint(w: MainWindow) -> None:
