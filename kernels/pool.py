@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels import jit
 from kernels.backend import array_module
 from kernels.conv import Pads, out_size, pad2d, unpad2d, window_slice
 
@@ -33,9 +34,9 @@ def maxpool2d_forward(x, pool: tuple[int, int], stride: tuple[int, int], pads: P
     xp = array_module(x)
     kh, kw = pool
     ho, wo = _out_hw(x.shape, pool, stride, pads)
-    xpad = pad2d(x, pads, value=-np.inf)
     # uint8 holds the offset of any window up to 16x16; a quarter of int32's memory.
     idx_dtype = xp.uint8 if kh * kw <= 256 else xp.int32
+    xpad = pad2d(x, pads, value=-np.inf)
     views = [xpad[window_slice(k // kw, k % kw, ho, wo, stride)] for k in range(kh * kw)]
     if len(views) == 1:
         return views[0].copy(), xp.zeros(views[0].shape, dtype=idx_dtype)
@@ -76,6 +77,11 @@ def maxpool2d_backward(gy, idx, x_shape, pool: tuple[int, int], stride: tuple[in
     kh, kw = pool
     ho, wo = gy.shape[2:]
     (pt, pb), (pl, pr) = pads
+    fused = jit.kernels_for(gy, idx)
+    if fused is not None:  # each gradient added once, at its window's maximum
+        gx = xp.zeros(x_shape, dtype=gy.dtype)
+        fused.maxpool_backward(gy, idx, gx, kh, kw, stride[0], stride[1], pt, pl)
+        return gx
     gpad = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=gy.dtype)
     for k in range(kh * kw):
         # A slice-add per offset also handles overlapping windows (stride < pool).

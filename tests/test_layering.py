@@ -5,6 +5,7 @@
 - ``core/`` imports nothing from ``gui/`` or ``benchmarks/`` (and never Qt): choosing the
   editor or a sub-command is ``main.py``'s job.
 - No import cycle among the modules of ``core/``.
+- CuPy is imported by ``kernels/backend.py`` alone, numba by ``kernels/jit.py`` alone.
 
 Every import counts, also one inside a function (it runs when the function does), except
 those under ``if TYPE_CHECKING:``, which never run.
@@ -106,6 +107,12 @@ def test_kernels_import_nothing_of_the_application(name):
 def test_core_imports_no_gui_no_benchmarks_and_no_qt(name):
     bad = sorted(m for m in IMPORTS[name] if _top(m) in ("gui", "benchmarks") + QT)
     assert not bad, f"{name} imports {', '.join(bad)}: core/ must run without the editor"
+
+
+@pytest.mark.parametrize("library, owner", [("cupy", "kernels.backend"), ("numba", "kernels.jit")])
+def test_one_module_imports_each_optional_accelerator(library, owner):
+    importers = sorted(n for n, deps in IMPORTS.items() if library in deps)
+    assert importers == [owner], f"{library} is imported by {importers}, only {owner} may"
 
 
 def test_core_has_no_import_cycle():

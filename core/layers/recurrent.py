@@ -56,6 +56,7 @@ import numpy as np
 from core.layers.base import Layer, fmt_shape, register
 from core.layers.timecollect import Lengths, _lengths
 from core.params import Bool, Choice, Int
+from kernels import jit
 from kernels.backend import to_host
 
 
@@ -382,23 +383,27 @@ class LSTM(_Recurrent):
         tmp = xp.empty((4, b, h_n), dtype=dt)
         ig = xp.empty((b, h_n), dtype=dt)
         lens = _lengths(self, ctx)
+        fused = jit.kernels_for(A)  # the gate arithmetic of a step as one compiled loop
         for t in range(t_len):
             a = A[t]
             if t > 0:  # h_0 = 0: no recurrent GEMM at the first step
                 xp.matmul(Hs[t - 1], W_hh, out=tmp)
                 a += tmp
-            xp.tanh(a, out=a)
-            _sigmoid_from_tanh_(a[:3])
-            i, f, o, g = a
             c = C[t]
-            if t > 0:
-                xp.multiply(f, C[t - 1], out=c)
-                xp.multiply(i, g, out=ig)
-                c += ig
+            if fused is not None:
+                fused.lstm_step(a, C[t - 1], c, TC[t], Hs[t], t == 0)
             else:
-                xp.multiply(i, g, out=c)
-            xp.tanh(c, out=TC[t])
-            xp.multiply(o, TC[t], out=Hs[t])
+                xp.tanh(a, out=a)
+                _sigmoid_from_tanh_(a[:3])
+                i, f, o, g = a
+                if t > 0:
+                    xp.multiply(f, C[t - 1], out=c)
+                    xp.multiply(i, g, out=ig)
+                    c += ig
+                else:
+                    xp.multiply(i, g, out=c)
+                xp.tanh(c, out=TC[t])
+                xp.multiply(o, TC[t], out=Hs[t])
             _carry_(xp, c, C[t - 1], lens, t)  # TC keeps tanh of the new c: backward's
             _carry_(xp, Hs[t], Hs[t - 1], lens, t)
         return self._output(xp, Hs, lens), (x_flat, A, Hs, C, TC, lens)
@@ -417,37 +422,18 @@ class LSTM(_Recurrent):
         Q = xp.empty((3, b, h_n), dtype=dt)
         dc = xp.zeros((b, h_n), dtype=dt)
         dh = self._first_dh(gout, lens)
+        fused = jit.kernels_for(A, D)
         for t in range(t_len - 1, -1, -1):
             dh, carried = _split(xp, dh, lens, t)
             norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
             if carried is not None:
                 dc, carried_c = _split(xp, dc, lens, t)
             a, d, tc = A[t], D[t], TC[t]
-            i, f, o, g = a
-            # dc += dh · o · (1 - tanh(c)^2)
-            xp.multiply(tc, tc, out=tmp)
-            xp.subtract(1.0, tmp, out=tmp)
-            tmp *= o
-            tmp *= dh
-            dc += tmp
-            # sigmoid gates: [dc·g, dc·c_{t-1}, dh·tanh(c)] · s(1 - s), in one pass over 3
-            xp.multiply(dc, g, out=d[0])
-            if t > 0:
-                xp.multiply(dc, C[t - 1], out=d[1])
+            if fused is not None and dh.flags.c_contiguous and dc.flags.c_contiguous:
+                fused.lstm_step_backward(a, tc, C[t - 1], dh, dc, d, t == 0)
             else:
-                d[1] = 0
-            xp.multiply(dh, tc, out=d[2])
-            s = a[:3]
-            xp.subtract(1.0, s, out=Q)
-            Q *= s
-            d[:3] *= Q
-            # g: dc · i · (1 - g^2)
-            xp.multiply(g, g, out=tmp)
-            xp.subtract(1.0, tmp, out=tmp)
-            tmp *= i
-            xp.multiply(tmp, dc, out=d[3])
+                self._gate_grads(xp, a, d, tc, C[t - 1], dh, dc, t, tmp, Q)
             if t > 0:
-                dc *= f
                 xp.matmul(d, W_hh_T, out=tmp4)
                 dh = bufs[t & 1]
                 _sum_gates(xp, tmp4, dh)
@@ -459,6 +445,36 @@ class LSTM(_Recurrent):
         D = _gate_major(xp, D)
         return self._grads(xp, norms, x_flat, Hs, D, D, W_ih, _LSTM_ORDER, _LSTM_ORDER,
                            t_len, b)
+
+    @staticmethod
+    def _gate_grads(xp, a, d, tc, c_prev, dh, dc, t, tmp, Q) -> None:
+        """NumPy / CuPy: d <- the gate pre-activation gradients of one step; dc <- the
+        gradient reaching c_{t-1} (times f; at the first step, the one reaching c_0)."""
+        i, f, o, g = a
+        # dc += dh · o · (1 - tanh(c)^2)
+        xp.multiply(tc, tc, out=tmp)
+        xp.subtract(1.0, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        # sigmoid gates: [dc·g, dc·c_{t-1}, dh·tanh(c)] · s(1 - s), in one pass over 3
+        xp.multiply(dc, g, out=d[0])
+        if t > 0:
+            xp.multiply(dc, c_prev, out=d[1])
+        else:
+            d[1] = 0
+        xp.multiply(dh, tc, out=d[2])
+        s = a[:3]
+        xp.subtract(1.0, s, out=Q)
+        Q *= s
+        d[:3] *= Q
+        # g: dc · i · (1 - g^2)
+        xp.multiply(g, g, out=tmp)
+        xp.subtract(1.0, tmp, out=tmp)
+        tmp *= i
+        xp.multiply(tmp, dc, out=d[3])
+        if t > 0:
+            dc *= f
 
 
 # GRU gate gradients in backward: blocks [dn_pre, dr, dz, dhn]. Blocks 0..2 are what W_ih
@@ -504,6 +520,7 @@ class GRU(_Recurrent):
         tmp = xp.empty((3, b, h_n), dtype=dt)
         rh = xp.empty((b, h_n), dtype=dt)
         lens = _lengths(self, ctx)
+        fused = jit.kernels_for(A)  # the gate arithmetic of a step as one compiled loop
         for t in range(t_len):
             a = A[t]
             rz = a[:2]
@@ -513,20 +530,23 @@ class GRU(_Recurrent):
                 xp.add(tmp[2], b_hn, out=HN[t])
             else:
                 HN[t] = b_hn
-            xp.tanh(rz, out=rz)
-            _sigmoid_from_tanh_(rz)
-            r, z, n = a
-            xp.multiply(r, HN[t], out=rh)
-            n += rh
-            xp.tanh(n, out=n)
             h = Hs[t]  # h = n + z·(h_{t-1} - n)
-            if t > 0:
-                xp.subtract(Hs[t - 1], n, out=h)
-                h *= z
+            if fused is not None:
+                fused.gru_step(a, HN[t], Hs[t - 1], h, t == 0)
             else:
-                xp.multiply(z, n, out=h)
-                xp.negative(h, out=h)
-            h += n
+                xp.tanh(rz, out=rz)
+                _sigmoid_from_tanh_(rz)
+                r, z, n = a
+                xp.multiply(r, HN[t], out=rh)
+                n += rh
+                xp.tanh(n, out=n)
+                if t > 0:
+                    xp.subtract(Hs[t - 1], n, out=h)
+                    h *= z
+                else:
+                    xp.multiply(z, n, out=h)
+                    xp.negative(h, out=h)
+                h += n
             _carry_(xp, h, Hs[t - 1], lens, t)
         return self._output(xp, Hs, lens), (x_flat, A, Hs, HN, lens)
 
@@ -544,29 +564,15 @@ class GRU(_Recurrent):
         tmp3 = xp.empty((3, b, h_n), dtype=dt)
         Q = xp.empty((2, b, h_n), dtype=dt)
         dh = self._first_dh(gout, lens)
+        fused = jit.kernels_for(A, D)
         for t in range(t_len - 1, -1, -1):
             dh, carried = _split(xp, dh, lens, t)
             norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
             a, d = A[t], D[t]
-            r, z, n = a
-            dn, dr, dz, dhn = d
-            xp.multiply(dh, z, out=dhz)          # also the direct path to h_{t-1}
-            xp.subtract(dh, dhz, out=dn)         # dh · (1 - z)
-            xp.multiply(n, n, out=tmp)
-            xp.subtract(1.0, tmp, out=tmp)
-            dn *= tmp                            # · (1 - n^2)
-            xp.multiply(dn, HN[t], out=dr)       # · hn, then · r(1 - r) below
-            if t > 0:
-                xp.subtract(Hs[t - 1], n, out=dz)
-                dz *= dh                         # · z(1 - z) below
+            if fused is not None and dh.flags.c_contiguous:
+                fused.gru_step_backward(a, HN[t], Hs[t - 1], dh, d, dhz, t == 0)
             else:
-                xp.multiply(n, dh, out=dz)
-                xp.negative(dz, out=dz)
-            s = a[:2]
-            xp.subtract(1.0, s, out=Q)
-            Q *= s
-            d[1:3] *= Q
-            xp.multiply(dn, r, out=dhn)
+                self._gate_grads(xp, a, d, dh, dhz, HN[t], Hs[t - 1], t, tmp, Q)
             if t > 0:
                 xp.matmul(d[1:], W_hh_T, out=tmp3)
                 dh = bufs[t & 1]
@@ -579,3 +585,26 @@ class GRU(_Recurrent):
         D = _gate_major(xp, D)
         return self._grads(xp, norms, x_flat, Hs, D[:3], D[1:], W_ih, _GRU_NRZ, _GRU_RZN,
                            t_len, b)
+
+    @staticmethod
+    def _gate_grads(xp, a, d, dh, dhz, hn, h_prev, t, tmp, Q) -> None:
+        """NumPy / CuPy: d <- [dn_pre, dr, dz, dhn] and dhz <- dh·z for one step."""
+        r, z, n = a
+        dn, dr, dz, dhn = d
+        xp.multiply(dh, z, out=dhz)          # also the direct path to h_{t-1}
+        xp.subtract(dh, dhz, out=dn)         # dh · (1 - z)
+        xp.multiply(n, n, out=tmp)
+        xp.subtract(1.0, tmp, out=tmp)
+        dn *= tmp                            # · (1 - n^2)
+        xp.multiply(dn, hn, out=dr)          # · hn, then · r(1 - r) below
+        if t > 0:
+            xp.subtract(h_prev, n, out=dz)
+            dz *= dh                         # · z(1 - z) below
+        else:
+            xp.multiply(n, dh, out=dz)
+            xp.negative(dz, out=dz)
+        s = a[:2]
+        xp.subtract(1.0, s, out=Q)
+        Q *= s
+        d[1:3] *= Q
+        xp.multiply(dn, r, out=dhn)

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.errors import ParamError, WeightsError
 from core.optim.hyperparams import OPTIMIZER_PARAMS, _coerce
+from kernels import jit
 from kernels.backend import array_module, to_device, to_host
 
 
@@ -442,15 +443,26 @@ class Adam(Optimizer):
         st["step"] += 1
         t = st["step"]
         b1, b2 = self.betas
+        vmax = st.get("max_exp_avg_sq") if self.amsgrad else _NO_ARRAY
+        if vmax is None:  # amsgrad switched on after the first step
+            vmax = st["max_exp_avg_sq"] = xp.zeros_like(p)
+        fused = jit.kernels_for(p, g, st["exp_avg"], st["exp_avg_sq"], vmax)
+        if fused is not None:  # the update below in one pass over the parameter
+            f32 = np.float32
+            decoupled = self.decoupled and self.weight_decay
+            fused.adam(p, g, st["exp_avg"], st["exp_avg_sq"], vmax,
+                       f32(0.0 if self.decoupled else self.weight_decay),
+                       f32(1.0 - self.lr * self.weight_decay if decoupled else 1.0),
+                       f32(1.0 - b1), f32(1.0 - (1.0 - b1)), f32(b2), f32(1.0 - b2),
+                       f32(math.sqrt(1.0 - b2 ** t)), f32(self.eps),
+                       f32(self.lr / (1.0 - b1 ** t)))
+            return
         d = self._with_decay(xp, p, g)
         work = self._scratch.get(p, 0)
         m, v = st["exp_avg"], st["exp_avg_sq"]
         _lerp(xp, m, d, 1.0 - b1, work)
         _ema_square(xp, v, d, b2, work)
         if self.amsgrad:
-            vmax = st.get("max_exp_avg_sq")
-            if vmax is None:  # amsgrad switched on after the first step
-                vmax = st["max_exp_avg_sq"] = xp.zeros_like(p)
             xp.maximum(vmax, v, out=vmax)
             v = vmax
         xp.sqrt(v, out=work)
@@ -474,6 +486,9 @@ class AdamW(Adam):
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad)
+
+
+_NO_ARRAY = np.zeros(0, dtype=np.float32)  # the fused Adam's "no AMSGrad maximum"
 
 
 def _lerp(xp, a, b, w: float, work) -> None:

@@ -1,0 +1,119 @@
+"""Compiled CPU kernels: the one module that imports numba (the optional extra ``fast``).
+
+NumPy runs one pass over memory per operation, and float32 ``tanh`` and ``exp`` on one core
+without vector instructions: an LSTM step is a dozen passes over small arrays, an Adam update
+thirteen over every parameter, and col2im / max-pooling on small images are loops of short
+rows. ``kernels/fused.py`` holds the same computations as single compiled loops; this module
+decides whether they are used:
+
+- ``enabled()``: numba imports and ``NEUROCANVAS_KERNELS`` is not ``numpy``. Without numba,
+  or with ``NEUROCANVAS_KERNELS=numpy``, every layer and optimizer runs its NumPy code, which
+  stays the reference and passes every test on its own.
+- ``fused()``: the module of compiled kernels, imported (and numba with it) on first use, so
+  a process that never trains pays nothing. Each kernel is compiled once per machine and
+  cached on disk beside its source (or in ``NUMBA_CACHE_DIR``); later processes load it.
+- ``usable(*arrays)``: the kernels take C-contiguous NumPy arrays whose floating-point ones
+  are float32 (integer index arrays go with them); float64 (the gradient checks) and CuPy
+  arrays take the NumPy / CuPy code.
+- ``forced(flag)``: a context manager that switches the kernels on or off (tests compare
+  both paths on the same data).
+
+Kernels are written to compute what the NumPy code computes, in the same order of operations
+where that order matters; float32 ``tanh`` is a rational approximation within 3e-7 of the
+exact value (``fused.tanh``), which is what lets it vectorise.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from types import ModuleType
+
+import numpy as np
+
+ENV_VAR = "NEUROCANVAS_KERNELS"
+
+_available: bool | None = None  # numba importable (checked once)
+_forced: bool | None = None  # set by ``forced``
+_fused: ModuleType | None = None
+
+
+def _numba_importable() -> bool:
+    global _available
+    if _available is None:
+        try:
+            importlib.import_module("numba")
+            _available = True
+        except Exception:  # ImportError, or an llvmlite that fails to load
+            _available = False
+    return _available
+
+
+def enabled() -> bool:
+    """True when the compiled kernels are used (numba there, not switched off)."""
+    if _forced is not None:
+        return _forced and _numba_importable()
+    if os.environ.get(ENV_VAR, "").strip().lower() == "numpy":
+        return False
+    return _numba_importable()
+
+
+def status() -> str:
+    """One line for headers and ``--version``-style reports."""
+    if enabled():
+        import numba
+        return f"numba {numba.__version__} kernels"
+    if not _numba_importable():
+        return "NumPy kernels (numba not installed)"
+    return f"NumPy kernels ({ENV_VAR}=numpy)"
+
+
+def njit(*args, **kw):
+    """``numba.njit`` with the project's settings: cached on disk, NumPy's error model (a
+    division by zero gives inf, as in NumPy, and does not stop loops from vectorising), and
+    no fast-math at all (no fused multiply-adds, no assumptions about NaN or Inf), so that
+    a kernel rounds as the NumPy operations it replaces."""
+    import numba
+    kw.setdefault("cache", True)
+    kw.setdefault("error_model", "numpy")
+    kw.setdefault("fastmath", False)
+    return numba.njit(*args, **kw)
+
+
+def fused() -> ModuleType:
+    """``kernels.fused``, imported on first use."""
+    global _fused
+    if _fused is None:
+        _fused = importlib.import_module("kernels.fused")
+    return _fused
+
+
+def usable(*arrays) -> bool:
+    """Whether the compiled kernels take these arrays: kernels enabled, and every array a
+    C-contiguous NumPy array, float32 or of integers."""
+    if not enabled():
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            return False
+        if a.dtype != np.float32 and a.dtype.kind not in "iu":
+            return False
+    return True
+
+
+def kernels_for(*arrays) -> ModuleType | None:
+    """``fused()`` when ``usable(*arrays)``, else None: ``K = kernels_for(x); if K: ...``."""
+    return fused() if usable(*arrays) else None
+
+
+@contextlib.contextmanager
+def forced(flag: bool):
+    """Within the block the compiled kernels are on (``True``, where numba is installed) or
+    off (``False``), whatever the environment says."""
+    global _forced
+    old = _forced
+    _forced = bool(flag)
+    try:
+        yield
+    finally:
+        _forced = old

@@ -1,0 +1,219 @@
+"""kernels.fused (numba, the optional extra ``fast``) against the NumPy code it replaces.
+
+Each test runs the same layer, optimizer or kernel twice on the same float32 data, once with
+the compiled kernels forced on and once forced off (``kernels.jit.forced``), and asserts
+bit-identical results, except where ``tanh`` is involved: the kernels' float32 tanh is a
+rational approximation, held here to its error bound. Without numba the whole module skips
+(the NumPy path is what every other test runs then).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.optim import make_optimizer
+from kernels import conv, jit, pool
+from tests.cli_helpers import ROOT
+from tests.harness import build_layer, forward_backward
+
+pytestmark = pytest.mark.skipif(not jit._numba_importable(), reason="numba is not installed")
+
+
+def both(fn):
+    """(fn() with the NumPy code, fn() with the compiled kernels)."""
+    with jit.forced(False):
+        a = fn()
+    with jit.forced(True):
+        assert jit.enabled()
+        b = fn()
+    return a, b
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, (list, tuple)):
+            assert_same(x, y)
+        elif isinstance(x, dict):
+            assert x.keys() == y.keys()
+            assert_same(list(x.values()), list(y.values()))
+        elif x is None:
+            assert y is None
+        else:
+            np.testing.assert_array_equal(x, y)
+            assert np.asarray(x).dtype == np.asarray(y).dtype
+
+
+# ---- tanh -----------------------------------------------------------------------------------
+def test_tanh_within_its_error_bound_saturating_and_passing_nan():
+    fused = jit.fused()
+    x = np.concatenate([np.linspace(-12, 12, 400001), [0.0, -0.0, 1e-30, -1e-30, 9.011, 50.0,
+                                                       -1e4, np.inf, -np.inf]]).astype(np.float32)
+    y = np.empty_like(x)
+    fused.tanh(x, y)
+    exact = np.tanh(x.astype(np.float64))
+    assert np.abs(y - exact).max() < 4e-7
+    tiny = np.abs(x) < 1e-3  # relative accuracy near zero, where tanh(x) ~ x
+    assert np.all(np.abs(y[tiny] - exact[tiny]) <= 4e-7 * np.abs(exact[tiny]) + 1e-38)
+    assert np.all(np.abs(y) <= 1.0)
+    big = np.abs(x) > np.float32(9.011)  # float32 tanh is exactly +-1 there: no gradient
+    assert np.array_equal(y[big], np.sign(x[big]))
+    nan = np.array([np.nan, 1.0], dtype=np.float32)
+    out = np.empty_like(nan)
+    fused.tanh(nan, out)
+    assert np.isnan(out[0]) and out[1] == pytest.approx(np.tanh(1.0), abs=4e-7)
+
+
+def test_tanh_layer_close_to_numpy_and_its_backward_the_same_formula():
+    layer = build_layer("Tanh", {}, {"in": (37,)}, dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((5, 37)).astype(np.float32) * 3
+    g = np.random.default_rng(1).standard_normal((5, 37)).astype(np.float32)
+    (ya, (ga,), _), (yb, (gb,), _) = both(lambda: forward_backward(layer, [x], g))
+    np.testing.assert_allclose(yb, ya, atol=4e-7, rtol=0)
+    np.testing.assert_array_equal(gb, g * (1 - yb * yb))  # 1 - y^2 from its own output
+
+
+# ---- recurrent cells ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_recurrent_cells_agree_with_the_numpy_steps(kind, return_sequences):
+    rng = np.random.default_rng(2)
+    layer = build_layer(kind, {"units": 24, "return_sequences": return_sequences},
+                        {"in": (13, 6)}, dtype=np.float32)
+    x = rng.standard_normal((7, 13, 6)).astype(np.float32)
+    out_shape = (7, 13, 24) if return_sequences else (7, 24)
+    g = rng.standard_normal(out_shape).astype(np.float32)
+    (ya, (gxa,), pa), (yb, (gxb,), pb) = both(lambda: forward_backward(layer, [x], g))
+    # only tanh differs (within 4e-7 a call); 13 steps of it stay within float32 noise
+    np.testing.assert_allclose(yb, ya, atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(gxb, gxa, atol=2e-5, rtol=1e-3)
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], atol=5e-5, rtol=1e-3, err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_cells_with_lengths_keep_padded_states(kind):
+    from core.layers.timecollect import Lengths
+    from tests.harness import context
+    rng = np.random.default_rng(3)
+    layer = build_layer(kind, {"units": 8, "return_sequences": True}, {"in": (6, 3)},
+                        dtype=np.float32)
+    layer.lengths_field = "len"
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    g = rng.standard_normal((4, 6, 8)).astype(np.float32)
+    lens = np.array([6, 1, 3, 6])
+
+    def run():
+        ctx = context(True, 0, np.float32, np)
+        ctx.lengths = {"len": Lengths(np, lens, 6)}
+        for k in layer.G:
+            layer.G[k] = None
+        out, cache = layer.forward(ctx, [x])
+        (gx,) = layer.backward(ctx, cache, g)
+        return out.copy(), gx.copy(), {k: v.copy() for k, v in layer.G.items()}
+    (ya, gxa, pa), (yb, gxb, pb) = both(run)
+    np.testing.assert_allclose(yb, ya, atol=2e-5)
+    assert np.all(yb[1, 1:] == 0) and np.all(yb[2, 3:] == 0)  # padded steps output zeros
+    np.testing.assert_allclose(gxb, gxa, atol=2e-5, rtol=1e-3)
+    assert np.all(gxb[1, 1:] == 0) and np.all(gxb[2, 3:] == 0)  # and get no gradient
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], atol=5e-5, rtol=1e-3, err_msg=k)
+
+
+# ---- Adam -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("settings", [
+    {"type": "adam", "lr": 1e-2},
+    {"type": "adam", "lr": 1e-2, "weight_decay": 0.1, "amsgrad": True},
+    {"type": "adamw", "lr": 1e-2},
+    {"type": "adam", "lr": 3e-3, "betas": [0.3, 0.99]},  # lerp's other form (1 - beta1 >= 0.5)
+])
+def test_adam_in_one_pass_is_bit_identical(settings):
+    rng = np.random.default_rng(4)
+    start = {"W": rng.standard_normal((33, 17)).astype(np.float32),
+             "b": rng.standard_normal(17).astype(np.float32)}
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in start.items()}
+             for _ in range(5)]
+
+    def run():
+        params = {k: v.copy() for k, v in start.items()}
+        opt = make_optimizer(settings, list(params.items()))
+        for g in grads:
+            opt.step(g)
+        return params, {k: dict(st) for k, st in opt.state.items()}
+    (pa, sa), (pb, sb) = both(run)
+    assert_same([pa], [pb])
+    for k in sa:
+        assert sa[k]["step"] == sb[k]["step"] == 5
+        assert_same([{n: v for n, v in sa[k].items() if n != "step"}],
+                    [{n: v for n, v in sb[k].items() if n != "step"}])
+
+
+def test_float64_parameters_keep_the_numpy_update():
+    p = {"W": np.ones((3, 3))}
+    with jit.forced(True):
+        assert jit.kernels_for(p["W"]) is None
+        opt = make_optimizer({"type": "adam"}, list(p.items()))
+        opt.step({"W": np.full((3, 3), 0.5)})
+    assert p["W"].dtype == np.float64 and np.allclose(p["W"], 1 - 1e-3)
+
+
+# ---- convolution and pooling ----------------------------------------------------------------
+GEOMETRIES = [  # (N, C, H, W, k, stride, pad)
+    (4, 3, 9, 9, 3, 1, 1), (3, 2, 8, 7, 3, 2, 1), (2, 3, 10, 10, 5, 1, 2),
+    (2, 2, 7, 9, 2, 2, 0), (2, 1, 6, 6, 3, 3, 0), (1, 2, 5, 5, 3, 1, 0),
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_col2im_is_bit_identical(geometry):
+    n, c, h, w, k, s, p = geometry
+    pads = ((p, p), (p, p))
+    ho, wo = conv.out_size(h, k, s, p, p), conv.out_size(w, k, s, p, p)
+    cols = np.random.default_rng(5).standard_normal((c * k * k, n * ho * wo)).astype(np.float32)
+    a, b = both(lambda: conv.col2im(cols, (n, c, h, w), k, k, (s, s), pads))
+    assert_same([a], [b])
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_max_pool_backward_is_bit_identical(geometry):
+    n, c, h, w, k, s, p = geometry
+    p = min(p, k // 2)
+    pads = ((p, p), (p, p))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    x[0, 0, :2, :2] = 1.0  # ties: the first maximum gets the gradient
+    y, idx = pool.maxpool2d_forward(x, (k, k), (s, s), pads)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    a, b = both(lambda: pool.maxpool2d_backward(gy, idx, x.shape, (k, k), (s, s), pads))
+    assert_same([a], [b])
+
+
+def test_conv_layer_gradients_are_bit_identical():
+    layer = build_layer("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"},
+                        {"in": (3, 8, 8)}, dtype=np.float32)
+    x = np.random.default_rng(7).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    a, b = both(lambda: forward_backward(layer, [x]))
+    assert_same(a, b)
+
+
+# ---- the switch -----------------------------------------------------------------------------
+def test_the_environment_switches_the_kernels_off():
+    code = "from kernels import jit; print(jit.enabled(), jit.status())"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, jit.ENV_VAR: "numpy"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("False") and "NEUROCANVAS_KERNELS=numpy" in r.stdout
+    assert jit.enabled() == (os.environ.get(jit.ENV_VAR, "") != "numpy")
+
+
+def test_cupy_and_non_contiguous_arrays_are_not_taken():
+    a = np.zeros((4, 4), dtype=np.float32)
+    with jit.forced(True):
+        assert jit.usable(a) and jit.usable(a, np.zeros(3, np.uint8))
+        assert not jit.usable(a.T) and not jit.usable(a.astype(np.float64))
+        assert not jit.usable([1.0])
+    with jit.forced(False):
+        assert not jit.usable(a)
