@@ -17,8 +17,12 @@ of largest analytic gradient. Every evaluation runs the training-mode forward pa
 draws the same mask each time, BatchNorm uses the batch statistics and its running statistics
 are put back).
 
-Relative error of an element: ``|a - n| / max(|a|, |n|, floor)`` with ``floor = 1e-6 x
+Relative error of an element: ``|a - n| / max(|a|, |n|, floor)`` with ``floor = 1e-4 x
 max(1, |L|)``: a gradient far below the rounding noise of the loss is compared absolutely.
+The central difference itself carries rounding noise of about ``4 x 2.2e-16 x |L| / eps``,
+about 1e-9 of the loss: the floor is that noise over the "good" threshold, so that the
+difference of a gradient that is exactly zero (a bias before a BatchNorm) reads as noise, not
+as a doubtful backward, whatever the weights are.
 An element where the loss has a kink within ``eps`` (a ReLU at 0, a max at a tie: seen as
 one-sided differences ``(L(x + eps) - L(x)) / eps`` and ``(L(x) - L(x - eps)) / eps`` that
 differ by more than 1e-3 of their size, where a smooth loss would differ by ``eps`` times its
@@ -44,7 +48,7 @@ GOOD = 1e-5  # below: the backward is right (a green badge)
 BAD = 1e-3  # above: it is wrong (red)
 MAX_ELEMENTS = 16
 EPS = 1e-6
-FLOOR = 1e-6
+FLOOR = 1e-4  # ~ the central difference's rounding noise / GOOD (see above)
 KINK = 1e-3  # one-sided differences disagreeing by more than this share: a kink
 
 
