@@ -46,7 +46,8 @@ import numpy as np
 RESULT_PREFIX = "neurocanvas-bench-result "
 LOOP_BATCHES = 8  # batches per epoch of the loop's dataset (epoch ends are part of a loop)
 ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
+            "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "NEUROCANVAS_KERNELS",
+            "NEUROCANVAS_MALLOC")
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -120,8 +121,10 @@ def _numpy_blas() -> dict:
 
 
 def ours_env() -> dict:
+    from kernels import jit
     return {"python": platform.python_version(), "numpy": np.__version__,
             "numpy_blas": _numpy_blas(), "threadpools": _threadpools(),
+            "kernels": jit.status(),
             "cpus": os.cpu_count(), "env": {k: os.environ[k] for k in ENV_VARS
                                             if k in os.environ}}
 
@@ -331,23 +334,31 @@ def _net(a, state):
     return net
 
 
+def train_argv(w, weights: Path, work: Path, seed: int, steps: int, tag: str = "") -> list[str]:
+    """``main.py train``'s arguments for ``steps`` steps of workload ``w`` from ``weights`` on an
+    npz dataset of LOOP_BATCHES batches of its shapes (written to ``work`` with the graph),
+    logging to a metrics file in ``work`` (the last argument)."""
+    from core.files import atomic_write
+    from core.npz import npz_bytes
+    data = w.make_batch(np.random.default_rng(seed + 1), w.batch * LOOP_BATCHES)
+    data_path = work / f"{w.name}{tag}-data.npz"
+    atomic_write(data_path, npz_bytes(data))
+    graph = copy.deepcopy(w.graph)
+    graph["training"]["dataset"] = {"source": "npz", "path": str(data_path)}
+    graph_path = work / f"{w.name}{tag}.ncg.json"
+    atomic_write(graph_path, json.dumps(graph).encode())
+    log = work / f"{w.name}{tag}-metrics.jsonl"
+    return ["train", str(graph_path), "--steps", str(steps), "--batch-size", str(w.batch),
+            "--init-weights", str(weights), "--log", str(log)]
+
+
 def run_loop(w, weights: Path, work: Path, seed: int, warmup: int, n: int) -> dict:
     """``main.py train GRAPH --steps warmup+n --batch-size B --init-weights W --log M`` in this
     process, on an npz dataset of LOOP_BATCHES batches of the workload's shapes; the gaps
     between the log's step events after ``warmup`` steps, as ``stats``."""
     from core import cli
-    from core.files import atomic_write
-    from core.npz import npz_bytes
-    data = w.make_batch(np.random.default_rng(seed + 1), w.batch * LOOP_BATCHES)
-    data_path = work / f"{w.name}-data.npz"
-    atomic_write(data_path, npz_bytes(data))
-    graph = copy.deepcopy(w.graph)
-    graph["training"]["dataset"] = {"source": "npz", "path": str(data_path)}
-    graph_path = work / f"{w.name}.ncg.json"
-    atomic_write(graph_path, json.dumps(graph).encode())
-    log = work / f"{w.name}-metrics.jsonl"
-    argv = ["train", str(graph_path), "--steps", str(warmup + n), "--batch-size", str(w.batch),
-            "--init-weights", str(weights), "--log", str(log)]
+    argv = train_argv(w, weights, work, seed, warmup + n)
+    log = Path(argv[-1])
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         rc = cli.run(argv)

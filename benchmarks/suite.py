@@ -197,7 +197,8 @@ def header_lines(rows: list[dict], s: Settings) -> list[str]:
     blas = ours.get("numpy_blas") or {}
     blas_name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     lines = [f"- ours: Python {ours.get('python')}, NumPy {ours.get('numpy')} (BLAS "
-             f"{blas_name}), thread pools: {_pools(ours)}; {ours.get('cpus')} CPUs"]
+             f"{blas_name}), {ours.get('kernels', 'NumPy kernels')}, thread pools: "
+             f"{_pools(ours)}; {ours.get('cpus')} CPUs"]
     if theirs:
         tb = theirs.get("torch_blas") or {}
         lines.append(f"- torch: PyTorch {theirs.get('torch')}, {theirs.get('threads')} threads "
