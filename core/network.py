@@ -410,6 +410,31 @@ class Network:
         state_norms: dict[str, list] = {s: [None] * plan.T for s in states}
         tape = result.tape
         obs = self.observer
+        # The layers of the recurrent region gather their per-step weight gradients into one
+        # product each, taken after the loop; not under a check, which reads each call's
+        gather = [] if check is None else None
+        if gather is not None:
+            for s in plan.region:
+                if s.layer.defers_weight_grads and s.layer.deferred is None:
+                    s.layer.deferred = []
+                    gather.append(s.layer)
+        try:
+            culprit = self._backward_tape(tape, pending, state_norms, result, obs, check)
+        finally:
+            for layer in gather or ():
+                layer.flush_deferred()
+        if culprit is not None:
+            return culprit
+        self.state_grad_norms = {}
+        for nid, norms in state_norms.items():
+            zero = xp.zeros((), dtype=xp.float64)
+            stacked = xp.stack([zero if n is None else n for n in norms])
+            self.state_grad_norms[nid] = backend.to_host(stacked)  # one transfer per state
+        return None
+
+    def _backward_tape(self, tape, pending, state_norms, result, obs, check) -> str | None:
+        """The loop of ``backward`` over the tape; the node id where ``check`` stopped it."""
+        xp = self.xp
         while tape:
             step, key, src_keys, cache = tape.pop()
             g = pending.pop(key, None)
@@ -431,11 +456,6 @@ class Network:
                 if gin is None or k is None:
                     continue
                 pending[k] = pending[k] + gin if k in pending else gin
-        self.state_grad_norms = {}
-        for nid, norms in state_norms.items():
-            zero = xp.zeros((), dtype=xp.float64)
-            stacked = xp.stack([zero if n is None else n for n in norms])
-            self.state_grad_norms[nid] = backend.to_host(stacked)  # one transfer per state
         return None
 
     def state_gradient_norms(self) -> dict[str, list[float]]:

@@ -118,6 +118,12 @@ def conv2d_forward(x, W, b, stride: tuple[int, int], pads: Pads):
     n = x.shape[0]
     cols, (ho, wo) = im2col(x, kh, kw, stride, pads)
     y = W.reshape(f, -1) @ cols  # the one GEMM: [F, CKK] @ [CKK, N*Ho*Wo]
+    fused = jit.kernels_for(y, *(() if b is None else (b,)))
+    if fused is not None:  # bias and the move to NCHW in one pass
+        out = xp.empty((n, f, ho, wo), dtype=y.dtype)
+        fused.bias_nchw(y.reshape(f, n, ho * wo), y[:0, 0] if b is None else b,
+                        out.reshape(n, f, ho * wo))
+        return out, cols
     if b is not None:
         y += b[:, None]
     y = xp.ascontiguousarray(y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))

@@ -65,6 +65,18 @@ def tanh(x, out):
 
 
 @njit
+def relu(x, y, mask):
+    """y = maximum(x, 0) (NaN stays NaN, -0 gives +0, as NumPy's) and mask = x > 0, in one
+    pass over x (NumPy reads it twice)."""
+    xf, yf, mf = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
+    for k in range(xf.size):
+        v = xf[k]
+        pos = v > _ZERO
+        mf[k] = pos
+        yf[k] = v if (pos or v != v) else _ZERO
+
+
+@njit
 def tanh_backward(y, g, out):
     """out = g · (1 - y·y): the gradient of tanh from its output y."""
     yf, gf, of = y.reshape(-1), g.reshape(-1), out.reshape(-1)
@@ -214,6 +226,25 @@ def adam(p, g, m, v, vmax, wd, pscale, w, omw, b2, omb2, bc2, eps, step):
 
 
 # ---- convolution and pooling (NCHW) ----------------------------------------------------------
+@njit
+def bias_nchw(y, b, out):
+    """out [N, F, P] = y [F, N, P] moved to NCHW order, plus b [F] (an empty b: none), in one
+    pass (NumPy adds the bias, then copies the transpose)."""
+    f, n, p = y.shape
+    has_bias = b.size > 0
+    for ni in range(n):
+        for fi in range(f):
+            src = y[fi, ni]
+            dst = out[ni, fi]
+            if has_bias:
+                bv = b[fi]
+                for k in range(p):
+                    dst[k] = src[k] + bv
+            else:
+                for k in range(p):
+                    dst[k] = src[k]
+
+
 @njit
 def col2im(cols, out, kh, kw, sh, sw, pt, pl):
     """out [N, C, H, W] = the sum of cols [C, kh, kw, N, Ho, Wo] back over the windows

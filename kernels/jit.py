@@ -49,13 +49,17 @@ def _numba_importable() -> bool:
     return _available
 
 
+_switched_off: bool | None = None  # NEUROCANVAS_KERNELS=numpy, read once per process
+
+
 def enabled() -> bool:
     """True when the compiled kernels are used (numba there, not switched off)."""
+    global _switched_off
     if _forced is not None:
         return _forced and _numba_importable()
-    if os.environ.get(ENV_VAR, "").strip().lower() == "numpy":
-        return False
-    return _numba_importable()
+    if _switched_off is None:  # read once: layers ask at every call
+        _switched_off = os.environ.get(ENV_VAR, "").strip().lower() == "numpy"
+    return not _switched_off and _numba_importable()
 
 
 def status() -> str:

@@ -76,6 +76,17 @@ def test_tanh_layer_close_to_numpy_and_its_backward_the_same_formula():
     np.testing.assert_array_equal(gb, g * (1 - yb * yb))  # 1 - y^2 from its own output
 
 
+def test_relu_is_bit_identical_with_its_mask():
+    layer = build_layer("ReLU", {}, {"in": (6, 5)}, dtype=np.float32)
+    x = np.random.default_rng(8).standard_normal((3, 6, 5)).astype(np.float32)
+    x.reshape(-1)[:6] = [0.0, -0.0, np.nan, -np.inf, np.inf, 1e-45]
+    g = -np.ones_like(x)  # -1 * False = -0: the sign of zero must match too
+    a, b = both(lambda: forward_backward(layer, [x], g))
+    assert_same(a[:2], b[:2])
+    assert np.array_equal(np.signbit(a[0]), np.signbit(b[0]), equal_nan=False)
+    assert np.array_equal(np.signbit(a[1][0]), np.signbit(b[1][0]))
+
+
 # ---- recurrent cells ------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -191,9 +202,10 @@ def test_max_pool_backward_is_bit_identical(geometry):
     assert_same([a], [b])
 
 
-def test_conv_layer_gradients_are_bit_identical():
-    layer = build_layer("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"},
-                        {"in": (3, 8, 8)}, dtype=np.float32)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_layer_gradients_are_bit_identical(bias):
+    layer = build_layer("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same",
+                                   "bias": bias}, {"in": (3, 8, 8)}, dtype=np.float32)
     x = np.random.default_rng(7).standard_normal((2, 3, 8, 8)).astype(np.float32)
     a, b = both(lambda: forward_backward(layer, [x]))
     assert_same(a, b)

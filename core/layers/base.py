@@ -156,6 +156,16 @@ class Layer:
         """Whether backward should compute the gradient of input ``i`` (see needs_input_grad)."""
         return self.needs_input_grad is None or self.needs_input_grad[i]
 
+    # Weight gradients of the calls of one backward pass, gathered to be taken as one
+    # product at its end (``defer_weight_grads``); None: each call accumulates its own.
+    deferred: list | None = None
+    defers_weight_grads: ClassVar[bool] = False  # the layer can gather them (Dense)
+
+    def flush_deferred(self) -> None:
+        """Accumulate what ``deferred`` gathered and stop gathering (a layer that gathers
+        overrides this)."""
+        self.deferred = None
+
     def accumulate(self, name: str, grad) -> None:
         """Add ``grad`` to the gradient of parameter ``name`` (shared parameters add up).
 

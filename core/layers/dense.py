@@ -5,6 +5,7 @@ import numpy as np
 
 from core.layers.base import Layer, fmt_shape, init_weight, register
 from core.params import Bool, Int
+from kernels.backend import array_module
 
 
 @register
@@ -55,12 +56,33 @@ class Dense(Layer):
             y += self.P["b"]
         return y.reshape(x.shape[:-1] + (y.shape[-1],)), x2
 
+    defers_weight_grads = True
+
     def backward(self, ctx, x2, gout):
         g2 = gout.reshape(-1, gout.shape[-1])
-        self.accumulate("W", x2.T @ g2)
-        if "b" in self.P:
-            self.accumulate("b", g2.sum(axis=0))
+        if self.deferred is not None:  # one call of many (a drawn cycle's time steps)
+            self.deferred.append((x2, g2))
+        else:
+            self._weight_grads(x2, g2)
         if not self.wants_grad(0):
             return [None]
         gx = g2 @ self.P["W"].T
         return [gx.reshape(gout.shape[:-1] + (gx.shape[-1],))]
+
+    def _weight_grads(self, x2, g2) -> None:
+        self.accumulate("W", x2.T @ g2)
+        if "b" in self.P:
+            self.accumulate("b", g2.sum(axis=0))
+
+    def flush_deferred(self) -> None:
+        """The weight gradients of every gathered call as one product, [x_1; ...; x_T]^T @
+        [g_1; ...; g_T] (what the built-in RNN layers do), instead of one per call."""
+        pairs, self.deferred = self.deferred, None
+        if not pairs:
+            return
+        if len(pairs) == 1:
+            self._weight_grads(*pairs[0])
+            return
+        xp = array_module(pairs[0][1])
+        self._weight_grads(xp.concatenate([x for x, _ in pairs]),
+                           xp.concatenate([g for _, g in pairs]))

@@ -217,16 +217,17 @@ class _ChainObserver:
             onehot[...] = 1.0
             index = []
         layer = step.layer
-        saved_g = layer.G
+        saved_g, saved_deferred = layer.G, layer.deferred
         had_norms = hasattr(layer, "state_grad_norms")
         saved_norms = getattr(layer, "state_grad_norms", None)
         layer.G = {k: None for k in saved_g}
+        layer.deferred = None  # this call's own weight gradients, now, not gathered
         try:
             local = layer.backward(ctx, cache, backend.to_device(onehot, xp, g.dtype))
             local_g = {k: (None if v is None else np.array(backend.to_host(v), np.float64))
                        for k, v in layer.G.items()}
         finally:
-            layer.G = saved_g
+            layer.G, layer.deferred = saved_g, saved_deferred
             if had_norms:
                 layer.state_grad_norms = saved_norms
         up = float(per.reshape(-1)[e]) if size else float(gh)
