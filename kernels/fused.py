@@ -112,9 +112,29 @@ def lstm_step(a, c_prev, c, tc, h, first):
             h[b, j] = o * t
 
 
+@njit(inline="always")
+def _lstm_back(a, tc, c_prev, hv, dc, d, first, b, j):
+    """One element of an LSTM backward step, for the gradient hv reaching h_t[b, j]."""
+    i = a[0, b, j]
+    f = a[1, b, j]
+    o = a[2, b, j]
+    g = a[3, b, j]
+    t = tc[b, j]
+    cv = dc[b, j] + (_ONE - t * t) * o * hv
+    d[0, b, j] = (cv * g) * ((_ONE - i) * i)
+    if first:
+        d[1, b, j] = _ZERO
+    else:
+        d[1, b, j] = (cv * c_prev[b, j]) * ((_ONE - f) * f)
+    d[2, b, j] = (hv * t) * ((_ONE - o) * o)
+    d[3, b, j] = (_ONE - g * g) * i * cv
+    dc[b, j] = cv if first else cv * f
+
+
 @njit
 def lstm_step_backward(a, tc, c_prev, dh, dc, d, first):
-    """One LSTM backward step (as ``LSTM.backward``), before the recurrent GEMM.
+    """One LSTM backward step (as ``LSTM.backward``), before the recurrent GEMM; returns the
+    squared norm of dh, summed in float64 (the state-gradient norm of step t).
 
     a [4, B, H] the activated gates i, f, o, g; tc = tanh(c_t); dh the gradient reaching h_t;
     dc the one reaching c_t from later steps, updated in place to the one reaching c_{t-1}
@@ -122,23 +142,28 @@ def lstm_step_backward(a, tc, c_prev, dh, dc, d, first):
     pre-activations (i, f, o, g order; zero for f at the first step).
     """
     _, nb, nh = a.shape
+    sq = 0.0
     for b in range(nb):
         for j in range(nh):
-            i = a[0, b, j]
-            f = a[1, b, j]
-            o = a[2, b, j]
-            g = a[3, b, j]
-            t = tc[b, j]
             hv = dh[b, j]
-            cv = dc[b, j] + (_ONE - t * t) * o * hv
-            d[0, b, j] = (cv * g) * ((_ONE - i) * i)
-            if first:
-                d[1, b, j] = _ZERO
-            else:
-                d[1, b, j] = (cv * c_prev[b, j]) * ((_ONE - f) * f)
-            d[2, b, j] = (hv * t) * ((_ONE - o) * o)
-            d[3, b, j] = (_ONE - g * g) * i * cv
-            dc[b, j] = cv if first else cv * f
+            sq += np.float64(hv) * np.float64(hv)
+            _lstm_back(a, tc, c_prev, hv, dc, d, first, b, j)
+    return sq
+
+
+@njit
+def lstm_step_backward_parts(a, tc, c_prev, parts, dc, d, first):
+    """``lstm_step_backward`` with dh = the sum of parts [4, B, H] over its first axis (the
+    recurrent GEMM's per-gate products, added in the order of ``_sum_gates``), where nothing
+    else reaches h_t (no lengths, no output at every step)."""
+    _, nb, nh = a.shape
+    sq = 0.0
+    for b in range(nb):
+        for j in range(nh):
+            hv = ((parts[0, b, j] + parts[1, b, j]) + parts[2, b, j]) + parts[3, b, j]
+            sq += np.float64(hv) * np.float64(hv)
+            _lstm_back(a, tc, c_prev, hv, dc, d, first, b, j)
+    return sq
 
 
 @njit
@@ -164,31 +189,56 @@ def gru_step(a, hn, h_prev, h, first):
                 h[b, j] = (h_prev[b, j] - n) * z + n
 
 
+@njit(inline="always")
+def _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j):
+    """One element of a GRU backward step, for the gradient hv reaching h_t[b, j]."""
+    r = a[0, b, j]
+    z = a[1, b, j]
+    n = a[2, b, j]
+    hz = hv * z
+    dhz[b, j] = hz
+    dn = (hv - hz) * (_ONE - n * n)
+    d[0, b, j] = dn
+    d[1, b, j] = (dn * hn[b, j]) * ((_ONE - r) * r)
+    if first:
+        dz = -(n * hv)
+    else:
+        dz = (h_prev[b, j] - n) * hv
+    d[2, b, j] = dz * ((_ONE - z) * z)
+    d[3, b, j] = dn * r
+
+
 @njit
 def gru_step_backward(a, hn, h_prev, dh, d, dhz, first):
-    """One GRU backward step (as ``GRU.backward``), before the recurrent GEMM.
+    """One GRU backward step (as ``GRU.backward``), before the recurrent GEMM; returns the
+    squared norm of dh in float64.
 
     a [3, B, H] the activated r, z, n; dh the gradient reaching h_t. d [4, B, H] gets
     [dn_pre, dr, dz, dhn]; dhz = dh·z, the direct path to h_{t-1}.
     """
     _, nb, nh = a.shape
+    sq = 0.0
     for b in range(nb):
         for j in range(nh):
-            r = a[0, b, j]
-            z = a[1, b, j]
-            n = a[2, b, j]
             hv = dh[b, j]
-            hz = hv * z
-            dhz[b, j] = hz
-            dn = (hv - hz) * (_ONE - n * n)
-            d[0, b, j] = dn
-            d[1, b, j] = (dn * hn[b, j]) * ((_ONE - r) * r)
-            if first:
-                dz = -(n * hv)
-            else:
-                dz = (h_prev[b, j] - n) * hv
-            d[2, b, j] = dz * ((_ONE - z) * z)
-            d[3, b, j] = dn * r
+            sq += np.float64(hv) * np.float64(hv)
+            _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j)
+    return sq
+
+
+@njit
+def gru_step_backward_parts(a, hn, h_prev, parts, d, dhz, first):
+    """``gru_step_backward`` with dh = the sum of parts [3, B, H] (the recurrent GEMM's
+    products, in ``_sum_gates``'s order) plus the direct path dhz of the step after, which
+    it then overwrites; where nothing else reaches h_t."""
+    _, nb, nh = a.shape
+    sq = 0.0
+    for b in range(nb):
+        for j in range(nh):
+            hv = ((parts[0, b, j] + parts[1, b, j]) + parts[2, b, j]) + dhz[b, j]
+            sq += np.float64(hv) * np.float64(hv)
+            _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j)
+    return sq
 
 
 # ---- optimizers ------------------------------------------------------------------------------

@@ -97,9 +97,11 @@ def test_recurrent_cells_agree_with_the_numpy_steps(kind, return_sequences):
     x = rng.standard_normal((7, 13, 6)).astype(np.float32)
     out_shape = (7, 13, 24) if return_sequences else (7, 24)
     g = rng.standard_normal(out_shape).astype(np.float32)
-    (ya, (gxa,), pa), (yb, (gxb,), pb) = both(lambda: forward_backward(layer, [x], g))
+    ((ya, (gxa,), pa), na), ((yb, (gxb,), pb), nb) = both(
+        lambda: (forward_backward(layer, [x], g), layer.state_grad_norms.copy()))
     # only tanh differs (within 4e-7 a call); 13 steps of it stay within float32 noise
     np.testing.assert_allclose(yb, ya, atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(nb, na, rtol=1e-4)  # the state-gradient norm of every step
     np.testing.assert_allclose(gxb, gxa, atol=2e-5, rtol=1e-3)
     for k in pa:
         np.testing.assert_allclose(pb[k], pa[k], atol=5e-5, rtol=1e-3, err_msg=k)

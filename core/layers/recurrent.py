@@ -112,6 +112,17 @@ def _batch_major(xp, g_flat, t_len: int, b: int):
     return xp.ascontiguousarray(g_flat.reshape(t_len, b, -1).transpose(1, 0, 2))
 
 
+def _fused_backward(norms, t_len: int, last, step, recur) -> None:
+    """The backward loop of a layer with compiled step kernels where only the recurrence
+    reaches each state: ``last(t)`` at the last step (from the output gradient), ``step(t)``
+    at the others (from the recurrent GEMM's products), each returning the squared state
+    gradient norm; ``recur(t)``, the GEMM towards step t - 1, after every step but the first."""
+    for t in range(t_len - 1, -1, -1):
+        norms[t] = last(t) if t == t_len - 1 else step(t)
+        if t > 0:
+            recur(t)
+
+
 def _carry_(xp, new, old, lens: Lengths | None, t: int) -> None:
     """In place: the padded samples of step t keep their previous state ``old``."""
     if lens is not None and t > 0 and lens.padded(t):
@@ -422,7 +433,19 @@ class LSTM(_Recurrent):
         Q = xp.empty((3, b, h_n), dtype=dt)
         dc = xp.zeros((b, h_n), dtype=dt)
         dh = self._first_dh(gout, lens)
-        fused = jit.kernels_for(A, D)
+        fused = jit.kernels_for(A, D, gout)
+        if fused is not None and lens is None and not self.params["return_sequences"]:
+            # nothing but the recurrence reaches h_t before the last step: each step's
+            # arithmetic, the sum of the GEMM's gate products and the norm in one call
+            _fused_backward(
+                norms, t_len,
+                lambda t: fused.lstm_step_backward(A[t], TC[t], C[t - 1], dh, dc, D[t], t == 0),
+                lambda t: fused.lstm_step_backward_parts(A[t], TC[t], C[t - 1], tmp4, dc, D[t],
+                                                         t == 0),
+                lambda t: xp.matmul(D[t], W_hh_T, out=tmp4))
+            D = _gate_major(xp, D)
+            return self._grads(xp, norms, x_flat, Hs, D, D, _gates(xp, P["W_ih"], _LSTM_ORDER),
+                               _LSTM_ORDER, _LSTM_ORDER, t_len, b)
         for t in range(t_len - 1, -1, -1):
             dh, carried = _split(xp, dh, lens, t)
             norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
@@ -564,7 +587,16 @@ class GRU(_Recurrent):
         tmp3 = xp.empty((3, b, h_n), dtype=dt)
         Q = xp.empty((2, b, h_n), dtype=dt)
         dh = self._first_dh(gout, lens)
-        fused = jit.kernels_for(A, D)
+        fused = jit.kernels_for(A, D, gout)
+        if fused is not None and lens is None and not self.params["return_sequences"]:
+            # as in LSTM.backward: one call a step for everything but the GEMM
+            _fused_backward(
+                norms, t_len,
+                lambda t: fused.gru_step_backward(A[t], HN[t], Hs[t - 1], dh, D[t], dhz, t == 0),
+                lambda t: fused.gru_step_backward_parts(A[t], HN[t], Hs[t - 1], tmp3, D[t], dhz,
+                                                        t == 0),
+                lambda t: xp.matmul(D[t][1:], W_hh_T, out=tmp3))
+            return self._gru_grads(xp, P, norms, x_flat, Hs, D, t_len, b)
         for t in range(t_len - 1, -1, -1):
             dh, carried = _split(xp, dh, lens, t)
             norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
@@ -581,6 +613,9 @@ class GRU(_Recurrent):
                 if carried is not None:
                     dh += carried
                 self._add_gout(dh, gout, t - 1, lens)
+        return self._gru_grads(xp, P, norms, x_flat, Hs, D, t_len, b)
+
+    def _gru_grads(self, xp, P, norms, x_flat, Hs, D, t_len, b):
         W_ih = _gates(xp, P["W_ih"], _GRU_NRZ)
         D = _gate_major(xp, D)
         return self._grads(xp, norms, x_flat, Hs, D[:3], D[1:], W_ih, _GRU_NRZ, _GRU_RZN,
