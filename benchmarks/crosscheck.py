@@ -10,7 +10,8 @@ For each workload it runs, one process at a time:
   log's step events after the first ``--warmup`` steps;
 - torch: the PyTorch loop of the bench (``benchmarks.side torch``) in a process of its own;
 
-and prints ours / torch. With ``--against`` (a ``main.py bench --json`` file) it also prints
+each ``--rounds`` times, alternating, and prints the median of ours over the median of
+torch. With ``--against`` (a ``main.py bench --json`` file) it also prints
 the bench's loop / torch for the same workload and how far the two ratios are apart.
 """
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workload", action="append", help="only this workload (repeatable)")
     p.add_argument("--steps", type=int, default=60, help="steps of main.py train")
     p.add_argument("--warmup", type=int, default=5, help="steps left out at the start")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="processes per side and workload (alternating); the median is kept")
     p.add_argument("--against", type=Path, help="a main.py bench --json file to compare with")
     args = p.parse_args(argv)
     ws = [by_name(n) for n in args.workload] if args.workload else all_workloads(quick=True)
@@ -65,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         for w in ws:
             weights = write_weights(w, folder)
-            ours = train_cli_ms(w, weights, folder, args.steps, args.warmup)
-            time.sleep(s.pause)
-            theirs = run_side("torch", w, weights, folder, s)["step"]["median"]
-            time.sleep(s.pause)
+            mine, other = [], []
+            for _ in range(max(args.rounds, 1)):
+                mine.append(train_cli_ms(w, weights, folder, args.steps, args.warmup))
+                time.sleep(s.pause)
+                other.append(run_side("torch", w, weights, folder, s)["step"]["median"])
+                time.sleep(s.pause)
+            ours, theirs = float(np.median(mine)), float(np.median(other))
             ratio = ours / theirs
             b = bench.get(w.name, {}).get("ratio")
             apart = f"{abs(ratio / b - 1) * 100:.0f} %" if b else "-"
