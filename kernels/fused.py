@@ -6,7 +6,8 @@ NumPy arrays (``kernels.jit.usable``) and keep their NumPy code for everything e
 
 Every kernel computes what its NumPy counterpart computes, with the same operations in the
 same order and the same float32 constants, so its results are bit-identical to NumPy's
-(``tests/test_fused_kernels.py``), with one exception: ``tanh``. NumPy's float32 tanh is a
+(``tests/test_fused_kernels.py``; a NaN *gradient* in max-pool backward stays at the
+window's maximum, where NumPy's NaN·0 spreads it), with one exception: ``tanh``. NumPy's float32 tanh is a
 scalar libm call per element; here it is the rational function ``x·P(x²)/Q(x²)`` on
 [-9, 9] (tanh(9) rounds to 1 in float32), fitted for this project by iteratively reweighted
 least squares on the relative error (absolute error under 3.5e-7 in float32, against 6e-8 for
@@ -325,6 +326,46 @@ def col2im(cols, out, kh, kw, sh, sw, pt, pl):
                         else:
                             for xo in range(x0, x1):
                                 dst[xo * sw + j - pl] += src[xo]
+
+
+@njit
+def maxpool2x2(x, y, idx):
+    """Max-pool forward for 2x2 windows at stride 2 without padding, the common case: y, idx
+    [N, C, H//2, W//2] as ``kernels.pool.maxpool2d_forward`` gives them (the maximum taken in
+    NumPy's order, so that even the sign of a zero agrees; idx the first maximum). Branch-free,
+    so it vectorises. Returns True when a window holds a NaN: the caller then takes NumPy's
+    careful path, where a NaN wins."""
+    n, c, _, _ = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    nan = False
+    one = np.uint8(1)
+    for ni in range(n):
+        for ci in range(c):
+            for yo in range(ho):
+                r0 = x[ni, ci, 2 * yo]
+                r1 = x[ni, ci, 2 * yo + 1]
+                yr = y[ni, ci, yo]
+                ir = idx[ni, ci, yo]
+                for xo in range(wo):
+                    a = r0[2 * xo]
+                    b = r0[2 * xo + 1]
+                    cc = r1[2 * xo]
+                    d = r1[2 * xo + 1]
+                    m = a if a > b else b  # np.maximum(a, b): b unless a > b
+                    m = m if m > cc else cc
+                    m = m if m > d else d
+                    yr[xo] = m
+                    ir[xo] = np.uint8(a != m) * (one + np.uint8(b != m) * (one + np.uint8(cc != m)))
+                    nan |= (a != a) | (b != b) | (cc != cc) | (d != d)
+    return nan
+
+
+@njit
+def masked(g, mask, out):
+    """out = g · mask (ReLU's backward; a False gives a zero with g's sign, as NumPy's)."""
+    gf, mf, of = g.reshape(-1), mask.reshape(-1), out.reshape(-1)
+    for k in range(gf.size):
+        of[k] = gf[k] * (_ONE if mf[k] else _ZERO)
 
 
 @njit

@@ -13,8 +13,8 @@ decides whether they are used:
   a process that never trains pays nothing. Each kernel is compiled once per machine and
   cached on disk beside its source (or in ``NUMBA_CACHE_DIR``); later processes load it.
 - ``usable(*arrays)``: the kernels take C-contiguous NumPy arrays whose floating-point ones
-  are float32 (integer index arrays go with them); float64 (the gradient checks) and CuPy
-  arrays take the NumPy / CuPy code.
+  are float32 (integer index arrays and boolean masks go with them); float64 (the gradient
+  checks) and CuPy arrays take the NumPy / CuPy code.
 - ``forced(flag)``: a context manager that switches the kernels on or off (tests compare
   both paths on the same data).
 
@@ -94,13 +94,13 @@ def fused() -> ModuleType:
 
 def usable(*arrays) -> bool:
     """Whether the compiled kernels take these arrays: kernels enabled, and every array a
-    C-contiguous NumPy array, float32 or of integers."""
+    C-contiguous NumPy array, float32 or of integers or booleans."""
     if not enabled():
         return False
     for a in arrays:
         if type(a) is not np.ndarray or not a.flags.c_contiguous:
             return False
-        if a.dtype != np.float32 and a.dtype.kind not in "iu":
+        if a.dtype != np.float32 and a.dtype.kind not in "iub":
             return False
     return True
 

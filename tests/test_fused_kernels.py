@@ -200,8 +200,30 @@ def test_max_pool_backward_is_bit_identical(geometry):
     x[0, 0, :2, :2] = 1.0  # ties: the first maximum gets the gradient
     y, idx = pool.maxpool2d_forward(x, (k, k), (s, s), pads)
     gy = rng.standard_normal(y.shape).astype(np.float32)
+    gy.reshape(-1)[:2] = [-0.0, 0.0]  # (a NaN gradient: NumPy's NaN·0 spreads it over the
+    # window, the kernels leave it at the maximum, as PyTorch does; training refuses it anyway)
     a, b = both(lambda: pool.maxpool2d_backward(gy, idx, x.shape, (k, k), (s, s), pads))
     assert_same([a], [b])
+    assert np.array_equal(np.signbit(a), np.signbit(b))  # zeros of the same sign
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2)])
+def test_max_pool_2x2_forward_is_bit_identical_ties_zeros_and_nan_included(shape):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, 0, :2] = [1.0, 1.0]  # a tie: the first maximum
+    x[0, 0, 1, :2] = [-0.0, 0.0]
+    if shape[2] >= 4:
+        x[-1, -1, 2:4, 0:2] = [[-0.0, 0.0], [0.0, -0.0]]  # zeros of both signs
+        x[-1, -1, 2:4, 2:4] = -np.inf
+    args = ((2, 2), (2, 2), ((0, 0), (0, 0)))
+    a, b = both(lambda: pool.maxpool2d_forward(x, *args))
+    assert_same(a, b)
+    assert np.array_equal(np.signbit(a[0]), np.signbit(b[0]))
+    x[0, 0, 0, 1] = np.nan  # a NaN wins (NumPy's careful path)
+    a, b = both(lambda: pool.maxpool2d_forward(x, *args))
+    assert_same(a, b)
+    assert np.isnan(b[0][0, 0, 0, 0]) and b[1][0, 0, 0, 0] == 1
 
 
 @pytest.mark.parametrize("bias", [True, False])
