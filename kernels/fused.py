@@ -7,12 +7,12 @@ NumPy arrays (``kernels.jit.usable``) and keep their NumPy code for everything e
 Every kernel computes what its NumPy counterpart computes, with the same operations in the
 same order and the same float32 constants, so its results are bit-identical to NumPy's
 (``tests/test_fused_kernels.py``; a NaN *gradient* in max-pool backward stays at the
-window's maximum, where NumPy's NaN·0 spreads it), with one exception: ``tanh``. NumPy's float32 tanh is a
-scalar libm call per element; here it is the rational function ``x·P(x²)/Q(x²)`` on
-[-9, 9] (tanh(9) rounds to 1 in float32), fitted for this project by iteratively reweighted
-least squares on the relative error (absolute error under 3.5e-7 in float32, against 6e-8 for
-NumPy's), which the compiler vectorises. Sigmoid gates use it as ``0.5·tanh(x/2) + 0.5``,
-the form the NumPy recurrent layers use too.
+window's maximum, where NumPy's NaN·0 spreads it), with one exception: ``tanh``. NumPy's
+float32 tanh is a scalar libm call per element; here it is the rational function
+``x·P(x²)/Q(x²)`` on [-9, 9] (tanh(9) rounds to 1 in float32), fitted for this project by
+iteratively reweighted least squares on the relative error (absolute error under 3.5e-7 in
+float32, against 6e-8 for NumPy's), which the compiler vectorises. Sigmoid gates use it as
+``0.5·tanh(x/2) + 0.5``, the form the NumPy recurrent layers use too.
 
 Loops run on one thread each: NumPy's element-wise code is single-threaded as well, and the
 two cores are OpenBLAS's during the GEMMs between the kernels.
