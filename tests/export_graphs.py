@@ -2,6 +2,7 @@
 the tools to export one, import it and feed both sides the same data."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import subprocess
@@ -185,6 +186,18 @@ def _classes(a, nid: str) -> int:
         if pred is not None:
             return a.shapes[pred.src][-1]
     return 2
+
+
+@contextlib.contextmanager
+def float64_default(torch):
+    """Torch tensors made without a dtype (the zeros before a recurrent loop) in float64,
+    within the block."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 def export_module(graph: Graph, tmp_path: Path, to: str = "pytorch", **kw):

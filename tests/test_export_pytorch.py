@@ -25,10 +25,8 @@ EXAMPLES = sorted((eg.ROOT / "resources" / "examples").glob("*.ncg.json"))
 @pytest.fixture
 def float64_default(torch):
     """Torch tensors made without a dtype (the zeros before a recurrent loop) in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+    with eg.float64_default(torch):
+        yield
 
 
 def test_the_graphs_cover_every_node_type():

@@ -452,7 +452,7 @@ def test_exported_training_step_with_lengths_equals_ours(name, tmp_path):
     from core import optim
     from core.training import parse_training, training_step
     from core.weights import load_weights, save_weights
-    from tests.export_graphs import export_module, training
+    from tests.export_graphs import export_module, float64_default, training
     graph = EXPORTED[name]()
     graph.set_training(training(optimizer={"type": "adam", "lr": 0.01}))
     a = analyze(graph)
@@ -464,17 +464,13 @@ def test_exported_training_step_with_lengths_equals_ours(name, tmp_path):
     opt = optim.make_optimizer(cfg.optimizer, net.params.items())
     ours = [training_step(net, opt, b, cfg)[0] for _ in range(2)]
     module, _ = export_module(graph, tmp_path)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with float64_default(torch):
         model = module.Model()
         module.load_weights(model, tmp_path / "w.npz")
         model.train()
         tb = {k: torch.from_numpy(v) for k, v in b.items()}
         topt, task = module.make_optimizer(model), module.WithLoss(model)
         theirs = [module.train_step(task, model, topt, tb)["loss"] for _ in range(2)]
-    finally:
-        torch.set_default_dtype(old)
     assert theirs == pytest.approx(ours, rel=1e-8)
 
 

@@ -472,9 +472,7 @@ def check_training_step(graph, fields: dict, seed: int, tmp_path, torch) -> None
     our_loss, *_ = training_step(net, opt, batch, cfg)
 
     module, _ = eg.export_module(graph, tmp_path)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with eg.float64_default(torch):
         model = module.Model()
         module.load_weights(model, tmp_path / "w64.npz")
         model.train()
@@ -483,8 +481,6 @@ def check_training_step(graph, fields: dict, seed: int, tmp_path, torch) -> None
               for k, v in batch.items()}
         loss = module.train_step(module.WithLoss(model), model, module.make_optimizer(model),
                                  tb)["loss"]
-    finally:
-        torch.set_default_dtype(old)
     assert loss == pytest.approx(float(our_loss), rel=1e-8, abs=1e-10)
     state = model.state_dict()
     ours = {**net.params, **net.buffers}
