@@ -7,7 +7,9 @@ NumPy arrays (``kernels.jit.usable``) and keep their NumPy code for everything e
 Every kernel computes what its NumPy counterpart computes, with the same operations in the
 same order and the same float32 constants, so its results are bit-identical to NumPy's
 (``tests/test_fused_kernels.py``; a NaN *gradient* in max-pool backward stays at the
-window's maximum, where NumPy's NaN·0 spreads it), with one exception: ``tanh``. NumPy's
+window's maximum, where NumPy's NaN·0 spreads it), with one exception: ``tanh``, and the
+kernels built on it, which may also fuse multiply-adds (``_CONTRACT``); the LSTM cells also
+work in another layout than the NumPy LSTM (PyTorch's, see ``lstm_cell``). NumPy's
 float32 tanh is a scalar libm call per element; here it is the rational function
 ``x·P(x²)/Q(x²)`` on [-9, 9] (tanh(9) rounds to 1 in float32), fitted for this project by
 iteratively reweighted least squares on the relative error (absolute error under 3.5e-7 in
@@ -188,78 +190,73 @@ def lstm_cell_backward(a, tc, c_prev, dh, dc, d, db):
     return sq
 
 
-@njit
-def gru_step(a, hn, h_prev, h, first):
-    """One GRU step after the recurrent GEMM (as ``core.layers.recurrent.GRU.forward``).
+@njit(fastmath=_CONTRACT)
+def gru_cell(a, rec, b_ih, b_hh, h_prev, hn, h):
+    """One GRU step of ``core.layers.recurrent.GRU``'s compiled path, in PyTorch's layout.
 
-    a [3, B, H]: r and z pre-activations (pre-scaled by 0.5, the recurrent part added) and the
-    input part of n; replaced by r, z, n. hn = h_{t-1}·W_hn + b_hn; n = tanh(a_n + r·hn),
-    h = n + z·(h_prev - n) (n - z·n at the first step).
+    a [B, 3H]: the step's input projection x_t·W_ih, gate blocks r, z, n as stored, replaced
+    by the activated r, z, n; rec [B, 3H] = h_{t-1}·W_hh; h_prev = h_{t-1} (zeros, with rec,
+    at the first step). r, z = sigmoid((a + (b_ih + b_hh)) + rec) as 0.5·tanh(0.5·x) + 0.5;
+    hn = rec_n + b_hn (kept for backward); n = tanh((a_n + b_in) + r·hn); h = (h_prev - n)·z
+    + n.
     """
-    _, nb, nh = a.shape
+    nb, n3 = a.shape
+    nh = n3 // 3
     for b in range(nb):
+        ar, rr = a[b], rec[b]
+        ai, az, an = ar[:nh], ar[nh:2 * nh], ar[2 * nh:]
+        ri, rz, rn = rr[:nh], rr[nh:2 * nh], rr[2 * nh:]
+        hp, hnr, hr = h_prev[b], hn[b], h[b]
         for j in range(nh):
-            r = _sigmoid_half(a[0, b, j])
-            z = _sigmoid_half(a[1, b, j])
-            n = _tanh(a[2, b, j] + r * hn[b, j])
-            a[0, b, j] = r
-            a[1, b, j] = z
-            a[2, b, j] = n
-            if first:
-                h[b, j] = -(z * n) + n
-            else:
-                h[b, j] = (h_prev[b, j] - n) * z + n
-
-
-@njit(inline="always")
-def _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j):
-    """One element of a GRU backward step, for the gradient hv reaching h_t[b, j]."""
-    r = a[0, b, j]
-    z = a[1, b, j]
-    n = a[2, b, j]
-    hz = hv * z
-    dhz[b, j] = hz
-    dn = (hv - hz) * (_ONE - n * n)
-    d[0, b, j] = dn
-    d[1, b, j] = (dn * hn[b, j]) * ((_ONE - r) * r)
-    if first:
-        dz = -(n * hv)
-    else:
-        dz = (h_prev[b, j] - n) * hv
-    d[2, b, j] = dz * ((_ONE - z) * z)
-    d[3, b, j] = dn * r
+            r = _sigmoid_half(_HALF * ((ai[j] + (b_ih[j] + b_hh[j])) + ri[j]))
+            z = _sigmoid_half(_HALF * ((az[j] + (b_ih[nh + j] + b_hh[nh + j])) + rz[j]))
+            hv = rn[j] + b_hh[2 * nh + j]
+            n = _tanh((an[j] + b_ih[2 * nh + j]) + r * hv)
+            ai[j] = r
+            az[j] = z
+            an[j] = n
+            hnr[j] = hv
+            hr[j] = (hp[j] - n) * z + n
 
 
 @njit
-def gru_step_backward(a, hn, h_prev, dh, d, dhz, first):
-    """One GRU backward step (as ``GRU.backward``), before the recurrent GEMM; returns the
-    squared norm of dh in float64.
+def gru_cell_backward(a, hn, h_prev, dh, dhz, d, db):
+    """One GRU backward step of ``gru_cell``'s layout, before the recurrent GEMM; returns
+    the squared norm of dh in float64.
 
-    a [3, B, H] the activated r, z, n; dh the gradient reaching h_t. d [4, B, H] gets
-    [dn_pre, dr, dz, dhn]; dhz = dh·z, the direct path to h_{t-1}.
+    a [B, 3H] the activated r, z, n; hn the step's h_{t-1}·W_hn + b_hn; h_prev = h_{t-1}
+    (zeros at the first step); dh [B, H] the whole gradient reaching h_t. d [B, 4H] gets
+    [dn_pre, dr, dz, dhn] (so that columns :3H are what W_ih sees, in the order n, r, z,
+    and columns H: what W_hh sees, in its stored order r, z, n), added to db [4H] (float64);
+    dhz = dh·z, the direct path to h_{t-1}.
     """
-    _, nb, nh = a.shape
-    sq = 0.0
+    nb, n3 = a.shape
+    nh = n3 // 3
+    sq = sq_norm(dh)
     for b in range(nb):
+        ar, dr = a[b], d[b]
+        ar_r, ar_z, ar_n = ar[:nh], ar[nh:2 * nh], ar[2 * nh:]
+        d0, d1, d2, d3 = dr[:nh], dr[nh:2 * nh], dr[2 * nh:3 * nh], dr[3 * nh:]
+        hnr, hp, hr, zr = hn[b], h_prev[b], dh[b], dhz[b]
         for j in range(nh):
-            hv = dh[b, j]
-            sq += np.float64(hv) * np.float64(hv)
-            _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j)
-    return sq
-
-
-@njit
-def gru_step_backward_parts(a, hn, h_prev, parts, d, dhz, first):
-    """``gru_step_backward`` with dh = the sum of parts [3, B, H] (the recurrent GEMM's
-    products, in ``_sum_gates``'s order) plus the direct path dhz of the step after, which
-    it then overwrites; where nothing else reaches h_t."""
-    _, nb, nh = a.shape
-    sq = 0.0
-    for b in range(nb):
-        for j in range(nh):
-            hv = ((parts[0, b, j] + parts[1, b, j]) + parts[2, b, j]) + dhz[b, j]
-            sq += np.float64(hv) * np.float64(hv)
-            _gru_back(a, hn, h_prev, hv, d, dhz, first, b, j)
+            hv = hr[j]
+            r = ar_r[j]
+            z = ar_z[j]
+            n = ar_n[j]
+            hz = hv * z
+            zr[j] = hz
+            dn = (hv - hz) * (_ONE - n * n)
+            v1 = (dn * hnr[j]) * ((_ONE - r) * r)
+            v2 = ((hp[j] - n) * hv) * ((_ONE - z) * z)
+            v3 = dn * r
+            d0[j] = dn
+            d1[j] = v1
+            d2[j] = v2
+            d3[j] = v3
+            db[j] += dn
+            db[nh + j] += v1
+            db[2 * nh + j] += v2
+            db[3 * nh + j] += v3
     return sq
 
 

@@ -29,6 +29,11 @@ sigmoid gates are adjacent, and the sigmoid gates' weights and biases are pre-sc
 by ``0.5·t + 0.5`` on the sigmoid ones gives ``sigmoid(x) = 0.5·tanh(x/2) + 0.5``, which
 never overflows. Only ``ctx.xp`` is used, so the same code runs on CuPy.
 
+With the compiled kernels (``kernels.fused``, float32 NumPy arrays), the LSTM runs another
+path in PyTorch's layout instead: the gates of a step as one [B, 4H] block in the stored
+order, one ``h @ W_hh`` GEMM a step forward and one ``d_gates @ W_hh^T`` backward, the
+weights used as stored (``LSTM._forward_fused``; docs/engine.md, "Speed").
+
 After each backward, ``layer.state_grad_norms`` is a host array of length T: entry t is the
 L2 norm, over the whole batch, of dL/dh_t, the total gradient reaching the hidden state after
 step t (from the output at t and from step t+1; with lengths, over the samples valid at t).
@@ -110,17 +115,6 @@ def _sigmoid_from_tanh_(s) -> None:
 def _batch_major(xp, g_flat, t_len: int, b: int):
     """A time-major ``[T*B, F]`` gradient as a contiguous ``[B, T, F]`` array."""
     return xp.ascontiguousarray(g_flat.reshape(t_len, b, -1).transpose(1, 0, 2))
-
-
-def _fused_backward(norms, t_len: int, last, step, recur) -> None:
-    """The backward loop of a layer with compiled step kernels where only the recurrence
-    reaches each state: ``last(t)`` at the last step (from the output gradient), ``step(t)``
-    at the others (from the recurrent GEMM's products), each returning the squared state
-    gradient norm; ``recur(t)``, the GEMM towards step t - 1, after every step but the first."""
-    for t in range(t_len - 1, -1, -1):
-        norms[t] = last(t) if t == t_len - 1 else step(t)
-        if t > 0:
-            recur(t)
 
 
 def _carry_(xp, new, old, lens: Lengths | None, t: int) -> None:
@@ -577,6 +571,10 @@ class GRU(_Recurrent):
 
     def forward(self, ctx, inputs):
         xp, P = ctx.xp, self.P
+        lens = _lengths(self, ctx)
+        fused = jit.kernels_for(P["W_ih"], P["W_hh"], P["b_ih"], P["b_hh"])
+        if fused is not None and type(inputs[0]) is np.ndarray:
+            return self._forward_fused(fused, inputs[0], lens)
         W_ih = _gates(xp, P["W_ih"], _GRU_RZN)  # [3, F, H]; r, z pre-scaled by 0.5
         W_ih[:2] *= 0.5
         W_hh = _gates(xp, P["W_hh"], _GRU_RZN)  # [3, H, H]
@@ -595,8 +593,6 @@ class GRU(_Recurrent):
         HN = xp.empty((t_len, b, h_n), dtype=dt)  # h_{t-1}·W_hn + b_hn
         tmp = xp.empty((3, b, h_n), dtype=dt)
         rh = xp.empty((b, h_n), dtype=dt)
-        lens = _lengths(self, ctx)
-        fused = jit.kernels_for(A)  # the gate arithmetic of a step as one compiled loop
         for t in range(t_len):
             a = A[t]
             rz = a[:2]
@@ -607,28 +603,49 @@ class GRU(_Recurrent):
             else:
                 HN[t] = b_hn
             h = Hs[t]  # h = n + z·(h_{t-1} - n)
-            if fused is not None:
-                fused.gru_step(a, HN[t], Hs[t - 1], h, t == 0)
+            xp.tanh(rz, out=rz)
+            _sigmoid_from_tanh_(rz)
+            r, z, n = a
+            xp.multiply(r, HN[t], out=rh)
+            n += rh
+            xp.tanh(n, out=n)
+            if t > 0:
+                xp.subtract(Hs[t - 1], n, out=h)
+                h *= z
             else:
-                xp.tanh(rz, out=rz)
-                _sigmoid_from_tanh_(rz)
-                r, z, n = a
-                xp.multiply(r, HN[t], out=rh)
-                n += rh
-                xp.tanh(n, out=n)
-                if t > 0:
-                    xp.subtract(Hs[t - 1], n, out=h)
-                    h *= z
-                else:
-                    xp.multiply(z, n, out=h)
-                    xp.negative(h, out=h)
-                h += n
+                xp.multiply(z, n, out=h)
+                xp.negative(h, out=h)
+            h += n
             _carry_(xp, h, Hs[t - 1], lens, t)
         return self._output(xp, Hs, lens), (x_flat, A, Hs, HN, lens)
+
+    def _forward_fused(self, K, x, lens: Lengths | None):
+        """The compiled path, in PyTorch's layout, as ``LSTM._forward_fused``: one GEMM for
+        every step's projection, then per step one GEMM ``h_{t-1} @ W_hh`` and the cell
+        (``kernels.fused.gru_cell``). A [T, B, 3H] ends up holding r, z, n."""
+        P = self.P
+        x_flat, b, t_len = self._time_major(np, x, P["W_hh"].dtype)
+        h_n = P["W_hh"].shape[0]
+        A = np.matmul(x_flat, P["W_ih"]).reshape(t_len, b, 3 * h_n)
+        dt = A.dtype
+        Hs = np.empty((t_len, b, h_n), dtype=dt)
+        HN = np.empty((t_len, b, h_n), dtype=dt)
+        rec = np.zeros((b, 3 * h_n), dtype=dt)  # h_0 = 0
+        zero = np.zeros((b, h_n), dtype=dt)
+        for t in range(t_len):
+            if t == 0:
+                K.gru_cell(A[0], rec, P["b_ih"], P["b_hh"], zero, HN[0], Hs[0])
+                continue
+            np.matmul(Hs[t - 1], P["W_hh"], out=rec)
+            K.gru_cell(A[t], rec, P["b_ih"], P["b_hh"], Hs[t - 1], HN[t], Hs[t])
+            _carry_(np, Hs[t], Hs[t - 1], lens, t)
+        return self._output(np, Hs, lens), (x_flat, A, Hs, HN, lens)
 
     def backward(self, ctx, cache, gout):
         xp, P = ctx.xp, self.P
         x_flat, A, Hs, HN, lens = cache
+        if A.ndim == 3:  # the compiled forward's layout [T, B, 3H]
+            return self._backward_fused(jit.fused(), cache, gout)
         t_len, b, h_n = Hs.shape
         dt = A.dtype
         W_hh_T = _transposed(xp, _gates(xp, P["W_hh"], _GRU_RZN))
@@ -640,24 +657,11 @@ class GRU(_Recurrent):
         tmp3 = xp.empty((3, b, h_n), dtype=dt)
         Q = xp.empty((2, b, h_n), dtype=dt)
         dh = self._first_dh(gout, lens)
-        fused = jit.kernels_for(A, D, gout)
-        if fused is not None and lens is None and not self.params["return_sequences"]:
-            # as in LSTM.backward: one call a step for everything but the GEMM
-            _fused_backward(
-                norms, t_len,
-                lambda t: fused.gru_step_backward(A[t], HN[t], Hs[t - 1], dh, D[t], dhz, t == 0),
-                lambda t: fused.gru_step_backward_parts(A[t], HN[t], Hs[t - 1], tmp3, D[t], dhz,
-                                                        t == 0),
-                lambda t: xp.matmul(D[t][1:], W_hh_T, out=tmp3))
-            return self._gru_grads(xp, P, norms, x_flat, Hs, D, t_len, b)
         for t in range(t_len - 1, -1, -1):
             dh, carried = _split(xp, dh, lens, t)
             norms[t] = _sq_norm(xp, dh)  # a padded sample's state gets none at step t
             a, d = A[t], D[t]
-            if fused is not None and dh.flags.c_contiguous:
-                fused.gru_step_backward(a, HN[t], Hs[t - 1], dh, d, dhz, t == 0)
-            else:
-                self._gate_grads(xp, a, d, dh, dhz, HN[t], Hs[t - 1], t, tmp, Q)
+            self._gate_grads(xp, a, d, dh, dhz, HN[t], Hs[t - 1], t, tmp, Q)
             if t > 0:
                 xp.matmul(d[1:], W_hh_T, out=tmp3)
                 dh = bufs[t & 1]
@@ -667,6 +671,50 @@ class GRU(_Recurrent):
                     dh += carried
                 self._add_gout(dh, gout, t - 1, lens)
         return self._gru_grads(xp, P, norms, x_flat, Hs, D, t_len, b)
+
+    def _backward_fused(self, K, cache, gout):
+        """Backward of ``_forward_fused``: per step the compiled cell and ONE GEMM
+        ``[dr, dz, dhn] @ W_hh^T`` (a column block of the step's [B, 4H] gradients, see
+        ``kernels.fused.gru_cell_backward``); the weight gradients after the loop."""
+        P = self.P
+        x_flat, A, Hs, HN, lens = cache
+        t_len, b, h_n = Hs.shape
+        dt = A.dtype
+        W_hh_T = np.ascontiguousarray(P["W_hh"].T)  # [3H, H]
+        D = np.empty((t_len, b, 4 * h_n), dtype=dt)  # [dn_pre, dr, dz, dhn]
+        db = np.zeros((4 * h_n,), dtype=np.float64)
+        norms = np.empty((t_len,), dtype=np.float64)
+        bufs = (np.empty((b, h_n), dtype=dt), np.empty((b, h_n), dtype=dt))
+        dhz = np.empty((b, h_n), dtype=dt)
+        zero = np.zeros((b, h_n), dtype=dt)  # h_0
+        dh = np.ascontiguousarray(self._first_dh(gout, lens), dtype=dt)
+        for t in range(t_len - 1, -1, -1):
+            dh, carried = _split(np, dh, lens, t)
+            if t == 0:
+                norms[0] = K.gru_cell_backward(A[0], HN[0], zero, dh, dhz, D[0], db)
+                break
+            norms[t] = K.gru_cell_backward(A[t], HN[t], Hs[t - 1], dh, dhz, D[t], db)
+            dh = bufs[t & 1]
+            np.matmul(D[t][:, h_n:], W_hh_T, out=dh)
+            dh += dhz
+            if carried is not None:
+                dh += carried
+            self._add_gout(dh, gout, t - 1, lens)
+        def nrz(m):  # columns n, r, z (D's first three blocks) -> the stored r, z, n
+            return np.concatenate([m[..., h_n:3 * h_n], m[..., :h_n]], axis=-1)
+        D2 = D.reshape(t_len * b, 4 * h_n)
+        self.accumulate("W_ih", nrz(x_flat.T @ D2[:, :3 * h_n]))
+        if t_len > 1:  # h_0 = 0 contributes nothing
+            self.accumulate("W_hh", Hs[:-1].reshape(-1, h_n).T @ D2[b:, h_n:])
+        else:
+            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
+        self.accumulate("b_ih", nrz(db[:3 * h_n]).astype(dt))
+        self.accumulate("b_hh", db[h_n:].astype(dt))
+        self.state_grad_norms = np.sqrt(norms)
+        if not self.wants_grad(0):
+            return [None]
+        W_nrz = np.concatenate([P["W_ih"][:, 2 * h_n:], P["W_ih"][:, :2 * h_n]], axis=1)
+        return [_batch_major(np, D2[:, :3 * h_n] @ W_nrz.T, t_len, b)]
 
     def _gru_grads(self, xp, P, norms, x_flat, Hs, D, t_len, b):
         W_ih = _gates(xp, P["W_ih"], _GRU_NRZ)
