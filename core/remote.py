@@ -27,7 +27,9 @@ child -> parent (stdout)
     about 20 times a second (the state-gradient norms of the last row ride along; with
     several losses each row ends with their values, named once in ``"loss_names"``);
     ``{"ev": "epoch", ...}`` and ``{"ev": "done", "reason", "steps", "error"}`` as they
-    happen; ``{"reply": n, ...}`` for each request, an ``"error"`` or the result.
+    happen; ``{"ev": "note", "text": str}`` when the child waits on something the user
+    should know of (the CPU kernels compiling before the first step);
+    ``{"reply": n, ...}`` for each request, an ``"error"`` or the result.
 
 Each frame's object is the ``to_json`` of its event (``StepEvent.batch_to_json`` for
 steps) plus ``"ev"``, read back by the class's ``from_json``: the schema of an event is
@@ -246,6 +248,21 @@ class ReadyEvent:
         return cls(d["device"], d.get("device_note"), d["total_steps"], d["steps_per_epoch"],
                    d["classifier"], d.get("note"), d["pid"], list(d.get("losses") or []),
                    list(d.get("classifiers") or []), d.get("run_id"))
+
+
+@dataclass
+class NoteEvent:
+    """A line from the child about what it is doing while no step comes (for now only
+    ``kernels.jit.COMPILING``: the first step waits for the CPU kernels to compile)."""
+    text: str
+
+    def to_json(self) -> dict:
+        """The ``note`` frame's object (less its ``"ev"``)."""
+        return {"text": self.text}
+
+    @classmethod
+    def from_json(cls, d: dict) -> NoteEvent:
+        return cls(str(d.get("text") or ""))
 
 
 # ---- the client ----------------------------------------------------------------------------
@@ -496,6 +513,8 @@ class RemoteTrainer:
             self.info = ReadyEvent.from_json(h)
             self.ready.set()
             self._emit(self.info)
+        elif ev == "note":
+            self._emit(NoteEvent.from_json(h))
         elif ev == "done":
             self._finish(DoneEvent.from_json(h, error_from_json))
         elif ev == "error":  # a frame the child could not take: a bug here, not the user's

@@ -42,6 +42,7 @@ from core.remote import (
     MAX_PAYLOAD,
     PARENT_PID_ENV,
     FrameError,
+    NoteEvent,
     ReadyEvent,
     encode_frame,
     error_to_json,
@@ -53,6 +54,7 @@ from core.training.events import DoneEvent, EpochEvent, StepEvent
 from core.training.trainer import Trainer
 from core.validate import analyze
 from core.weights import merge_state
+from kernels import jit
 
 TENSORBOARD_DIR = "tensorboard"  # inside the run folder (docs/format.md section 9.2)
 FLUSH_S = 0.05  # steps go to the GUI at most 20 times a second
@@ -111,6 +113,7 @@ class Worker:
         self._out_lock = threading.Lock()  # one writer at a time; taken before _steps_lock
         self._steps_lock = threading.Lock()
         self._steps: list[StepEvent] = []  # not yet sent
+        self._notes: list[str] = []  # "note" lines not yet sent (sent before the steps)
         self._flags = {"pause": False, "stop": False}  # commands that came before the build
         self._broken = False
         self.recorder: RunRecorder | None = None  # with "run_dir": the run being recorded
@@ -139,8 +142,16 @@ class Worker:
         """Call with ``_out_lock`` held."""
         with self._steps_lock:
             steps, self._steps = self._steps, []
+            notes, self._notes = self._notes, []
+        for text in notes:
+            self._write({"ev": "note", **NoteEvent(text).to_json()})
         if steps:
             self._write({"ev": "steps", **StepEvent.batch_to_json(steps)})
+
+    def _note(self, text: str) -> None:
+        """Any thread: queue a ``note`` frame for the flush loop."""
+        with self._steps_lock:
+            self._notes.append(text)
 
     def flush(self) -> None:
         with self._out_lock:
@@ -235,6 +246,9 @@ class Worker:
                     pass  # the build's own error is the one to report
             raise
         self.trainer = tr
+        # the first step may wait for the CPU kernels to compile: say so (from the training
+        # thread, in the middle of a step, so the note only queues; the flush loop sends it)
+        jit.on_compile(lambda: self._note(jit.COMPILING))
         ready = ReadyEvent(tr.device, tr.device_note, tr.total_steps, tr.steps_per_epoch,
                            tr.classifier is not None, note, os.getpid(), list(tr.loss_nodes),
                            [c.loss for c in tr.classifiers],

@@ -17,6 +17,9 @@ decides whether they are used:
   checks) and CuPy arrays take the NumPy / CuPy code.
 - ``forced(flag)``: a context manager that switches the kernels on or off (tests compare
   both paths on the same data).
+- ``on_compile(callback)``: ``callback()`` once, when this process first compiles a kernel
+  (not when it loads one from the cache), so that a user can be told why the first step
+  waits (about 10 s after an install or an update).
 
 Kernels are written to compute what the NumPy code computes, in the same order of operations
 where that order matters; float32 ``tanh`` is a rational approximation within 3e-7 of the
@@ -122,3 +125,33 @@ def forced(flag: bool):
         yield
     finally:
         _forced = old
+
+
+COMPILING = ("compiling the CPU kernels (numba; once after an install or an update, about "
+             "10 s)")
+
+
+def on_compile(callback) -> bool:
+    """Call ``callback()`` once, on the thread that compiles, when a kernel starts to
+    compile in this process (numba's ``numba:compile`` event, which a kernel loaded from the
+    on-disk cache does not fire). Returns False (and never calls it) when the kernels are off.
+    The callback must be quick and take no lock its caller may hold."""
+    if not enabled():
+        return False
+    from numba.core import event
+
+    class _First(event.Listener):
+        def __init__(self):
+            self.fired = False
+
+        def on_start(self, ev) -> None:
+            if not self.fired:
+                self.fired = True  # stays registered: numba is iterating its listeners
+                callback()
+
+        def on_end(self, ev) -> None:
+            pass
+
+    event.register("numba:compile", _First())
+    return True
+

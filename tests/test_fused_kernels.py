@@ -236,6 +236,20 @@ def test_conv_layer_gradients_are_bit_identical(bias):
 
 
 # ---- the switch -----------------------------------------------------------------------------
+def test_on_compile_tells_once_when_the_first_kernel_compiles():
+    told: list[int] = []
+    with jit.forced(False):
+        assert not jit.on_compile(lambda: told.append(0))  # kernels off: never told
+    assert jit.on_compile(lambda: told.append(1))
+
+    def twice(x):
+        return x * 2.0
+
+    fresh = jit.njit(cache=False)(twice)  # a kernel no cache holds: it compiles
+    assert fresh(1.5) == 3.0 and fresh(np.float32(2.0)) == 4.0  # two compilations
+    assert told == [1]
+
+
 def test_the_environment_switches_the_kernels_off():
     code = "from kernels import jit; print(jit.enabled(), jit.status())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -32,6 +32,7 @@ from gui.training import (
 )
 from gui.training.heat import badge_for, heat_color, layer_grad_norms, scale_position
 from gui.training.histograms import histogram
+from kernels import jit
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "resources" / "examples" / "mlp_digits.ncg.json"
@@ -547,6 +548,30 @@ def test_status_bar_shows_device_and_speed(qtbot):
     finish(qtbot, ctl)
     assert any("steps/s" in t and t.startswith("CPU") for t in texts), texts
     assert label.text().startswith("CPU")
+
+
+@pytest.mark.skipif(not jit._numba_importable(), reason="numba is not installed")
+def test_a_first_step_that_waits_for_the_kernels_to_compile_says_so(qtbot, tmp_path,
+                                                                      monkeypatch):
+    """With an empty kernel cache (as after an install) the first step waits seconds for
+    numba: the status bar says why instead of a bare "running"; with the cache filled, a
+    second run says nothing of it."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "kernels"))  # the child's cache
+    texts: list[str] = []
+    for run in range(2):
+        ctl, panel, _, _ = rig(qtbot, steps=3)
+        bar = QStatusBar()
+        qtbot.addWidget(bar)
+        label = attach(ctl, panel, status_bar=bar)
+        seen = len(texts)
+        ctl.status_text_changed.connect(texts.append)
+        ctl.start()
+        if run == 0:
+            qtbot.waitUntil(lambda: jit.COMPILING in label.text(), timeout=30000)
+            assert label.text() == f"CPU · running: {jit.COMPILING}"
+        finish(qtbot, ctl, timeout=60)
+        assert jit.COMPILING not in label.text()  # steps came: the note is over
+        assert any(jit.COMPILING in t for t in texts[seen:]) == (run == 0), texts
 
 
 # ---- recurrent graphs -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from core.runs import RunRecorder, RunStore
 from core.training import DoneEvent, EpochEvent, StepEvent, Trainer, parse_training
 from core.validate import load_valid
 from core.weights import save_weights
+from kernels import jit
 
 
 def cmd_train(args) -> int:
@@ -134,6 +135,7 @@ def cmd_train(args) -> int:
                     print(trainer.device_note)
                 epochs = math.ceil(trainer.total_steps / max(trainer.steps_per_epoch, 1))
                 bar = ProgressBar(sys.stdout, trainer.total_steps, epochs)
+                jit.on_compile(lambda: bar.line(jit.COMPILING))  # why the first step waits
             done = trainer.run()
     except KeyboardInterrupt:
         if trainer is None:

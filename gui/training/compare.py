@@ -62,7 +62,7 @@ from core import catalogue, memory
 from core.errors import NeuroCanvasError, ParamError
 from core.optim.hyperparams import OPTIMIZER_PARAMS
 from core.params import Bool, Choice, Float, Int
-from core.remote import ReadyEvent, RemoteError, RemoteTrainer
+from core.remote import NoteEvent, ReadyEvent, RemoteError, RemoteTrainer
 from core.training import DoneEvent, EpochEvent, StepEvent, parse_training
 from gui import memory_setting
 
@@ -179,6 +179,7 @@ class Variant:
     total_steps: int = 0
     loss: float | None = None
     ready: bool = False  # its process has loaded the data and built the network
+    note: str | None = None  # what its process waits on before its first step
     stop_requested: bool = False
     run_id: str | None = None
     prepared: bool = False
@@ -202,6 +203,8 @@ class Variant:
             return f"failed: {self.reason}" if self.reason else "failed"
         if self.state == RUNNING and not self.ready:
             return "running (starting)"
+        if self.state == RUNNING and self.note and not self.step_events:
+            return f"running ({self.note})"
         if self.state == QUEUED and self.prepared:
             return "queued (ready)"
         return self.state
@@ -593,6 +596,8 @@ class CompareController(QObject):
         elif isinstance(ev, ReadyEvent):
             v.ready = True
             v.total_steps = ev.total_steps
+        elif isinstance(ev, NoteEvent):
+            v.note = ev.text
         elif isinstance(ev, DoneEvent):
             self._on_done(v, ev)
 

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core import memory
 from core.errors import NeuroCanvasError, NonFiniteError, WeightsError
 from core.network import Network
-from core.remote import ReadyEvent, RemoteError, RemoteTrainer
+from core.remote import NoteEvent, ReadyEvent, RemoteError, RemoteTrainer
 from core.training import DoneEvent, EpochEvent, StepEvent, parse_training
 from core.weights import load_weights as read_weights_file
 from core.weights import network_shapes
@@ -137,6 +137,7 @@ class TrainingController(QObject):
         self._run_key: tuple | None = None  # what the last run trained (see _settings_key)
         self._rate_window: deque[tuple[float, int]] = deque()
         self._rate = 0.0
+        self._note: str | None = None  # what the child waits on before its first step
         self._last_status = 0.0
         self._latest_step: StepEvent | None = None
         self._pending: list[tuple[Future, Any, Any]] = []  # requests and what takes the answer
@@ -200,6 +201,8 @@ class TrainingController(QObject):
         dev = "GPU" if self._info.device == "gpu" else "CPU"
         if self._state in (RUNNING, STOPPING) and self._rate > 0:
             return f"{dev} · {self._rate:,.0f} steps/s"
+        if self._state == RUNNING and self._note:  # no step yet, and the child says why
+            return f"{dev} · {self._state}: {self._note}"
         return f"{dev} · {self._state}"
 
     # ---- controls ----------------------------------------------------------------------
@@ -289,6 +292,7 @@ class TrainingController(QObject):
         self._run_key = self._settings_key()
         self._rate_window.clear()
         self._rate = 0.0
+        self._note = None
         self.stop_requested_at = None
         self.last_done = None
         self.heat.set_graph(analysis.shared_root, analysis.layers)
@@ -368,6 +372,10 @@ class TrainingController(QObject):
                 self.epoch_done.emit(ev)
             elif isinstance(ev, ReadyEvent):
                 self._started(ev)
+            elif isinstance(ev, NoteEvent):
+                self._note = ev.text
+                log.info(ev.text)
+                self._emit_status(force=True)
             elif isinstance(ev, DoneEvent):
                 self._done(ev)
         if steps:
@@ -396,6 +404,7 @@ class TrainingController(QObject):
 
     def _emit_steps(self, steps: list[StepEvent]) -> None:
         last = steps[-1]
+        self._note = None  # steps come: whatever the child waited on is over
         self._latest_step = last
         if not self._rate_window:
             self._rate_window.append((steps[0].time, steps[0].step))
