@@ -567,7 +567,7 @@ def test_a_first_step_that_waits_for_the_kernels_to_compile_says_so(qtbot, tmp_p
         ctl.status_text_changed.connect(texts.append)
         ctl.start()
         if run == 0:
-            qtbot.waitUntil(lambda: jit.COMPILING in label.text(), timeout=30000)
+            qtbot.waitUntil(lambda lb=label: jit.COMPILING in lb.text(), timeout=30000)
             assert label.text() == f"CPU · running: {jit.COMPILING}"
         finish(qtbot, ctl, timeout=60)
         assert jit.COMPILING not in label.text()  # steps came: the note is over

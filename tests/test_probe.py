@@ -4,6 +4,7 @@ between steps without changing the training."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -412,6 +413,41 @@ def test_drawn_cycles_count_each_time_step_and_memory_adds_up():
     assert cost.memory["total"] == est.total
     assert [n.params for n in cost.nodes] == [a.param_count(n) for n in a.order]
     assert cost.totals["macs"] == T * (12 + 16) + 8 and cost.totals["step_s"] is None
+
+
+def test_profiling_counts_a_drawn_cycles_gathered_weight_gradients_to_its_node(monkeypatch):
+    """A Dense in a drawn cycle takes its weight gradients once, after the backward loop
+    (``flush_deferred``): that time is the node's backward time too."""
+    import core.layers.dense as dense
+    T = 5
+    d = graph_dict(
+        [node("x", "Input", shape=[T, 3], sequence=True), node("wx", "Dense", units=4),
+         node("wh", "Dense", units=4), node("add", "Add"), node("h", "Tanh"),
+         node("tc", "TimeCollect", mode="last"), node("out", "Dense", units=2),
+         node("y", "Target", shape=[2], dtype="float32"), node("loss", "MSELoss")],
+        [edge("x", "wx"), edge("h", "wh", delay=1), edge("wx", "add:in0"),
+         edge("wh", "add:in1"), edge("add", "h"), edge("h", "tc"), edge("tc", "out"),
+         edge("out", "loss:pred"), edge("y", "loss:target")])
+    cfg = parse_training({"dataset": {"source": "builtin", "name": "xor"},
+                          "optimizer": {"type": "sgd", "lr": 0.01}})
+    net = Network(analysis(d), seed=1)
+    opt = make_optimizer(cfg.optimizer, list(net.params.items()))
+    slow = 0.05
+    weight_grads = dense.Dense._weight_grads
+
+    def slow_weight_grads(self, x2, g2):
+        if self.id == "wh" and len(x2) > 4:  # the gathered product of the T - 1 steps
+            time.sleep(slow)
+        weight_grads(self, x2, g2)
+
+    monkeypatch.setattr(dense.Dense, "_weight_grads", slow_weight_grads)
+    batches = [{"x": RNG.standard_normal((4, T, 3)).astype(np.float32),
+                "y": RNG.standard_normal((4, 2)).astype(np.float32)} for _ in range(2)]
+    prof = profile_steps(net, opt, batches, cfg)
+    assert prof.backward_s["wh"] >= slow  # once a step, in the flush after the loop
+    assert prof.backward_s["wx"] < slow
+    assert prof.step_s >= sum(prof.forward_s.values()) + sum(prof.backward_s.values())
+    assert all("flush_deferred" not in vars(layer) for layer in net.layers.values())
 
 
 def test_profiling_times_every_node_and_steps_as_usual():
