@@ -272,6 +272,28 @@ class _Recurrent(Layer):
         return [_batch_major(xp, gx, t_len, b)]
 
 
+    def _fused_grads(self, norms, x_flat, Hs, d_ih, d_hh, db_ih, db_hh, w_ih, stored=None):
+        """The compiled paths' gradients after their backward loop, one GEMM each, in
+        PyTorch's layout: d_ih / d_hh [T*B, nG·H] the gate gradients as W_ih / W_hh see
+        them (d_hh in the stored gate order), db_ih / db_hh their sums (float64); w_ih
+        W_ih with its columns in d_ih's order, and ``stored(m)`` the stored order of a
+        matrix in that order (None: d_ih is in the stored order already)."""
+        P, dt = self.P, d_ih.dtype
+        b = Hs.shape[1]
+        restore = stored or (lambda m: m)
+        self.accumulate("W_ih", restore(x_flat.T @ d_ih))
+        if Hs.shape[0] > 1:  # h_0 = 0 contributes nothing
+            self.accumulate("W_hh", Hs[:-1].reshape(-1, Hs.shape[2]).T @ d_hh[b:])
+        else:
+            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
+        self.accumulate("b_ih", restore(db_ih).astype(dt))
+        self.accumulate("b_hh", db_hh.astype(dt))
+        self.state_grad_norms = np.sqrt(norms)
+        if not self.wants_grad(0):
+            return [None]
+        return [_batch_major(np, d_ih @ w_ih.T, Hs.shape[0], b)]
+
+
 @register
 class RNN(_Recurrent):
     """Elman RNN: h_t = act(x_t·W_ih + b_ih + h_{t-1}·W_hh + b_hh), act tanh or relu.
@@ -504,17 +526,7 @@ class LSTM(_Recurrent):
                 dh += carried
             self._add_gout(dh, gout, t - 1, lens)
         D2 = D.reshape(t_len * b, 4 * h_n)
-        self.accumulate("W_ih", x_flat.T @ D2)
-        if t_len > 1:  # h_0 = 0 contributes nothing
-            self.accumulate("W_hh", Hs[:-1].reshape(-1, h_n).T @ D[1:].reshape(-1, 4 * h_n))
-        else:
-            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
-        self.accumulate("b_ih", db.astype(dt))
-        self.accumulate("b_hh", db.astype(dt))
-        self.state_grad_norms = np.sqrt(norms)
-        if not self.wants_grad(0):
-            return [None]
-        return [_batch_major(np, D2 @ P["W_ih"].T, t_len, b)]
+        return self._fused_grads(norms, x_flat, Hs, D2, D2, db, db, P["W_ih"])
 
     @staticmethod
     def _gate_grads(xp, a, d, tc, c_prev, dh, dc, t, tmp, Q) -> None:
@@ -700,21 +712,14 @@ class GRU(_Recurrent):
             if carried is not None:
                 dh += carried
             self._add_gout(dh, gout, t - 1, lens)
-        def nrz(m):  # columns n, r, z (D's first three blocks) -> the stored r, z, n
+
+        def rzn(m):  # columns n, r, z (D's first three blocks) -> the stored r, z, n
             return np.concatenate([m[..., h_n:3 * h_n], m[..., :h_n]], axis=-1)
+
         D2 = D.reshape(t_len * b, 4 * h_n)
-        self.accumulate("W_ih", nrz(x_flat.T @ D2[:, :3 * h_n]))
-        if t_len > 1:  # h_0 = 0 contributes nothing
-            self.accumulate("W_hh", Hs[:-1].reshape(-1, h_n).T @ D2[b:, h_n:])
-        else:
-            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
-        self.accumulate("b_ih", nrz(db[:3 * h_n]).astype(dt))
-        self.accumulate("b_hh", db[h_n:].astype(dt))
-        self.state_grad_norms = np.sqrt(norms)
-        if not self.wants_grad(0):
-            return [None]
         W_nrz = np.concatenate([P["W_ih"][:, 2 * h_n:], P["W_ih"][:, :2 * h_n]], axis=1)
-        return [_batch_major(np, D2[:, :3 * h_n] @ W_nrz.T, t_len, b)]
+        return self._fused_grads(norms, x_flat, Hs, D2[:, :3 * h_n], D2[:, h_n:],
+                                 db[:3 * h_n], db[h_n:], W_nrz, rzn)
 
     def _gru_grads(self, xp, P, norms, x_flat, Hs, D, t_len, b):
         W_ih = _gates(xp, P["W_ih"], _GRU_NRZ)
