@@ -40,6 +40,37 @@ def test_dense_skips_input_gradient_when_not_needed(xp):
     assert gx is None and grads["W"] is not None
 
 
+def test_dense_gathering_passes_see_the_weights_of_their_own_pass(xp):
+    """Over a drawn cycle's time steps a Dense gathers its weight gradients and takes the
+    input gradient against one contiguous copy of W.T per pass: a second pass after an
+    update must use the new W, and the gradients equal the ungathered ones."""
+    from tests.harness import context
+    layer = build_layer("Dense", {"units": 4}, {"in": (3,)}, xp=xp)
+    ctx = context(xp=xp)
+    rng = np.random.default_rng(3)
+    xs = [xp.asarray(rng.standard_normal((2, 3))) for _ in range(3)]
+    gs = [xp.asarray(rng.standard_normal((2, 4))) for _ in range(3)]
+
+    def gathered_pass():
+        layer.G = {k: None for k in layer.P}
+        layer.deferred = []
+        gx = [layer.backward(ctx, layer.forward(ctx, [x])[1], g)[0]
+              for x, g in zip(xs, gs, strict=True)]
+        layer.flush_deferred()
+        return gx, {k: np.asarray(v) for k, v in layer.G.items()}
+
+    for _ in range(2):
+        gx, grads = gathered_pass()
+        w = np.asarray(layer.P["W"])
+        for g, got in zip(gs, gx, strict=True):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(g) @ w.T, rtol=1e-12)
+        x_all = np.concatenate([np.asarray(x) for x in xs])
+        g_all = np.concatenate([np.asarray(g) for g in gs])
+        np.testing.assert_allclose(grads["W"], x_all.T @ g_all, rtol=1e-12)
+        np.testing.assert_allclose(grads["b"], g_all.sum(axis=0), rtol=1e-12)
+        layer.P["W"] = layer.P["W"] * 2.0 - 0.5  # an update between the passes
+
+
 def relu(t):
     return t.relu()
 

@@ -57,6 +57,7 @@ class Dense(Layer):
         return y.reshape(x.shape[:-1] + (y.shape[-1],)), x2
 
     defers_weight_grads = True
+    _w_t = None  # W.T made contiguous, for the calls of one gathering pass
 
     def backward(self, ctx, x2, gout):
         g2 = gout.reshape(-1, gout.shape[-1])
@@ -66,7 +67,14 @@ class Dense(Layer):
             self._weight_grads(x2, g2)
         if not self.wants_grad(0):
             return [None]
-        gx = g2 @ self.P["W"].T
+        w_t = self.P["W"].T
+        if self.deferred is not None:
+            # BLAS takes a small g @ W.T 2-3x faster on a contiguous copy of W.T than on
+            # the transposed view; a pass over T steps makes the copy once
+            if self._w_t is None:
+                self._w_t = ctx.xp.ascontiguousarray(w_t)
+            w_t = self._w_t
+        gx = g2 @ w_t
         return [gx.reshape(gout.shape[:-1] + (gx.shape[-1],))]
 
     def _weight_grads(self, x2, g2) -> None:
@@ -78,6 +86,7 @@ class Dense(Layer):
         """The weight gradients of every gathered call as one product, [x_1; ...; x_T]^T @
         [g_1; ...; g_T] (what the built-in RNN layers do), instead of one per call."""
         pairs, self.deferred = self.deferred, None
+        self._w_t = None  # the weights change before the next pass
         if not pairs:
             return
         if len(pairs) == 1:
