@@ -347,12 +347,15 @@ def col2im(cols, out, kh, kw, sh, sw, pt, pl):
 
 
 @njit
-def maxpool2x2(x, y, idx):
+def maxpool2x2(x, y, idx, relu=False):
     """Max-pool forward for 2x2 windows at stride 2 without padding, the common case: y, idx
     [N, C, H//2, W//2] as ``kernels.pool.maxpool2d_forward`` gives them (the maximum taken in
     NumPy's order, so that even the sign of a zero agrees; idx the first maximum). Branch-free,
     so it vectorises. Returns True when a window holds a NaN: the caller then takes NumPy's
-    careful path, where a NaN wins."""
+    careful path, where a NaN wins.
+
+    With ``relu``, y = max(maximum, 0): the pool of ReLU(x), which is ReLU of the pool of x
+    (both are monotonic), in one pass over x instead of three (``ReluMaxPool``)."""
     n, c, _, _ = x.shape
     ho, wo = y.shape[2], y.shape[3]
     nan = False
@@ -372,7 +375,7 @@ def maxpool2x2(x, y, idx):
                     m = a if a > b else b  # np.maximum(a, b): b unless a > b
                     m = m if m > cc else cc
                     m = m if m > d else d
-                    yr[xo] = m
+                    yr[xo] = (m if m > _ZERO else _ZERO) if relu else m
                     ir[xo] = np.uint8(a != m) * (one + np.uint8(b != m) * (one + np.uint8(cc != m)))
                     nan |= (a != a) | (b != b) | (cc != cc) | (d != d)
     return nan
@@ -384,6 +387,33 @@ def masked(g, mask, out):
     gf, mf, of = g.reshape(-1), mask.reshape(-1), out.reshape(-1)
     for k in range(gf.size):
         of[k] = gf[k] * (_ONE if mf[k] else _ZERO)
+
+
+@njit
+def maxpool2x2_backward(gy, idx, gx, y, relu=False):
+    """Backward of ``maxpool2x2`` when its windows cover the input (H and W even): every
+    position of gx is written once (its window's gradient at the maximum, zero elsewhere),
+    so gx needs no zero fill first. With ``relu`` (``maxpool2x2(..., relu=True)``'s y), a
+    window whose output y is not positive passes gy · 0 on (ReLU's gradient there)."""
+    n, c, ho, wo = gy.shape
+    for ni in range(n):
+        for ci in range(c):
+            for yo in range(ho):
+                grow = gy[ni, ci, yo]
+                irow = idx[ni, ci, yo]
+                yrow = y[ni, ci, yo]
+                r0 = gx[ni, ci, 2 * yo]
+                r1 = gx[ni, ci, 2 * yo + 1]
+                for xx in range(2 * wo):  # along the rows of gx: contiguous stores
+                    xo = xx >> 1
+                    k = irow[xo]
+                    g = grow[xo]
+                    if relu:
+                        g = g * (_ONE if yrow[xo] > _ZERO else _ZERO)
+                    odd = np.uint8(xx & 1)
+                    # + 0 as the zero-filled sum gives it: -0 arriving becomes +0
+                    r0[xx] = _ZERO + (g if k == odd else _ZERO)
+                    r1[xx] = _ZERO + (g if k == odd + np.uint8(2) else _ZERO)
 
 
 @njit

@@ -177,6 +177,7 @@ def test_float64_parameters_keep_the_numpy_update():
 GEOMETRIES = [  # (N, C, H, W, k, stride, pad)
     (4, 3, 9, 9, 3, 1, 1), (3, 2, 8, 7, 3, 2, 1), (2, 3, 10, 10, 5, 1, 2),
     (2, 2, 7, 9, 2, 2, 0), (2, 1, 6, 6, 3, 3, 0), (1, 2, 5, 5, 3, 1, 0),
+    (2, 3, 8, 10, 2, 2, 0),  # 2x2 windows tiling the input: one write per position
 ]
 
 
