@@ -20,7 +20,7 @@ from core.errors import DataError, NeuroCanvasError, WeightsError
 from core.layers.base import Context, fmt_shape
 from core.layers.losses import ValidRows
 from core.layers.timecollect import Carry, Lengths
-from core.plan import Plan, Step, compile_plan
+from core.plan import Plan, Step, compile_plan, fuse_relu_pool
 from core.validate import Analysis
 from kernels import backend
 
@@ -53,6 +53,9 @@ class Network:
     """
 
     observer = None
+    # Run a ReLU and the 2x2 max pool after it as one call where nothing looks at single
+    # nodes (``core.plan.fuse_relu_pool``); the cost view turns it off to time each node.
+    fuse = True
 
     def __init__(self, analysis: Analysis, *, device: str = "cpu", dtype=np.float32,
                  seed: int = 0, outputs: Iterable[str] = (), with_losses: bool = True):
@@ -62,6 +65,7 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.plan: Plan = compile_plan(analysis, list(outputs), with_losses=with_losses)
         self.layers = {s.node_id: s.layer for s in self.plan.steps}
+        self._fused_plan: Plan = fuse_relu_pool(self.plan)
         self.rng = backend.default_rng(self.xp, seed)
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
@@ -217,13 +221,13 @@ class Network:
         ordinary backprop and backprop through time alike.
         """
         record = train if record is None else record
-        plan = self.plan
+        obs = self.observer
+        plan = self._fused_plan if self.fuse and obs is None and check is None else self.plan
         ctx = Context(self.xp, train=train, rng=self.rng, dtype=self.dtype)
         ctx.lengths = self._batch_lengths(batch) if plan.length_fields else {}
         lens = ctx.lengths.get(plan.lengths) if plan.lengths else None
         values: dict[Any, Any] = {}
         tape: list = []
-        obs = self.observer
 
         def call(step, key, src_keys) -> bool:
             ins = [values[k] if k is not None else self._zeros(step, i, values)

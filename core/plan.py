@@ -10,6 +10,7 @@ done with it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -119,6 +120,51 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
         else:
             s.free_after.append(nid)
     return plan
+
+
+def fuse_relu_pool(plan: Plan) -> Plan:
+    """``plan`` with each ReLU whose only consumer is a 2x2 MaxPool2D (``ReluMaxPool.fits``)
+    run in one call with that pool (``core.layers.pooling.ReluMaxPool``), on the same layer
+    instances; ``plan`` itself when there is none. The fused ReLU's own value never exists,
+    so only a pass that looks at nothing but losses and outputs may use it (the network's
+    training and prediction, not its observers, checks or per-node timers). A ReLU that is
+    an output, and the recurrent region, are left alone."""
+    from core.layers.pooling import ReluMaxPool
+
+    users: dict[str, list[Step]] = {}
+    for s in plan.steps:
+        for src in set(s.sources):
+            users.setdefault(src, []).append(s)
+    kept = set(plan.outputs) | set(plan.losses)
+
+    def rebuild(steps: list[Step]) -> list[Step]:
+        by_id = {s.node_id: s for s in steps}
+        fuse: dict[str, Step] = {}  # pool node -> the ReLU step it absorbs
+        for s in steps:
+            u = users.get(s.node_id, [])
+            if (s.layer.type_name == "ReLU" and s.node_id not in kept and len(u) == 1
+                    and u[0].node_id in by_id and u[0].sources == [s.node_id]
+                    and ReluMaxPool.fits(u[0].layer)):
+                fuse[u[0].node_id] = s
+        relus = {r.node_id for r in fuse.values()}
+        out = []
+        for s in steps:
+            r = fuse.get(s.node_id)
+            if s.node_id in relus:
+                continue
+            if r is None:
+                out.append(s)
+                continue
+            out.append(Step(s.node_id, ReluMaxPool(r.layer, s.layer), list(r.sources),
+                            list(r.delays), None,
+                            [f for f in r.free_after + s.free_after if f != r.node_id],
+                            backward=s.backward))
+        return out
+
+    pre, post = rebuild(plan.pre), rebuild(plan.post)
+    if len(pre) == len(plan.pre) and len(post) == len(plan.post):
+        return plan
+    return dataclasses.replace(plan, pre=pre, post=post)
 
 
 def _lengths(analysis: Analysis, steps: list[Step]

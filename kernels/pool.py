@@ -62,6 +62,38 @@ def maxpool2d_forward(x, pool: tuple[int, int], stride: tuple[int, int], pads: P
     return y, idx
 
 
+def relu_maxpool2x2(x):
+    """(y, idx) of a 2x2 max pool at stride 2 of ReLU(x), ``x`` [N, C, H, W], in one compiled
+    pass (``kernels.fused.maxpool2x2`` with ``relu``): the values ReLU then
+    ``maxpool2d_forward`` give, idx the first maximum of x itself. None where that kernel
+    does not run (no compiled kernels for ``x``, or a NaN in a window): the caller then
+    takes the two layers one after the other."""
+    fused = jit.kernels_for(x)
+    if fused is None:
+        return None
+    n, c, h, w = x.shape
+    y = np.empty((n, c, h // 2, w // 2), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.uint8)
+    if fused.maxpool2x2(x, y, idx, True):
+        return None
+    return y, idx
+
+
+def relu_maxpool2x2_backward(gy, idx, x_shape, y):
+    """The gradient reaching ReLU's input through ``relu_maxpool2x2`` (y, idx its results):
+    gy at each window's maximum where y > 0, zero elsewhere."""
+    fused = jit.fused()
+    if _covers_2x2(x_shape, (2, 2), (2, 2), ((0, 0), (0, 0))):
+        gx = np.empty(x_shape, dtype=gy.dtype)  # every position written once
+        fused.maxpool2x2_backward(gy, idx, gx, y, True)
+        return gx
+    g = np.empty_like(gy)
+    fused.masked(gy, y > 0, g)
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    fused.maxpool_backward(g, idx, gx, 2, 2, 2, 2, 0, 0)
+    return gx
+
+
 def _maxpool_with_nan(views, idx_dtype):
     """Max and first-argmax over window views where a NaN wins, as in PyTorch."""
     xp = array_module(views[0])

@@ -268,3 +268,95 @@ def test_cupy_and_non_contiguous_arrays_are_not_taken():
         assert not jit.usable([1.0])
     with jit.forced(False):
         assert not jit.usable(a)
+
+
+# ---- ReLU and the max pool after it, as one call ----------------------------------------------
+def _relu_pool_net(size: int, extra: bool = False):
+    """conv -> ReLU -> 2x2 MaxPool -> Dense -> MSE; ``extra``: the ReLU also feeds a second
+    pool, so it has two consumers and must not be fused."""
+    from core.network import Network
+    from core.validate import analyze
+    from tests.graphs import build, edge, graph_dict, node
+    nodes = [node("x", "Input", shape=[2, size, size]),
+             node("conv", "Conv2D", filters=3, kernel_size=3, padding="same"),
+             node("relu", "ReLU"), node("pool", "MaxPool2D", pool_size=2),
+             node("flat", "Flatten"), node("fc", "Dense", units=2),
+             node("y", "Target", shape=[2], dtype="float32"), node("loss", "MSELoss")]
+    edges = [edge("x", "conv"), edge("conv", "relu"), edge("relu", "pool"),
+             edge("pool", "flat"), edge("flat", "fc"), edge("fc", "loss:pred"),
+             edge("y", "loss:target")]
+    if extra:
+        nodes += [node("pool_b", "MaxPool2D", pool_size=2), node("flat_b", "Flatten"),
+                  node("fc_b", "Dense", units=2), node("loss_b", "MSELoss")]
+        edges += [edge("relu", "pool_b"), edge("pool_b", "flat_b"), edge("flat_b", "fc_b"),
+                  edge("fc_b", "loss_b:pred"), edge("y", "loss_b:target")]
+    a = analyze(build(graph_dict(nodes, edges)))
+    assert a.ok, [str(p) for p in a.problems]
+    return Network(a, seed=3)
+
+
+def _loss_and_grads(net, batch):
+    net.zero_grad()
+    res = net.loss_and_grads(batch)
+    grads = {k: np.array(v) for k, v in net.gradients().items()}
+    assert grads and all(g.size for g in grads.values())
+    return float(res.loss), grads
+
+
+@pytest.mark.parametrize("size", [8, 7])  # windows that tile the input, and a left-over row
+def test_relu_then_max_pool_runs_as_one_call_with_the_two_layers_numbers(size):
+    from core.layers.pooling import ReluMaxPool
+    net = _relu_pool_net(size)
+    fused = [s for s in net._fused_plan.pre if isinstance(s.layer, ReluMaxPool)]
+    assert [s.node_id for s in fused] == ["pool"] and fused[0].sources == ["conv"]
+    assert "relu" not in {s.node_id for s in net._fused_plan.pre}
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 2, size, size)).astype(np.float32)
+    x[0] = -1.0  # windows whose every value is negative: ReLU gives 0 and no gradient
+    batch = {"x": x, "y": rng.standard_normal((4, 2)).astype(np.float32)}
+    with jit.forced(True):
+        net.fuse = True
+        got = _loss_and_grads(net, batch)
+        net.fuse = False
+        want = _loss_and_grads(net, batch)
+    assert got[0] == want[0]
+    assert_same(list(got[1].values()), list(want[1].values()))
+    with jit.forced(False):  # NumPy: the two layers one after the other, inside the call
+        net.fuse = True
+        assert _loss_and_grads(net, batch)[0] == want[0]
+
+
+def test_relu_max_pool_fusion_steps_aside_for_nan_a_second_consumer_and_observers():
+    from core.layers.pooling import ReluMaxPool
+    shared = _relu_pool_net(8, extra=True)
+    assert not any(isinstance(s.layer, ReluMaxPool) for s in shared._fused_plan.pre)
+    net = _relu_pool_net(8)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 2, 8, 8)).astype(np.float32)
+    x[1, 0, 0, 0] = np.nan
+    batch = {"x": x, "y": rng.standard_normal((2, 2)).astype(np.float32)}
+    with jit.forced(True):
+        fused = net.forward(batch, train=True)
+        net.fuse = False
+        plain = net.forward(batch, train=True)
+    assert np.isnan(float(fused.loss)) and np.isnan(float(plain.loss))
+
+    seen = []
+
+    class Watch:
+        def forward(self, step, key, out):
+            seen.append(step.node_id)
+
+        def before_backward(self, *a):
+            pass
+
+        def after_backward(self, *a):
+            pass
+
+    net.fuse = True
+    net.observer = Watch()
+    try:
+        net.forward({"x": np.nan_to_num(x), "y": batch["y"]})
+    finally:
+        net.observer = None
+    assert "relu" in seen  # an observer sees every node: the plan without fusion

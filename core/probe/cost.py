@@ -222,6 +222,7 @@ class _Timers:
             return out
 
         self._set(self.net, "_feed", timed_feed)
+        self._set(self.net, "fuse", False)  # each node timed on its own
         return self
 
     def __exit__(self, *exc) -> None:

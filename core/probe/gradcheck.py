@@ -159,6 +159,7 @@ def grad_check(net: Network, node: str, batch: Mapping[str, Any], *,
     if net.layers[node].data_role is not None:
         raise NeuroCanvasError("a data node has no backward to check", node=node)
     copy = float64_copy(net, seed=seed)
+    copy.fuse = False  # the node's own calls are what is checked
     _open_backward(copy, node)
     layer = copy.layers[node]
     host = {k: np.asarray(backend.to_host(v)) for k, v in batch.items()}
