@@ -123,13 +123,15 @@ def compile_plan(analysis: Analysis, outputs: list[str] | None = None,
 
 
 def fuse_relu_pool(plan: Plan) -> Plan:
-    """``plan`` with each ReLU whose only consumer is a 2x2 MaxPool2D (``ReluMaxPool.fits``)
-    run in one call with that pool (``core.layers.pooling.ReluMaxPool``), on the same layer
-    instances; ``plan`` itself when there is none. The fused ReLU's own value never exists,
-    so only a pass that looks at nothing but losses and outputs may use it (the network's
-    training and prediction, not its observers, checks or per-node timers). A ReLU that is
-    an output, and the recurrent region, are left alone."""
-    from core.layers.pooling import ReluMaxPool
+    """``plan`` with each ReLU whose only consumer is a 2x2 MaxPool2D (``ReluMaxPool.pairs``)
+    run in one call with that pool, together with the Conv2D before it when the ReLU is
+    that convolution's only consumer (``core.layers.fused``: ``ConvReluMaxPool``,
+    ``ReluMaxPool``), on the same layer instances; ``plan`` itself when there is none. The
+    absorbed nodes' own values never exist, so only a pass that looks at nothing but losses
+    and outputs may use it (the network's training and prediction, not its observers,
+    checks or per-node timers). Nodes that are outputs, and the recurrent region, are left
+    alone."""
+    from core.layers.fused import ConvReluMaxPool, ReluMaxPool
 
     users: dict[str, list[Step]] = {}
     for s in plan.steps:
@@ -137,28 +139,40 @@ def fuse_relu_pool(plan: Plan) -> Plan:
             users.setdefault(src, []).append(s)
     kept = set(plan.outputs) | set(plan.losses)
 
+    def only_user(s: Step, by_id: dict[str, Step]) -> Step | None:
+        u = users.get(s.node_id, [])
+        if s.node_id in kept or len(u) != 1 or u[0].node_id not in by_id \
+                or u[0].sources != [s.node_id]:
+            return None
+        return u[0]
+
     def rebuild(steps: list[Step]) -> list[Step]:
         by_id = {s.node_id: s for s in steps}
-        fuse: dict[str, Step] = {}  # pool node -> the ReLU step it absorbs
+        fuse: dict[str, list[Step]] = {}  # pool node -> the steps it absorbs, in order
         for s in steps:
-            u = users.get(s.node_id, [])
-            if (s.layer.type_name == "ReLU" and s.node_id not in kept and len(u) == 1
-                    and u[0].node_id in by_id and u[0].sources == [s.node_id]
-                    and ReluMaxPool.fits(u[0].layer)):
-                fuse[u[0].node_id] = s
-        relus = {r.node_id for r in fuse.values()}
+            pool = only_user(s, by_id)
+            if pool is None or not ReluMaxPool.pairs(s.layer, pool.layer):
+                continue
+            conv = by_id.get(s.sources[0])
+            if conv is not None and ConvReluMaxPool.leads(conv.layer) \
+                    and only_user(conv, by_id) is s:
+                fuse[pool.node_id] = [conv, s]
+            else:
+                fuse[pool.node_id] = [s]
+        absorbed = {a.node_id for group in fuse.values() for a in group}
         out = []
         for s in steps:
-            r = fuse.get(s.node_id)
-            if s.node_id in relus:
+            group = fuse.get(s.node_id)
+            if s.node_id in absorbed:
                 continue
-            if r is None:
+            if group is None:
                 out.append(s)
                 continue
-            out.append(Step(s.node_id, ReluMaxPool(r.layer, s.layer), list(r.sources),
-                            list(r.delays), None,
-                            [f for f in r.free_after + s.free_after if f != r.node_id],
-                            backward=s.backward))
+            layers = [a.layer for a in group] + [s.layer]
+            layer = ConvReluMaxPool(*layers) if len(group) == 2 else ReluMaxPool(*layers)
+            freed = [f for a in [*group, s] for f in a.free_after if f not in absorbed]
+            out.append(Step(s.node_id, layer, list(group[0].sources), list(group[0].delays),
+                            None, freed, backward=s.backward))
         return out
 
     pre, post = rebuild(plan.pre), rebuild(plan.post)

@@ -108,26 +108,36 @@ def col2im(cols, x_shape: tuple[int, int, int, int], kh: int, kw: int,
     return unpad2d(gpad, pads, h, w)
 
 
+def conv2d_gemm(x, W, stride: tuple[int, int], pads: Pads):
+    """(y [F, N*Ho*Wo], cols, (Ho, Wo)): the forward's one GEMM [F, CKK] @ [CKK, N*Ho*Wo]
+    on the im2col matrix ``cols`` of ``x``, before its bias and the move to NCHW."""
+    f, _, kh, kw = W.shape
+    cols, (ho, wo) = im2col(x, kh, kw, stride, pads)
+    return W.reshape(f, -1) @ cols, cols, (ho, wo)
+
+
 def conv2d_forward(x, W, b, stride: tuple[int, int], pads: Pads):
     """y [N, F, Ho, Wo] = conv(x [N, C, H, W], W [F, C, kh, kw]) + b [F] (b may be None).
 
     Returns (y, cols); ``cols`` (the im2col matrix) is what ``conv2d_backward`` needs.
     """
-    xp = array_module(x)
-    f, _, kh, kw = W.shape
-    n = x.shape[0]
-    cols, (ho, wo) = im2col(x, kh, kw, stride, pads)
-    y = W.reshape(f, -1) @ cols  # the one GEMM: [F, CKK] @ [CKK, N*Ho*Wo]
+    y, cols, (ho, wo) = conv2d_gemm(x, W, stride, pads)
+    return gemm_to_nchw(y, b, x.shape[0], ho, wo), cols
+
+
+def gemm_to_nchw(y, b, n: int, ho: int, wo: int):
+    """The convolution's output [N, F, Ho, Wo] from its GEMM's y [F, N*Ho*Wo] and bias b."""
+    xp = array_module(y)
+    f = y.shape[0]
     fused = jit.kernels_for(y, *(() if b is None else (b,)))
     if fused is not None:  # bias and the move to NCHW in one pass
         out = xp.empty((n, f, ho, wo), dtype=y.dtype)
         fused.bias_nchw(y.reshape(f, n, ho * wo), y[:0, 0] if b is None else b,
                         out.reshape(n, f, ho * wo))
-        return out, cols
+        return out
     if b is not None:
         y += b[:, None]
-    y = xp.ascontiguousarray(y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))
-    return y, cols
+    return xp.ascontiguousarray(y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))
 
 
 def conv2d_backward(gy, cols, W, x_shape: tuple[int, int, int, int], stride: tuple[int, int],
@@ -137,8 +147,17 @@ def conv2d_backward(gy, cols, W, x_shape: tuple[int, int, int, int], stride: tup
     ``cols`` is the im2col matrix saved by ``conv2d_forward``. ``gx`` is None without
     ``need_input`` (a first layer fed by data skips the GEMM and col2im).
     """
-    f, _, kh, kw = W.shape
+    f = W.shape[0]
     gy2 = gy.transpose(1, 0, 2, 3).reshape(f, -1)  # [F, N*Ho*Wo] (one copy)
+    return conv2d_backward_gemm(gy2, cols, W, x_shape, stride, pads, need_bias, need_input)
+
+
+def conv2d_backward_gemm(gy2, cols, W, x_shape: tuple[int, int, int, int],
+                         stride: tuple[int, int], pads: Pads, need_bias: bool,
+                         need_input: bool = True):
+    """``conv2d_backward`` from the output gradient in the GEMM's layout, gy2
+    [F, N*Ho*Wo] (``conv2d_gemm``'s y)."""
+    f, _, kh, kw = W.shape
     gW = (gy2 @ cols.T).reshape(W.shape)  # BLAS takes cols.T without copying it
     gb = gy2.sum(axis=1) if need_bias else None
     if not need_input:

@@ -382,6 +382,43 @@ def maxpool2x2(x, y, idx, relu=False):
 
 
 @njit
+def conv_relu_pool2x2(y, b, out, idx):
+    """A convolution's GEMM output y [F, N, Ho, Wo] plus its bias b [F] (empty: none), then
+    ReLU and a 2x2 max pool at stride 2, into out, idx [N, F, Ho//2, Wo//2]: the values
+    ``bias_nchw``, ReLU and ``maxpool2x2`` give one after the other (each window's four
+    sums taken first, then the maximum as ``maxpool2x2`` takes it), in one pass over y and
+    without the convolution's own output. Returns True when a window holds a NaN (the
+    caller then takes the layers one by one)."""
+    f, n = y.shape[0], y.shape[1]
+    ho, wo = out.shape[2], out.shape[3]
+    has_bias = b.size > 0
+    nan = False
+    one = np.uint8(1)
+    for fi in range(f):
+        bv = b[fi] if has_bias else _ZERO
+        for ni in range(n):
+            for yo in range(ho):
+                r0 = y[fi, ni, 2 * yo]
+                r1 = y[fi, ni, 2 * yo + 1]
+                orow = out[ni, fi, yo]
+                irow = idx[ni, fi, yo]
+                for xo in range(wo):
+                    # no bias: a copy, as bias_nchw's (adding 0 would turn -0 into +0)
+                    a = r0[2 * xo] + bv if has_bias else r0[2 * xo]
+                    b2 = r0[2 * xo + 1] + bv if has_bias else r0[2 * xo + 1]
+                    cc = r1[2 * xo] + bv if has_bias else r1[2 * xo]
+                    d = r1[2 * xo + 1] + bv if has_bias else r1[2 * xo + 1]
+                    m = a if a > b2 else b2
+                    m = m if m > cc else cc
+                    m = m if m > d else d
+                    orow[xo] = m if m > _ZERO else _ZERO
+                    irow[xo] = np.uint8(a != m) * (one + np.uint8(b2 != m)
+                                                   * (one + np.uint8(cc != m)))
+                    nan |= (a != a) | (b2 != b2) | (cc != cc) | (d != d)
+    return nan
+
+
+@njit
 def masked(g, mask, out):
     """out = g · mask (ReLU's backward; a False gives a zero with g's sign, as NumPy's)."""
     gf, mf, of = g.reshape(-1), mask.reshape(-1), out.reshape(-1)
@@ -390,11 +427,13 @@ def masked(g, mask, out):
 
 
 @njit
-def maxpool2x2_backward(gy, idx, gx, y, relu=False):
-    """Backward of ``maxpool2x2`` when its windows cover the input (H and W even): every
-    position of gx is written once (its window's gradient at the maximum, zero elsewhere),
-    so gx needs no zero fill first. With ``relu`` (``maxpool2x2(..., relu=True)``'s y), a
-    window whose output y is not positive passes gy · 0 on (ReLU's gradient there)."""
+def maxpool2x2_backward(gy, idx, gx, y, relu=False, cnhw=False):
+    """Backward of ``maxpool2x2``: every position its windows cover (all of gx when H and
+    W are even; else the caller zero-fills gx for the row or column left over) is written
+    once, its window's gradient at the maximum and zero elsewhere. With ``relu``
+    (``maxpool2x2(..., relu=True)``'s y), a window whose output y is not positive passes
+    gy · 0 on (ReLU's gradient there). With ``cnhw``, gx is [C, N, H, W] (the layout of a
+    convolution's GEMM, ``conv_relu_pool2x2``), gy, idx and y [N, C, Ho, Wo] as always."""
     n, c, ho, wo = gy.shape
     for ni in range(n):
         for ci in range(c):
@@ -402,8 +441,8 @@ def maxpool2x2_backward(gy, idx, gx, y, relu=False):
                 grow = gy[ni, ci, yo]
                 irow = idx[ni, ci, yo]
                 yrow = y[ni, ci, yo]
-                r0 = gx[ni, ci, 2 * yo]
-                r1 = gx[ni, ci, 2 * yo + 1]
+                r0 = gx[ci, ni, 2 * yo] if cnhw else gx[ni, ci, 2 * yo]
+                r1 = gx[ci, ni, 2 * yo + 1] if cnhw else gx[ni, ci, 2 * yo + 1]
                 for xx in range(2 * wo):  # along the rows of gx: contiguous stores
                     xo = xx >> 1
                     k = irow[xo]

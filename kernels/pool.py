@@ -16,7 +16,7 @@ import numpy as np
 
 from kernels import jit
 from kernels.backend import array_module
-from kernels.conv import Pads, out_size, pad2d, unpad2d, window_slice
+from kernels.conv import Pads, conv2d_gemm, out_size, pad2d, unpad2d, window_slice
 
 
 def _out_hw(x_shape, pool: tuple[int, int], stride: tuple[int, int], pads: Pads):
@@ -82,16 +82,42 @@ def relu_maxpool2x2(x):
 def relu_maxpool2x2_backward(gy, idx, x_shape, y):
     """The gradient reaching ReLU's input through ``relu_maxpool2x2`` (y, idx its results):
     gy at each window's maximum where y > 0, zero elsewhere."""
-    fused = jit.fused()
-    if _covers_2x2(x_shape, (2, 2), (2, 2), ((0, 0), (0, 0))):
-        gx = np.empty(x_shape, dtype=gy.dtype)  # every position written once
-        fused.maxpool2x2_backward(gy, idx, gx, y, True)
-        return gx
-    g = np.empty_like(gy)
-    fused.masked(gy, y > 0, g)
-    gx = np.zeros(x_shape, dtype=gy.dtype)
-    fused.maxpool_backward(g, idx, gx, 2, 2, 2, 2, 0, 0)
+    gx = _grad_buffer(x_shape, gy.dtype)
+    jit.fused().maxpool2x2_backward(gy, idx, gx, y, True)
     return gx
+
+
+def _grad_buffer(shape, dtype):
+    """The input gradient of a 2x2 pool: ``maxpool2x2_backward`` writes every position its
+    windows cover, so only a row or column left over (odd H or W) needs zeros first."""
+    covered = shape[2] % 2 == 0 and shape[3] % 2 == 0
+    return np.empty(shape, dtype=dtype) if covered else np.zeros(shape, dtype=dtype)
+
+
+def conv_relu_maxpool2x2(x, W, b, stride: tuple[int, int], pads: Pads):
+    """A convolution (``kernels.conv.conv2d_gemm``), its bias, ReLU and a 2x2 max pool at
+    stride 2 with the compiled ``conv_relu_pool2x2``: (y [N, F, Ho//2, Wo//2], idx, cols,
+    (Ho, Wo)), the values of the three layers one after the other, without the
+    convolution's NCHW output. Where the kernel finds a NaN: (None, gemm, cols, (Ho, Wo)),
+    gemm the GEMM's output, for the caller to go on layer by layer."""
+    y2, cols, (ho, wo) = conv2d_gemm(x, W, stride, pads)
+    n, f = x.shape[0], W.shape[0]
+    out = np.empty((n, f, ho // 2, wo // 2), dtype=y2.dtype)
+    idx = np.empty(out.shape, dtype=np.uint8)
+    bias = y2[:0, 0] if b is None else b
+    if jit.fused().conv_relu_pool2x2(y2.reshape(f, n, ho, wo), bias, out, idx):
+        return None, y2, cols, (ho, wo)
+    return out, idx, cols, (ho, wo)
+
+
+def conv_relu_maxpool2x2_backward(gy, idx, y, f: int, ho: int, wo: int):
+    """The gradient reaching the convolution's GEMM output through
+    ``conv_relu_maxpool2x2`` (y, idx its results), in that GEMM's layout [F, N*Ho*Wo], for
+    ``kernels.conv.conv2d_backward_gemm``: no move from NCHW."""
+    n = gy.shape[0]
+    g = _grad_buffer((f, n, ho, wo), gy.dtype)
+    jit.fused().maxpool2x2_backward(gy, idx, g, y, True, True)
+    return g.reshape(f, n * ho * wo)
 
 
 def _maxpool_with_nan(views, idx_dtype):

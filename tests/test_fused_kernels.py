@@ -270,29 +270,35 @@ def test_cupy_and_non_contiguous_arrays_are_not_taken():
         assert not jit.usable(a)
 
 
-# ---- ReLU and the max pool after it, as one call ----------------------------------------------
-def _relu_pool_net(size: int, extra: bool = False):
-    """conv -> ReLU -> 2x2 MaxPool -> Dense -> MSE; ``extra``: the ReLU also feeds a second
-    pool, so it has two consumers and must not be fused."""
+# ---- a convolution, the ReLU and the max pool after it, as one call -------------------------
+def _relu_pool_net(size: int, *, relu_shared: bool = False, conv_shared: bool = False,
+                   bias: bool = True):
+    """conv -> ReLU -> 2x2 MaxPool -> Dense -> MSE (the pool's value an output too);
+    ``relu_shared`` / ``conv_shared``: the ReLU / the conv also feeds a second pool, so
+    that node has two consumers and must keep its own value."""
     from core.network import Network
     from core.validate import analyze
     from tests.graphs import build, edge, graph_dict, node
     nodes = [node("x", "Input", shape=[2, size, size]),
-             node("conv", "Conv2D", filters=3, kernel_size=3, padding="same"),
+             node("conv", "Conv2D", filters=3, kernel_size=3, padding="same", bias=bias),
              node("relu", "ReLU"), node("pool", "MaxPool2D", pool_size=2),
              node("flat", "Flatten"), node("fc", "Dense", units=2),
              node("y", "Target", shape=[2], dtype="float32"), node("loss", "MSELoss")]
     edges = [edge("x", "conv"), edge("conv", "relu"), edge("relu", "pool"),
              edge("pool", "flat"), edge("flat", "fc"), edge("fc", "loss:pred"),
              edge("y", "loss:target")]
-    if extra:
+    if relu_shared or conv_shared:
         nodes += [node("pool_b", "MaxPool2D", pool_size=2), node("flat_b", "Flatten"),
                   node("fc_b", "Dense", units=2), node("loss_b", "MSELoss")]
-        edges += [edge("relu", "pool_b"), edge("pool_b", "flat_b"), edge("flat_b", "fc_b"),
-                  edge("fc_b", "loss_b:pred"), edge("y", "loss_b:target")]
+        edges += [edge("relu" if relu_shared else "conv", "pool_b"), edge("pool_b", "flat_b"),
+                  edge("flat_b", "fc_b"), edge("fc_b", "loss_b:pred"),
+                  edge("y", "loss_b:target")]
     a = analyze(build(graph_dict(nodes, edges)))
     assert a.ok, [str(p) for p in a.problems]
-    return Network(a, seed=3)
+    net = Network(a, seed=3, outputs=["pool"])
+    if bias:  # not the zeros of the init: the bias must visibly take part
+        net.params["conv/b"][...] = [0.3, -0.2, 0.1]
+    return net
 
 
 def _loss_and_grads(net, batch):
@@ -300,20 +306,33 @@ def _loss_and_grads(net, batch):
     res = net.loss_and_grads(batch)
     grads = {k: np.array(v) for k, v in net.gradients().items()}
     assert grads and all(g.size for g in grads.values())
-    return float(res.loss), grads
+    return float(res.loss), grads, np.array(res.values["pool"])
+
+
+def _fused_layers(net) -> dict[str, tuple[str, list[str]]]:
+    from core.layers.fused import ConvReluMaxPool, ReluMaxPool
+    return {s.node_id: (type(s.layer).__name__, s.sources) for s in net._fused_plan.pre
+            if isinstance(s.layer, (ReluMaxPool, ConvReluMaxPool))}
+
+
+def _batch(size: int, seed: int, n: int = 4) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2, size, size)).astype(np.float32)
+    x[0] = -1.0  # filters of negative sum give windows that are all negative: ReLU kills them
+    return {"x": x, "y": rng.standard_normal((n, 2)).astype(np.float32)}
 
 
 @pytest.mark.parametrize("size", [8, 7])  # windows that tile the input, and a left-over row
-def test_relu_then_max_pool_runs_as_one_call_with_the_two_layers_numbers(size):
-    from core.layers.pooling import ReluMaxPool
-    net = _relu_pool_net(size)
-    fused = [s for s in net._fused_plan.pre if isinstance(s.layer, ReluMaxPool)]
-    assert [s.node_id for s in fused] == ["pool"] and fused[0].sources == ["conv"]
-    assert "relu" not in {s.node_id for s in net._fused_plan.pre}
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((4, 2, size, size)).astype(np.float32)
-    x[0] = -1.0  # windows whose every value is negative: ReLU gives 0 and no gradient
-    batch = {"x": x, "y": rng.standard_normal((4, 2)).astype(np.float32)}
+@pytest.mark.parametrize("case,fused", [
+    ({}, {"pool": ("ConvReluMaxPool", ["x"])}),
+    ({"bias": False}, {"pool": ("ConvReluMaxPool", ["x"])}),
+    ({"conv_shared": True}, {"pool": ("ReluMaxPool", ["conv"])}),
+    ({"relu_shared": True}, {}),
+])
+def test_conv_relu_max_pool_run_as_one_call_with_the_layers_numbers(size, case, fused):
+    net = _relu_pool_net(size, **case)
+    assert _fused_layers(net) == fused
+    batch = _batch(size, 11)
     with jit.forced(True):
         net.fuse = True
         got = _loss_and_grads(net, batch)
@@ -321,26 +340,30 @@ def test_relu_then_max_pool_runs_as_one_call_with_the_two_layers_numbers(size):
         want = _loss_and_grads(net, batch)
     assert got[0] == want[0]
     assert_same(list(got[1].values()), list(want[1].values()))
-    with jit.forced(False):  # NumPy: the two layers one after the other, inside the call
+    assert_same([got[2]], [want[2]])
+    with jit.forced(False):  # NumPy: the layers one after the other, inside the call
         net.fuse = True
-        assert _loss_and_grads(net, batch)[0] == want[0]
+        numpy_run = _loss_and_grads(net, batch)
+        net.fuse = False
+        assert_same(numpy_run[1:2], _loss_and_grads(net, batch)[1:2])
 
 
-def test_relu_max_pool_fusion_steps_aside_for_nan_a_second_consumer_and_observers():
-    from core.layers.pooling import ReluMaxPool
-    shared = _relu_pool_net(8, extra=True)
-    assert not any(isinstance(s.layer, ReluMaxPool) for s in shared._fused_plan.pre)
-    net = _relu_pool_net(8)
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal((2, 2, 8, 8)).astype(np.float32)
-    x[1, 0, 0, 0] = np.nan
-    batch = {"x": x, "y": rng.standard_normal((2, 2)).astype(np.float32)}
+@pytest.mark.parametrize("case", [{}, {"conv_shared": True}])
+def test_fused_conv_relu_pool_takes_the_layers_where_a_nan_turns_up(case):
+    net = _relu_pool_net(8, **case)
+    assert _fused_layers(net)
+    batch = _batch(8, 12, n=2)
+    batch["x"][1, 0, 0, 0] = np.nan
     with jit.forced(True):
         fused = net.forward(batch, train=True)
         net.fuse = False
         plain = net.forward(batch, train=True)
     assert np.isnan(float(fused.loss)) and np.isnan(float(plain.loss))
+    assert_same([np.array(fused.values["pool"])], [np.array(plain.values["pool"])])
 
+
+def test_observers_see_every_node_the_fusion_would_absorb():
+    net = _relu_pool_net(8)
     seen = []
 
     class Watch:
@@ -353,10 +376,9 @@ def test_relu_max_pool_fusion_steps_aside_for_nan_a_second_consumer_and_observer
         def after_backward(self, *a):
             pass
 
-    net.fuse = True
     net.observer = Watch()
     try:
-        net.forward({"x": np.nan_to_num(x), "y": batch["y"]})
+        net.forward(_batch(8, 13))
     finally:
         net.observer = None
-    assert "relu" in seen  # an observer sees every node: the plan without fusion
+    assert {"conv", "relu", "pool"} <= set(seen)  # the plan without fusion

@@ -101,9 +101,16 @@ class Conv2D(Layer):
         return y, (cols, x.shape, pads)
 
     def backward(self, ctx, cache, gout):
+        f = self.P["W"].shape[0]
+        return self.backward_gemm(cache, gout.transpose(1, 0, 2, 3).reshape(f, -1))
+
+    def backward_gemm(self, cache, gy2):
+        """``backward`` from the output gradient in the GEMM's layout [F, N*Ho*Wo] (what a
+        fused ``ConvReluMaxPool`` hands over, without the move from NCHW)."""
         cols, x_shape, pads = cache
-        gx, gW, gb = K.conv2d_backward(gout, cols, self.P["W"], x_shape, self.params["stride"],
-                                       pads, "b" in self.P, need_input=self.wants_grad(0))
+        gx, gW, gb = K.conv2d_backward_gemm(gy2, cols, self.P["W"], x_shape,
+                                            self.params["stride"], pads, "b" in self.P,
+                                            need_input=self.wants_grad(0))
         self.accumulate("W", gW)
         if gb is not None:
             self.accumulate("b", gb)

@@ -67,56 +67,6 @@ class MaxPool2D(_Pool2D):
         return [K.maxpool2d_backward(gout, idx, x_shape, pool, stride, pads)]
 
 
-class ReluMaxPool(Layer):
-    """A ReLU node and the 2x2 MaxPool2D node that is its only consumer, run as one call
-    (``core.plan.fuse_relu_pool``; not a node type of its own).
-
-    The pool of ReLU(x) is ReLU of the pool of x, so one compiled pass over x gives the
-    pooled values, and backward sends each window's gradient to its maximum where the
-    output is positive: the same numbers as the two layers (up to the sign of zeros), in
-    one pass each way instead of three (ReLU's output, its mask and the pool's reads of it
-    are never made). Without the compiled kernels, or with a NaN in the input, it runs the
-    two layers one after the other."""
-
-    type_name = "ReluMaxPool"
-
-    def __init__(self, relu: Layer, pool: MaxPool2D):
-        super().__init__(pool.id, pool.params)
-        self.relu, self.pool = relu, pool
-        self.in_shapes, self.out_shape = relu.in_shapes, pool.out_shape
-
-    def wants_grad(self, i: int) -> bool:
-        return self.relu.wants_grad(i)
-
-    @staticmethod
-    def fits(pool: Layer) -> bool:
-        """Is ``pool`` a MaxPool2D of 2x2 windows at stride 2 without padding?"""
-        if not isinstance(pool, MaxPool2D):
-            return False
-        window, stride, pads = pool._geometry()
-        return window == (2, 2) and stride == (2, 2) and pads == ((0, 0), (0, 0))
-
-    def forward(self, ctx, inputs):
-        x = inputs[0]
-        done = K.relu_maxpool2x2(x)
-        if done is not None:
-            y, idx = done
-            return y, (True, idx, x.shape, y)
-        r, relu_cache = self.relu.forward(ctx, [x])
-        y, pool_cache = self.pool.forward(ctx, [r])
-        return y, (False, relu_cache, pool_cache)
-
-    def backward(self, ctx, cache, gout):
-        if not cache[0]:
-            _, relu_cache, pool_cache = cache
-            (g,) = self.pool.backward(ctx, pool_cache, gout)
-            return self.relu.backward(ctx, relu_cache, g)
-        _, idx, x_shape, y = cache
-        if not self.wants_grad(0):
-            return [None]
-        return [K.relu_maxpool2x2_backward(gout, idx, x_shape, y)]
-
-
 @register
 class AvgPool2D(_Pool2D):
     type_name = "AvgPool2D"
