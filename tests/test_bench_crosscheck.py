@@ -23,5 +23,9 @@ def test_crosscheck_times_the_command_line_and_compares_with_a_bench_file(tmp_pa
     row = next(line for line in r.stdout.splitlines() if line.startswith("| `mlp_tiny`"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     ours, theirs, ratio = float(cells[1]), float(cells[2]), float(cells[3])
-    assert ours > 0 and theirs > 0 and ratio == pytest.approx(ours / theirs, abs=0.01)
+    assert ours > 0 and theirs > 0
+    # the table rounds ms to two decimals and takes the ratio from the unrounded figures:
+    # on a fast machine (0.17 / 0.23 ms) that rounding alone moves ours / theirs by 5 %
+    slack = (ours / theirs) * (0.005 / ours + 0.005 / theirs) + 0.005
+    assert ratio == pytest.approx(ours / theirs, abs=slack)
     assert cells[4] == "0.50" and cells[5].endswith("%")
