@@ -30,9 +30,9 @@ by ``0.5·t + 0.5`` on the sigmoid ones gives ``sigmoid(x) = 0.5·tanh(x/2) + 0.
 never overflows. Only ``ctx.xp`` is used, so the same code runs on CuPy.
 
 With the compiled kernels (``kernels.fused``, float32 NumPy arrays), the LSTM runs another
-path in PyTorch's layout instead: the gates of a step as one [B, 4H] block in the stored
-order, one ``h @ W_hh`` GEMM a step forward and one ``d_gates @ W_hh^T`` backward, the
-weights used as stored (``LSTM._forward_fused``; docs/engine.md, "Speed").
+path, feature-major: the gates of a step as one [4H, B] block in the stored order, one
+``W_hh^T @ h`` GEMM a step forward and one ``W_hh @ d_gates`` backward (``LSTM._forward_fused``;
+docs/engine.md, "Speed"); the GRU's compiled path keeps PyTorch's layout ([B, 3H] a step).
 
 After each backward, ``layer.state_grad_norms`` is a host array of length T: entry t is the
 L2 norm, over the whole batch, of dL/dh_t, the total gradient reaching the hidden state after
@@ -131,6 +131,15 @@ def _split(xp, g, lens: Lengths | None, t: int):
     valid = lens.step_mask(t, g.ndim)
     zero = xp.zeros((), dtype=g.dtype)
     return xp.where(valid, g, zero), xp.where(valid, zero, g)
+
+
+def _split_t(g, lens: Lengths | None, t: int):
+    """``_split`` for a NumPy array with the batch on its last axis ([H, B]): both parts
+    C-contiguous, as the compiled kernels take them."""
+    if lens is None or not lens.padded(t):
+        return g, None
+    own, carried = _split(np, g.T, lens, t)
+    return np.ascontiguousarray(own.T), np.ascontiguousarray(carried.T)
 
 
 def _valid_only(lens: Lengths, g, t: int):
@@ -435,35 +444,39 @@ class LSTM(_Recurrent):
         return self._output(xp, Hs, lens), (x_flat, A, Hs, C, TC, lens)
 
     def _forward_fused(self, K, x, lens: Lengths | None):
-        """The compiled path, in PyTorch's layout (see ``kernels.fused.lstm_cell``): ONE GEMM
-        ``[T*B, F] @ W_ih`` for every step's projection, then per step ONE GEMM
-        ``h_{t-1} @ W_hh`` (the four gates at once) and the cell, on the weights as stored.
-        The buffer [T, B, 4H] ends up holding the activated gates, for backward."""
+        """The compiled path, feature-major (see ``kernels.fused.lstm_cell``): every step's
+        projection W_ih^T @ x_t in one batched product, then per step ONE GEMM
+        ``W_hh^T @ h_{t-1}`` (the four gates at once) and the cell. Arrays are [T, ., B]
+        with the batch last: the buffer A [T, 4H, B] ends up holding the activated gates,
+        Hs, C, TC [T, H, B] the states, for backward."""
         P = self.P
-        x_flat, b, t_len = self._time_major(np, x, P["W_hh"].dtype)
+        dt = P["W_hh"].dtype
+        x3 = np.ascontiguousarray(x.transpose(1, 2, 0), dtype=dt)  # [T, F, B]
+        t_len, _, b = x3.shape
         h_n = P["W_hh"].shape[0]
-        A = np.matmul(x_flat, P["W_ih"]).reshape(t_len, b, 4 * h_n)
+        A = np.matmul(P["W_ih"].T, x3)  # [T, 4H, B]
         bias = P["b_ih"] + P["b_hh"]
-        dt = A.dtype
-        Hs = np.empty((t_len, b, h_n), dtype=dt)
-        C = np.empty((t_len, b, h_n), dtype=dt)
-        TC = np.empty((t_len, b, h_n), dtype=dt)
-        rec = np.zeros((b, 4 * h_n), dtype=dt)  # h_0 = 0
-        zero = np.zeros((b, h_n), dtype=dt)  # c_0 = 0
+        w_hh_t = np.ascontiguousarray(P["W_hh"].T)  # [4H, H]
+        Hs = np.empty((t_len, h_n, b), dtype=dt)
+        C = np.empty((t_len, h_n, b), dtype=dt)
+        TC = np.empty((t_len, h_n, b), dtype=dt)
+        rec = np.zeros((4 * h_n, b), dtype=dt)  # h_0 = 0
+        zero = np.zeros((h_n, b), dtype=dt)  # c_0 = 0
         for t in range(t_len):
             if t == 0:
                 K.lstm_cell(A[0], rec, bias, zero, C[0], TC[0], Hs[0])
                 continue
-            np.matmul(Hs[t - 1], P["W_hh"], out=rec)
+            np.matmul(w_hh_t, Hs[t - 1], out=rec)
             K.lstm_cell(A[t], rec, bias, C[t - 1], C[t], TC[t], Hs[t])
-            _carry_(np, C[t], C[t - 1], lens, t)  # TC keeps tanh of the new c: backward's
-            _carry_(np, Hs[t], Hs[t - 1], lens, t)
-        return self._output(np, Hs, lens), (x_flat, A, Hs, C, TC, lens)
+            # (transposed views: the masks are per sample, along the last axis here)
+            _carry_(np, C[t].T, C[t - 1].T, lens, t)  # TC keeps tanh of the new c
+            _carry_(np, Hs[t].T, Hs[t - 1].T, lens, t)
+        return self._output(np, Hs.transpose(0, 2, 1), lens), (x3, A, Hs, C, TC, lens)
 
     def backward(self, ctx, cache, gout):
         xp, P = ctx.xp, self.P
         x_flat, A, Hs, C, TC, lens = cache
-        if A.ndim == 3:  # the compiled forward's layout [T, B, 4H]
+        if A.ndim == 3:  # the compiled forward's layout [T, 4H, B]
             return self._backward_fused(jit.fused(), cache, gout)
         t_len, b, h_n = Hs.shape
         dt = A.dtype
@@ -497,36 +510,51 @@ class LSTM(_Recurrent):
 
     def _backward_fused(self, K, cache, gout):
         """Backward of ``_forward_fused``: per step the compiled cell and ONE GEMM
-        ``d_gates @ W_hh^T`` (the four gates' products summed by BLAS); after the loop each
-        weight gradient is one GEMM over all steps, straight into the stored layout."""
+        ``W_hh @ d_gates`` (the four gates' products summed by BLAS); after the loop the
+        gate gradients go to [4H, T*B] once, and each weight gradient is one GEMM over all
+        steps, straight into the stored layout."""
         P = self.P
-        x_flat, A, Hs, C, TC, lens = cache
-        t_len, b, h_n = Hs.shape
+        x3, A, Hs, C, TC, lens = cache
+        t_len, h_n, b = Hs.shape
         dt = A.dtype
-        W_hh_T = np.ascontiguousarray(P["W_hh"].T)  # [4H, H]: 1.5x faster than a view
-        D = np.empty_like(A)  # dL/d(gate pre-activations) [T, B, 4H]
+        W_hh = P["W_hh"]
+        D = np.empty_like(A)  # dL/d(gate pre-activations) [T, 4H, B]
         norms = np.empty((t_len,), dtype=np.float64)
-        bufs = (np.empty((b, h_n), dtype=dt), np.empty((b, h_n), dtype=dt))
-        dc = np.zeros((b, h_n), dtype=dt)
-        zero = np.zeros((b, h_n), dtype=dt)  # c_0
-        db = np.zeros((4 * h_n,), dtype=np.float64)  # the bias gradient, summed by the cells
-        dh = np.ascontiguousarray(self._first_dh(gout, lens), dtype=dt)
+        bufs = (np.empty((h_n, b), dtype=dt), np.empty((h_n, b), dtype=dt))
+        dc = np.zeros((h_n, b), dtype=dt)
+        zero = np.zeros((h_n, b), dtype=dt)  # c_0
+        dh = np.ascontiguousarray(self._first_dh(gout, lens).T, dtype=dt)
         for t in range(t_len - 1, -1, -1):
-            dh, carried = _split(np, dh, lens, t)
+            dh, carried = _split_t(dh, lens, t)
             if carried is not None:
-                dc, carried_c = _split(np, dc, lens, t)
+                dc, carried_c = _split_t(dc, lens, t)
             if t == 0:
-                norms[0] = K.lstm_cell_backward(A[0], TC[0], zero, dh, dc, D[0], db)
+                norms[0] = K.lstm_cell_backward(A[0], TC[0], zero, dh, dc, D[0])
                 break
-            norms[t] = K.lstm_cell_backward(A[t], TC[t], C[t - 1], dh, dc, D[t], db)
+            norms[t] = K.lstm_cell_backward(A[t], TC[t], C[t - 1], dh, dc, D[t])
             dh = bufs[t & 1]
-            np.matmul(D[t], W_hh_T, out=dh)
+            np.matmul(W_hh, D[t], out=dh)
             if carried is not None:
                 dc += carried_c
                 dh += carried
-            self._add_gout(dh, gout, t - 1, lens)
-        D2 = D.reshape(t_len * b, 4 * h_n)
-        return self._fused_grads(norms, x_flat, Hs, D2, D2, db, db, P["W_ih"])
+            self._add_gout(dh.T, gout, t - 1, lens)
+        # [4H, T*B] (one copy): every weight gradient becomes one product over all steps
+        DT = np.ascontiguousarray(D.transpose(1, 0, 2)).reshape(4 * h_n, t_len * b)
+        HT = np.ascontiguousarray(Hs.transpose(1, 0, 2)).reshape(h_n, t_len * b)
+        XT = np.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(x3.shape[1], t_len * b)
+        self.accumulate("W_ih", XT @ DT.T)
+        if t_len > 1:  # h_0 = 0 contributes nothing
+            self.accumulate("W_hh", HT[:, :-b] @ DT[:, b:].T)
+        else:
+            self.accumulate("W_hh", np.zeros_like(W_hh))
+        db = DT @ np.ones((t_len * b,), dtype=dt)  # the bias gradient: BLAS sums the rows
+        self.accumulate("b_ih", db)
+        self.accumulate("b_hh", db.copy())
+        self.state_grad_norms = np.sqrt(norms)
+        if not self.wants_grad(0):
+            return [None]
+        gx = (P["W_ih"] @ DT).reshape(-1, t_len, b)  # [F, T, B]
+        return [np.ascontiguousarray(gx.transpose(2, 1, 0))]
 
     @staticmethod
     def _gate_grads(xp, a, d, tc, c_prev, dh, dc, t, tmp, Q) -> None:
