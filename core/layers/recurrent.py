@@ -281,28 +281,6 @@ class _Recurrent(Layer):
         return [_batch_major(xp, gx, t_len, b)]
 
 
-    def _fused_grads(self, norms, x_flat, Hs, d_ih, d_hh, db_ih, db_hh, w_ih, stored=None):
-        """The compiled paths' gradients after their backward loop, one GEMM each, in
-        PyTorch's layout: d_ih / d_hh [T*B, nG·H] the gate gradients as W_ih / W_hh see
-        them (d_hh in the stored gate order), db_ih / db_hh their sums (float64); w_ih
-        W_ih with its columns in d_ih's order, and ``stored(m)`` the stored order of a
-        matrix in that order (None: d_ih is in the stored order already)."""
-        P, dt = self.P, d_ih.dtype
-        b = Hs.shape[1]
-        restore = stored or (lambda m: m)
-        self.accumulate("W_ih", restore(x_flat.T @ d_ih))
-        if Hs.shape[0] > 1:  # h_0 = 0 contributes nothing
-            self.accumulate("W_hh", Hs[:-1].reshape(-1, Hs.shape[2]).T @ d_hh[b:])
-        else:
-            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
-        self.accumulate("b_ih", restore(db_ih).astype(dt))
-        self.accumulate("b_hh", db_hh.astype(dt))
-        self.state_grad_norms = np.sqrt(norms)
-        if not self.wants_grad(0):
-            return [None]
-        return [_batch_major(np, d_ih @ w_ih.T, Hs.shape[0], b)]
-
-
 @register
 class RNN(_Recurrent):
     """Elman RNN: h_t = act(x_t·W_ih + b_ih + h_{t-1}·W_hh + b_hh), act tanh or relu.
@@ -663,8 +641,8 @@ class GRU(_Recurrent):
         return self._output(xp, Hs, lens), (x_flat, A, Hs, HN, lens)
 
     def _forward_fused(self, K, x, lens: Lengths | None):
-        """The compiled path, in PyTorch's layout, as ``LSTM._forward_fused``: one GEMM for
-        every step's projection, then per step one GEMM ``h_{t-1} @ W_hh`` and the cell
+        """The compiled path, in PyTorch's layout: one GEMM for every step's projection,
+        then per step one GEMM ``h_{t-1} @ W_hh`` and the cell
         (``kernels.fused.gru_cell``). A [T, B, 3H] ends up holding r, z, n."""
         P = self.P
         x_flat, b, t_len = self._time_major(np, x, P["W_hh"].dtype)
@@ -751,6 +729,27 @@ class GRU(_Recurrent):
         W_nrz = np.concatenate([P["W_ih"][:, 2 * h_n:], P["W_ih"][:, :2 * h_n]], axis=1)
         return self._fused_grads(norms, x_flat, Hs, D2[:, :3 * h_n], D2[:, h_n:],
                                  db[:3 * h_n], db[h_n:], W_nrz, rzn)
+
+    def _fused_grads(self, norms, x_flat, Hs, d_ih, d_hh, db_ih, db_hh, w_ih, stored):
+        """The compiled path's gradients after its backward loop, one GEMM each, in
+        PyTorch's layout: d_ih / d_hh [T*B, 3H] the gate gradients as W_ih / W_hh see them
+        (d_hh in the stored gate order), db_ih / db_hh their sums (float64); w_ih W_ih with
+        its columns in d_ih's order, and ``stored(m)`` the stored order of a matrix in
+        that order."""
+        P, dt = self.P, d_ih.dtype
+        b = Hs.shape[1]
+        restore = stored
+        self.accumulate("W_ih", restore(x_flat.T @ d_ih))
+        if Hs.shape[0] > 1:  # h_0 = 0 contributes nothing
+            self.accumulate("W_hh", Hs[:-1].reshape(-1, Hs.shape[2]).T @ d_hh[b:])
+        else:
+            self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
+        self.accumulate("b_ih", restore(db_ih).astype(dt))
+        self.accumulate("b_hh", db_hh.astype(dt))
+        self.state_grad_norms = np.sqrt(norms)
+        if not self.wants_grad(0):
+            return [None]
+        return [_batch_major(np, d_ih @ w_ih.T, Hs.shape[0], b)]
 
     def _gru_grads(self, xp, P, norms, x_flat, Hs, D, t_len, b):
         W_ih = _gates(xp, P["W_ih"], _GRU_NRZ)
