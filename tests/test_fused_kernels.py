@@ -272,10 +272,11 @@ def test_cupy_and_non_contiguous_arrays_are_not_taken():
 
 # ---- a convolution, the ReLU and the max pool after it, as one call -------------------------
 def _relu_pool_net(size: int, *, relu_shared: bool = False, conv_shared: bool = False,
-                   bias: bool = True):
+                   bias: bool = True, conv_first: bool = False):
     """conv -> ReLU -> 2x2 MaxPool -> Dense -> MSE (the pool's value an output too);
     ``relu_shared`` / ``conv_shared``: the ReLU / the conv also feeds a second pool, so
-    that node has two consumers and must keep its own value."""
+    that node has two consumers and must keep its own value; ``conv_first``: another
+    convolution before, so the chain's input gradient is needed too."""
     from core.network import Network
     from core.validate import analyze
     from tests.graphs import build, edge, graph_dict, node
@@ -284,7 +285,11 @@ def _relu_pool_net(size: int, *, relu_shared: bool = False, conv_shared: bool = 
              node("relu", "ReLU"), node("pool", "MaxPool2D", pool_size=2),
              node("flat", "Flatten"), node("fc", "Dense", units=2),
              node("y", "Target", shape=[2], dtype="float32"), node("loss", "MSELoss")]
-    edges = [edge("x", "conv"), edge("conv", "relu"), edge("relu", "pool"),
+    if conv_first:
+        nodes.append(node("conv0", "Conv2D", filters=2, kernel_size=3, padding="same"))
+    edges = [edge("x", "conv0") if conv_first else edge("x", "conv"),
+             *([edge("conv0", "conv")] if conv_first else []),
+             edge("conv", "relu"), edge("relu", "pool"),
              edge("pool", "flat"), edge("flat", "fc"), edge("fc", "loss:pred"),
              edge("y", "loss:target")]
     if relu_shared or conv_shared:
@@ -326,6 +331,7 @@ def _batch(size: int, seed: int, n: int = 4) -> dict:
 @pytest.mark.parametrize("case,fused", [
     ({}, {"pool": ("ConvReluMaxPool", ["x"])}),
     ({"bias": False}, {"pool": ("ConvReluMaxPool", ["x"])}),
+    ({"conv_first": True}, {"pool": ("ConvReluMaxPool", ["conv0"])}),
     ({"conv_shared": True}, {"pool": ("ReluMaxPool", ["conv"])}),
     ({"relu_shared": True}, {}),
 ])
