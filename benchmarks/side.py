@@ -251,14 +251,42 @@ class _Tracer:
             setattr(np, name, creator(self._saved[name]))
         self._saved["as_strided"] = np.lib.stride_tricks.as_strided
         np.lib.stride_tricks.as_strided = creator(self._saved["as_strided"])
+        # The compiled kernels take plain ndarrays only (``kernels.jit.usable``): without
+        # this the traced step would run the NumPy code, whose products differ (the
+        # NumPy LSTM's four per-gate GEMMs a step against the compiled one's one).
+        # They get plain views of the traced arrays, so they write where the step reads.
+        from kernels import jit
+        self._jit = jit
+        self._jit_saved = (jit.usable, jit.fused)
+        usable, fused = self._jit_saved
+        jit.usable = lambda *arrays: usable(*(_plain(a) for a in arrays))
+        jit.fused = lambda: _PlainArgs(fused())
         return self
 
     def __exit__(self, *exc):
+        self._jit.usable, self._jit.fused = self._jit_saved
         np.lib.stride_tricks.as_strided = self._saved.pop("as_strided")
         for name, fn in self._saved.items():
             setattr(np, name, fn)
         self._saved.clear()
         return False
+
+
+class _PlainArgs:
+    """``kernels.fused`` for the tracer: each kernel called with plain views of its array
+    arguments (numba does not take ndarray subclasses)."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args, **kw):
+            return fn(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kw.items()})
+        return call
 
 
 def _plain(a):

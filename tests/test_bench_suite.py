@@ -19,6 +19,7 @@ from benchmarks.workloads import SEQ_CLASSES, SEQ_F, SEQ_T, from_spec, tiny_mlp
 from core.fileformat import graph_from_dict
 from core.network import Network
 from core.validate import analyze
+from kernels import jit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = suite.Settings(seconds=0.02, warmup=1, min_steps=3, max_steps=4, rounds=1, pause=0.0,
@@ -130,7 +131,24 @@ def test_the_floor_finds_every_product_of_conv_and_recurrent_layers():
     fwd = 2 * SEQ_T * b * SEQ_F * g4 + 2 * (SEQ_T - 1) * b * h * g4  # projection, h @ W_hh
     bwd = 2 * (SEQ_T - 1) * b * g4 * h + 2 * SEQ_F * SEQ_T * b * g4 + 2 * h * (SEQ_T - 1) * b * g4
     head = 3 * 2 * b * h * SEQ_CLASSES
+    if jit.enabled():  # the compiled LSTM, traced as it runs: both weight gradients in one
+        # product over [x_t; h_{t-1}] of all T steps (h_0 = 0 one more step of zeros),
+        # and the bias gradient as a GEMV
+        bwd += 2 * h * b * g4 + 2 * g4 * SEQ_T * b
     assert sum(g.flops for g in calls) == fwd + bwd + head
+
+
+def test_the_floor_traces_the_compiled_kernels_path():
+    """With numba the traced step runs the compiled LSTM, as training does: one GEMM a step
+    for the four gates ([4H, H] @ [H, B]), not the NumPy path's four per-gate ones."""
+    if not jit.enabled():
+        pytest.skip("numba is not installed: the NumPy path is what runs and is traced")
+    b, h = 3, 8
+    _, _, calls, _ = _traced({"family": "recurrent", "kind": "LSTM", "name": "lstm_t",
+                              "batch": b, "hidden": h})
+    per_step = [g for g in calls if g.a.shape == (4 * h, h) and g.b.shape == (h, b)]
+    assert len(per_step) == SEQ_T - 1
+    assert not any(len(g.out.shape) == 3 and g.out.shape[0] == 4 for g in calls)
 
 
 def test_a_failing_side_is_one_line_naming_the_workload(tmp_path):
