@@ -300,6 +300,12 @@ def trace_gemms(net, batch: dict) -> tuple[list[Gemm], list[int]]:
     """Every matrix product of one forward and backward pass of ``net`` on ``batch`` (in
     order), and the byte size of each allocation they touch. ``net`` is used up: its
     parameters become the tracer's subclass (pass a network built for this alone)."""
+    # One pass untraced first: numba compiles a kernel at its first call, looking up
+    # ``np.zeros`` and the like as it goes, and inside the tracer those are its wrappers,
+    # which numba cannot compile (with an empty cache every kernel would fail, and stay
+    # failed for the rest of the process). Compiled now, the traced pass only calls them.
+    with np.errstate(all="ignore"):
+        net.loss_and_grads(batch)
     with _Tracer() as tracer, np.errstate(all="ignore"):
         for layer in net.layers.values():
             for k, v in list(layer.P.items()):
