@@ -421,6 +421,29 @@ def test_histogram_of_constant_values():
 
 
 # ---- weights, evaluation, export ------------------------------------------------------------
+def test_the_weights_menu_saves_loads_and_resets_and_waits_for_a_run(qtbot, tmp_path,
+                                                                      monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+    ctl, panel, _, _ = rig(qtbot, epochs=1)
+    menu = panel.weights_button.menu()
+    assert [a.text() for a in menu.actions() if not a.isSeparator()] == \
+        ["Save weights…", "Load weights…", "Reset weights"]
+    ctl.start()
+    assert not panel.load_action.isEnabled() and not panel.reset_action.isEnabled()
+    finish(qtbot, ctl)
+    assert panel.load_action.isEnabled() and panel.reset_action.isEnabled()
+    trained = ctl.current_weights()
+    path = tmp_path / "menu.npz"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    panel.save_action.trigger()
+    np.testing.assert_array_equal(load_weights(path)["fc1/W"], trained["fc1/W"])
+    panel.reset_action.trigger()
+    assert not np.array_equal(ctl.current_weights()["fc1/W"], trained["fc1/W"])
+    panel.load_action.trigger()
+    np.testing.assert_array_equal(ctl.current_weights()["fc1/W"], trained["fc1/W"])
+
+
 def test_save_reset_and_load_weights(qtbot, tmp_path):
     ctl, panel, scene, _ = rig(qtbot, epochs=1)
     ctl.start()

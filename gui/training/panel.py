@@ -159,13 +159,25 @@ class TrainingPanel(QWidget):
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setToolTip("Accuracy and confusion matrix on the validation split")
         self.evaluate_button.clicked.connect(self._on_evaluate)
-        self.save_button = QPushButton("Save weights…")
-        self.save_button.clicked.connect(self._on_save)
-        self.load_button = QPushButton("Load weights…")
-        self.load_button.clicked.connect(self._on_load)
-        self.reset_button = QPushButton("Reset weights")
-        self.reset_button.setToolTip("Start over from the initial weights; clears plots and heat")
-        self.reset_button.clicked.connect(controller.reset_weights)
+        # Save, load and reset in one menu: as three buttons the row did not fit a 1024 px
+        # window, and the Export menu at its end was cut off
+        self.weights_button = QToolButton()
+        self.weights_button.setText("Weights")
+        self.weights_button.setToolTip("Save the network's weights, load weights for the next "
+                                       "run, or start over from the initial weights")
+        self.weights_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        weights_menu = QMenu(self.weights_button)
+        self.save_action = weights_menu.addAction("Save weights…")
+        self.save_action.triggered.connect(self._on_save)
+        self.load_action = weights_menu.addAction("Load weights…")
+        self.load_action.triggered.connect(self._on_load)
+        weights_menu.addSeparator()
+        self.reset_action = weights_menu.addAction("Reset weights")
+        self.reset_action.setToolTip("Start over from the initial weights; clears plots and "
+                                     "heat")
+        self.reset_action.triggered.connect(self._on_reset)
+        weights_menu.setToolTipsVisible(True)
+        self.weights_button.setMenu(weights_menu)
         self.export_button = QToolButton()
         self.export_button.setText("Export")
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -178,8 +190,7 @@ class TrainingPanel(QWidget):
                 act.setData(f"{which}:{fmt}")
         menu.triggered.connect(self._on_export_action)
         self.export_button.setMenu(menu)
-        for b in (self.evaluate_button, self.save_button, self.load_button, self.reset_button,
-                  self.export_button):
+        for b in (self.evaluate_button, self.weights_button, self.export_button):
             buttons.addWidget(b)
         self.tabs.setCornerWidget(corner)
 
@@ -290,8 +301,8 @@ class TrainingPanel(QWidget):
 
     def _on_state(self, state: str) -> None:
         idle = state == IDLE
-        self.load_button.setEnabled(idle)
-        self.reset_button.setEnabled(idle)
+        self.load_action.setEnabled(idle)
+        self.reset_action.setEnabled(idle)
         if state == RUNNING:
             self._snap_timer.start()
             if self.controller.building:  # a second or so: say what happens meanwhile
@@ -372,6 +383,9 @@ class TrainingPanel(QWidget):
                 self.controller.save_weights(path)
             except (NeuroCanvasError, RemoteError) as e:
                 self._error("Save weights", e)
+
+    def _on_reset(self) -> None:
+        self.controller.reset_weights()
 
     def _on_load(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load weights", "", "Weights (*.npz)")
