@@ -336,6 +336,19 @@ def col2im(cols, out, kh, kw, sh, sw, pt, pl):
                                 dst[xo * sw + j - pl] += src[xo]
 
 
+@njit(inline="always")
+def _window_max(a, b, c, d):
+    """(maximum, first-maximum index 0..3, holds a NaN) of a 2x2 window a b / c d, the
+    maximum taken in NumPy's order (so that even the sign of a zero agrees), the index as
+    ``kernels.pool`` counts it, branch-free."""
+    m = a if a > b else b  # np.maximum(a, b): b unless a > b
+    m = m if m > c else c
+    m = m if m > d else d
+    one = np.uint8(1)
+    k = np.uint8(a != m) * (one + np.uint8(b != m) * (one + np.uint8(c != m)))
+    return m, k, (a != a) | (b != b) | (c != c) | (d != d)
+
+
 @njit
 def maxpool2x2(x, y, idx, relu=False):
     """Max-pool forward for 2x2 windows at stride 2 without padding, the common case: y, idx
@@ -349,7 +362,6 @@ def maxpool2x2(x, y, idx, relu=False):
     n, c, _, _ = x.shape
     ho, wo = y.shape[2], y.shape[3]
     nan = False
-    one = np.uint8(1)
     for ni in range(n):
         for ci in range(c):
             for yo in range(ho):
@@ -358,16 +370,11 @@ def maxpool2x2(x, y, idx, relu=False):
                 yr = y[ni, ci, yo]
                 ir = idx[ni, ci, yo]
                 for xo in range(wo):
-                    a = r0[2 * xo]
-                    b = r0[2 * xo + 1]
-                    cc = r1[2 * xo]
-                    d = r1[2 * xo + 1]
-                    m = a if a > b else b  # np.maximum(a, b): b unless a > b
-                    m = m if m > cc else cc
-                    m = m if m > d else d
+                    m, k, bad = _window_max(r0[2 * xo], r0[2 * xo + 1], r1[2 * xo],
+                                            r1[2 * xo + 1])
                     yr[xo] = (m if m > _ZERO else _ZERO) if relu else m
-                    ir[xo] = np.uint8(a != m) * (one + np.uint8(b != m) * (one + np.uint8(cc != m)))
-                    nan |= (a != a) | (b != b) | (cc != cc) | (d != d)
+                    ir[xo] = k
+                    nan |= bad
     return nan
 
 
@@ -383,7 +390,6 @@ def conv_relu_pool2x2(y, b, out, idx):
     ho, wo = out.shape[2], out.shape[3]
     has_bias = b.size > 0
     nan = False
-    one = np.uint8(1)
     for fi in range(f):
         bv = b[fi] if has_bias else _ZERO
         for ni in range(n):
@@ -398,13 +404,10 @@ def conv_relu_pool2x2(y, b, out, idx):
                     b2 = r0[2 * xo + 1] + bv if has_bias else r0[2 * xo + 1]
                     cc = r1[2 * xo] + bv if has_bias else r1[2 * xo]
                     d = r1[2 * xo + 1] + bv if has_bias else r1[2 * xo + 1]
-                    m = a if a > b2 else b2
-                    m = m if m > cc else cc
-                    m = m if m > d else d
+                    m, k, bad = _window_max(a, b2, cc, d)
                     orow[xo] = m if m > _ZERO else _ZERO
-                    irow[xo] = np.uint8(a != m) * (one + np.uint8(b2 != m)
-                                                   * (one + np.uint8(cc != m)))
-                    nan |= (a != a) | (b2 != b2) | (cc != cc) | (d != d)
+                    irow[xo] = k
+                    nan |= bad
     return nan
 
 

@@ -134,13 +134,6 @@ def _maxpool_with_nan(views, idx_dtype):
     return y, idx
 
 
-def _covers_2x2(x_shape, pool, stride, pads) -> bool:
-    """2x2 windows at stride 2 without padding on an even H and W: the windows tile the
-    input exactly, each position in one window."""
-    return pool == (2, 2) and stride == (2, 2) and pads == ((0, 0), (0, 0)) \
-        and x_shape[2] % 2 == 0 and x_shape[3] % 2 == 0
-
-
 def maxpool2d_backward(gy, idx, x_shape, pool: tuple[int, int], stride: tuple[int, int],
                        pads: Pads):
     """gx [N, C, H, W]: each ``gy`` [N, C, Ho, Wo] entry added at its window's argmax."""
@@ -150,8 +143,9 @@ def maxpool2d_backward(gy, idx, x_shape, pool: tuple[int, int], stride: tuple[in
     ho, wo = gy.shape[2:]
     (pt, pb), (pl, pr) = pads
     fused = jit.kernels_for(gy, idx)
-    if fused is not None and _covers_2x2(x_shape, pool, stride, pads):
-        gx = xp.empty(x_shape, dtype=gy.dtype)  # every position written once
+    if fused is not None and pool == (2, 2) and stride == (2, 2) \
+            and pads == ((0, 0), (0, 0)):
+        gx = _grad_buffer(x_shape, gy.dtype)  # every position its windows cover written once
         fused.maxpool2x2_backward(gy, idx, gx, gy)
         return gx
     if fused is not None:  # each gradient added once, at its window's maximum
