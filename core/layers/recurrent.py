@@ -489,7 +489,7 @@ class LSTM(_Recurrent):
     def _backward_fused(self, K, cache, gout):
         """Backward of ``_forward_fused``: per step the compiled cell and ONE GEMM
         ``W_hh @ d_gates`` (the four gates' products summed by BLAS); after the loop the
-        gate gradients go to [4H, T*B] once, and each weight gradient is one GEMM over all
+        gate gradients go to [4H, T*B] once, and both weight gradients are one GEMM over all
         steps, straight into the stored layout."""
         P = self.P
         x3, A, Hs, C, TC, lens = cache
@@ -738,13 +738,12 @@ class GRU(_Recurrent):
         that order."""
         P, dt = self.P, d_ih.dtype
         b = Hs.shape[1]
-        restore = stored
-        self.accumulate("W_ih", restore(x_flat.T @ d_ih))
+        self.accumulate("W_ih", stored(x_flat.T @ d_ih))
         if Hs.shape[0] > 1:  # h_0 = 0 contributes nothing
             self.accumulate("W_hh", Hs[:-1].reshape(-1, Hs.shape[2]).T @ d_hh[b:])
         else:
             self.accumulate("W_hh", np.zeros_like(P["W_hh"]))
-        self.accumulate("b_ih", restore(db_ih).astype(dt))
+        self.accumulate("b_ih", stored(db_ih).astype(dt))
         self.accumulate("b_hh", db_hh.astype(dt))
         self.state_grad_norms = np.sqrt(norms)
         if not self.wants_grad(0):
