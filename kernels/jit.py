@@ -88,6 +88,55 @@ def njit(*args, **kw):
     return numba.njit(*args, **kw)
 
 
+# numpy's own BLAS, called from compiled loops (see ``cblas_sgemm``): NumPy's wheels bundle
+# OpenBLAS built with 64-bit integers and this symbol prefix
+_CBLAS_SGEMM = "scipy_cblas_sgemm64_"
+_LIBS = ("numpy.libs", os.path.join("numpy", ".dylibs"))
+
+
+def _numpy_blas_library() -> str | None:
+    """The path of the OpenBLAS that NumPy's matmul calls, when it exports ``_CBLAS_SGEMM``
+    (NumPy's wheels on Linux, macOS and Windows); None otherwise (a NumPy built against
+    another BLAS, MKL or Accelerate for one)."""
+    import ctypes
+    import glob
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    for folder in _LIBS:
+        for path in sorted(glob.glob(os.path.join(site, folder, "*openblas64_*"))):
+            try:
+                if hasattr(ctypes.CDLL(path), _CBLAS_SGEMM):
+                    return path
+            except OSError:
+                continue
+    return None
+
+
+_sgemm = False  # not looked up yet
+
+
+def cblas_sgemm():
+    """NumPy's own ``cblas_sgemm`` as a function compiled kernels can call (numba's
+    ``ExternalFunction``, resolved by name, so kernels that call it stay cacheable), or None
+    where NumPy's BLAS is not the OpenBLAS of its wheels. Kernels that run a recurrent
+    layer's whole time loop (a product and a cell per step) call it, so that no step returns
+    to Python between them; the products are the very calls ``np.matmul`` makes on the same
+    arrays (row-major, the same transposition flags, the same thread pool), so the results
+    are the same to the bit. Arguments: (order 101 row-major, trans_a, trans_b 111 no / 112
+    yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), pointers as ``array.ctypes``."""
+    global _sgemm
+    if _sgemm is False:
+        _sgemm = None
+        path = _numpy_blas_library() if _numba_importable() else None
+        if path is not None:
+            import llvmlite.binding as llvm
+            from numba import types
+            llvm.load_library_permanently(path)
+            i32, i64, f32, ptr = types.int32, types.int64, types.float32, types.voidptr
+            _sgemm = types.ExternalFunction(_CBLAS_SGEMM, types.void(
+                i32, i32, i32, i64, i64, i64, f32, ptr, i64, ptr, i64, f32, ptr, i64))
+    return _sgemm
+
+
 def fused() -> ModuleType:
     """``kernels.fused``, imported on first use."""
     global _fused

@@ -107,6 +107,30 @@ def test_recurrent_cells_agree_with_the_numpy_steps(kind, return_sequences):
         np.testing.assert_allclose(pb[k], pa[k], atol=5e-5, rtol=1e-3, err_msg=k)
 
 
+@pytest.mark.skipif(jit.cblas_sgemm() is None, reason="NumPy's BLAS is not its wheels' OpenBLAS")
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_lstm_time_loop_in_one_call_is_the_python_loop_to_the_bit(monkeypatch,
+                                                                  return_sequences):
+    # the loop kernels call NumPy's BLAS as np.matmul does: the same products, the same cells
+    rng = np.random.default_rng(4)
+    layer = build_layer("LSTM", {"units": 40, "return_sequences": return_sequences},
+                        {"in": (9, 5)}, dtype=np.float32)
+    x = rng.standard_normal((6, 9, 5)).astype(np.float32)
+    g = rng.standard_normal((6, 9, 40) if return_sequences else (6, 40)).astype(np.float32)
+    K = jit.fused()
+
+    def run():
+        (y, (gx,), p) = forward_backward(layer, [x], g)
+        return y, gx, p, layer.state_grad_norms.copy()
+    with jit.forced(True):
+        loops = run()
+        monkeypatch.setattr(K, "lstm_forward", None)
+        monkeypatch.setattr(K, "lstm_backward", None)
+        python = run()
+    assert_same(loops, python)
+    assert np.abs(loops[1]).max() > 0 and all(np.abs(v).max() > 0 for v in loops[2].values())
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_recurrent_cells_with_lengths_keep_padded_states(kind):
     from core.layers.timecollect import Lengths

@@ -434,12 +434,15 @@ class LSTM(_Recurrent):
         h_n = P["W_hh"].shape[0]
         A = np.matmul(P["W_ih"].T, x3)  # [T, 4H, B]
         bias = P["b_ih"] + P["b_hh"]
-        w_hh_t = np.ascontiguousarray(P["W_hh"].T)  # [4H, H]
+        w_hh_t = P["W_hh"].T  # [4H, H], a view: BLAS reads it transposed as fast as a copy
         Hs = np.empty((t_len, h_n, b), dtype=dt)
         C = np.empty((t_len, h_n, b), dtype=dt)
         TC = np.empty((t_len, h_n, b), dtype=dt)
         rec = np.zeros((4 * h_n, b), dtype=dt)  # h_0 = 0
         zero = np.zeros((h_n, b), dtype=dt)  # c_0 = 0
+        if lens is None and K.lstm_forward is not None:  # the whole loop in one call
+            K.lstm_forward(A, P["W_hh"], bias, Hs, C, TC, rec, np.zeros_like(rec))
+            return self._output(np, Hs.transpose(0, 2, 1), lens), (x3, A, Hs, C, TC, lens)
         for t in range(t_len):
             if t == 0:
                 K.lstm_cell(A[0], rec, bias, zero, C[0], TC[0], Hs[0])
@@ -498,24 +501,16 @@ class LSTM(_Recurrent):
         W_hh = P["W_hh"]
         D = np.empty_like(A)  # dL/d(gate pre-activations) [T, 4H, B]
         norms = np.empty((t_len,), dtype=np.float64)
-        bufs = (np.empty((h_n, b), dtype=dt), np.empty((h_n, b), dtype=dt))
+        bufs = np.empty((2, h_n, b), dtype=dt)
         dc = np.zeros((h_n, b), dtype=dt)
         zero = np.zeros((h_n, b), dtype=dt)  # c_0
         dh = np.ascontiguousarray(self._first_dh(gout, lens).T, dtype=dt)
-        for t in range(t_len - 1, -1, -1):
-            dh, carried = _split_t(dh, lens, t)
-            if carried is not None:
-                dc, carried_c = _split_t(dc, lens, t)
-            if t == 0:
-                norms[0] = K.lstm_cell_backward(A[0], TC[0], zero, dh, dc, D[0])
-                break
-            norms[t] = K.lstm_cell_backward(A[t], TC[t], C[t - 1], dh, dc, D[t])
-            dh = bufs[t & 1]
-            np.matmul(W_hh, D[t], out=dh)
-            if carried is not None:
-                dc += carried_c
-                dh += carried
-            self._add_gout(dh.T, gout, t - 1, lens)
+        if lens is None and K.lstm_backward is not None:  # the whole loop in one call
+            seq = self.params["return_sequences"]
+            gseq = np.ascontiguousarray(gout, dtype=dt) if seq else np.empty((0, 0, 0), dt)
+            K.lstm_backward(A, TC, C, W_hh, dh, dc, D, norms, bufs, zero, gseq)
+        else:
+            self._backward_loop(K, A, TC, C, dh, dc, D, norms, bufs, zero, gout, lens)
         # [4H, T*B] (one copy), and below it the inputs of every step's products stacked,
         # [x_t; h_{t-1}] (h_0 = 0): both weight gradients are ONE product over all steps
         # (1.05 ms against 1.36 as two on the bench's LSTM), its rows W_ih's then W_hh's
@@ -536,6 +531,25 @@ class LSTM(_Recurrent):
             return [None]
         gx = (P["W_ih"] @ DT).reshape(-1, t_len, b)  # [F, T, B]
         return [np.ascontiguousarray(gx.transpose(2, 1, 0))]
+
+    def _backward_loop(self, K, A, TC, C, dh, dc, D, norms, bufs, zero, gout, lens):
+        """The compiled backward's time loop in Python (with lengths: padded samples carry
+        their state gradients), else as ``kernels.fused.lstm_backward``."""
+        W_hh = self.P["W_hh"]
+        for t in range(A.shape[0] - 1, -1, -1):
+            dh, carried = _split_t(dh, lens, t)
+            if carried is not None:
+                dc, carried_c = _split_t(dc, lens, t)
+            if t == 0:
+                norms[0] = K.lstm_cell_backward(A[0], TC[0], zero, dh, dc, D[0])
+                break
+            norms[t] = K.lstm_cell_backward(A[t], TC[t], C[t - 1], dh, dc, D[t])
+            dh = bufs[t & 1]
+            np.matmul(W_hh, D[t], out=dh)
+            if carried is not None:
+                dc += carried_c
+                dh += carried
+            self._add_gout(dh.T, gout, t - 1, lens)
 
     @staticmethod
     def _gate_grads(xp, a, d, tc, c_prev, dh, dc, t, tmp, Q) -> None:
