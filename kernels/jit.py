@@ -100,6 +100,13 @@ def _numpy_blas_library() -> str | None:
     another BLAS, MKL or Accelerate for one)."""
     import ctypes
     import glob
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except Exception:  # noqa: BLE001 - an older NumPy's config, or none: do not guess
+        return None
+    if blas.get("name") != "scipy-openblas" or "USE64BITINT" not in \
+            str(blas.get("openblas configuration", "")):
+        return None
     site = os.path.dirname(os.path.dirname(np.__file__))
     for folder in _LIBS:
         for path in sorted(glob.glob(os.path.join(site, folder, "*openblas64_*"))):

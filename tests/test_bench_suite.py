@@ -77,7 +77,7 @@ def test_the_json_holds_the_documented_fields(tiny_run, tmp_path):
     assert set(suite.ROW_FIELDS) <= set(row)
     for part in ("loop", "step", "floor"):
         assert set(suite.PART_FIELDS) <= set(row[part])
-    assert row["floor_gemms"] == 5 and row["floor_gflop"] > 0
+    assert row["floor_gemms"] == 7 and row["floor_gflop"] > 0  # 5 GEMMs, 2 bias GEMVs
     # every field is explained in the docs' Speed section
     text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
     speed = text[text.index("## Speed"):]
@@ -101,7 +101,8 @@ def test_the_floor_replays_the_very_products_of_the_step():
     b, (f_in, h, f_out) = w.batch, w.spec["sizes"]
     expected = Counter([((b, f_in), (f_in, h)), ((b, h), (h, f_out)),  # forward
                         ((h, b), (b, f_out)), ((b, f_out), (f_out, h)),  # fc2: dW, dx
-                        ((f_in, b), (b, h))])  # fc1: dW only (its input is data)
+                        ((f_in, b), (b, h)),  # fc1: dW only (its input is data)
+                        ((b,), (b, f_out)), ((b,), (b, h))])  # the bias gradients: GEMVs
     assert Counter((g.a.shape, g.b.shape) for g in calls) == expected
     replay = GemmReplay(calls, sizes)
     replay()
@@ -127,13 +128,14 @@ def test_the_floor_finds_every_product_of_conv_and_recurrent_layers():
     conv1 = 2 * 32 * 9 * (b * 28 * 28)  # [F, C*k*k] @ [C*k*k, N*H*W]
     conv2 = 2 * 64 * 288 * (b * 14 * 14)
     dense = 2 * b * 3136 * 128 + 2 * b * 128 * 10
-    assert sum(g.flops for g in calls) == 2 * conv1 + 3 * conv2 + 3 * dense
+    bias = 2 * (32 * b * 28 * 28 + 64 * b * 14 * 14) + 2 * b * (128 + 10)  # GEMVs
+    assert sum(g.flops for g in calls) == 2 * conv1 + 3 * conv2 + 3 * dense + bias
     h, g4 = 8, 4 * 8  # LSTM: four gates
     _, _, calls, _ = _traced({"family": "recurrent", "kind": "LSTM", "name": "lstm_t",
                               "batch": b, "hidden": h})
     fwd = 2 * SEQ_T * b * SEQ_F * g4 + 2 * (SEQ_T - 1) * b * h * g4  # projection, h @ W_hh
     bwd = 2 * (SEQ_T - 1) * b * g4 * h + 2 * SEQ_F * SEQ_T * b * g4 + 2 * h * (SEQ_T - 1) * b * g4
-    head = 3 * 2 * b * h * SEQ_CLASSES
+    head = 3 * 2 * b * h * SEQ_CLASSES + 2 * b * SEQ_CLASSES  # and its bias GEMV
     if jit.enabled():  # the compiled LSTM, traced as it runs: both weight gradients in one
         # product over [x_t; h_{t-1}] of all T steps (h_0 = 0 one more step of zeros),
         # and the bias gradient as a GEMV
