@@ -100,6 +100,15 @@ def tanh_backward(y, g, out):
 # d @ W_hh^T on the bench's LSTM), and the inner loops run along a row of B samples.
 @njit(fastmath=_CONTRACT)
 def lstm_cell(a, rec, bias, c_prev, c, tc, h):
+    """``_lstm_cell`` as a kernel of its own (the Python loop calls it)."""
+    _lstm_cell(a, rec, bias, c_prev, c, tc, h)
+
+
+# The cells are inlined into the kernels that use them (inline="always"), never called as
+# another compiled function: a fastmath kernel that numba first compiled as the callee of
+# another kernel computed other bits with an empty on-disk cache than when loaded from it.
+@njit(inline="always")
+def _lstm_cell(a, rec, bias, c_prev, c, tc, h):
     """One LSTM step of ``core.layers.recurrent.LSTM``'s compiled path, feature-major.
 
     a [4H, B]: the step's input projection W_ih^T·x_t, replaced by the activated gates;
@@ -147,6 +156,12 @@ def sq_norm(x):
 
 @njit
 def lstm_cell_backward(a, tc, c_prev, dh, dc, d):
+    """``_lstm_cell_backward`` as a kernel of its own (the Python loop calls it)."""
+    return _lstm_cell_backward(a, tc, c_prev, dh, dc, d)
+
+
+@njit(inline="always")
+def _lstm_cell_backward(a, tc, c_prev, dh, dc, d):
     """One LSTM backward step of ``lstm_cell``'s layout, before the recurrent GEMM; returns
     the squared norm of dh, summed in float64 (the state-gradient norm of step t).
 
@@ -192,7 +207,7 @@ _ROW, _NO, _TRANS = 101, 111, 112
 BLAS_LOOPS = ("lstm_forward", "lstm_backward")  # hidden from ``np.matmul`` (the bench's tracer)
 
 
-@njit
+@njit(fastmath=_CONTRACT)  # as ``lstm_cell``: the same bits
 def _lstm_forward(a, w_hh, bias, hs, c, tc, rec, zero):
     """The compiled LSTM's forward over all steps, feature-major: a [T, 4H, B] the input
     projections (replaced by the activated gates), w_hh [H, 4H] as stored; per step
@@ -200,11 +215,11 @@ def _lstm_forward(a, w_hh, bias, hs, c, tc, rec, zero):
     then ``lstm_cell`` into hs, c, tc [T, H, B]."""
     t_len, g4, nb = a.shape
     nh = hs.shape[1]
-    lstm_cell(a[0], zero, bias, zero[:nh], c[0], tc[0], hs[0])
+    _lstm_cell(a[0], zero, bias, zero[:nh], c[0], tc[0], hs[0])
     for t in range(1, t_len):
         _sgemm(_ROW, _TRANS, _NO, g4, nb, nh, _ONE, w_hh.ctypes, g4, hs[t - 1].ctypes, nb,
                _ZERO, rec.ctypes, nb)
-        lstm_cell(a[t], rec, bias, c[t - 1], c[t], tc[t], hs[t])
+        _lstm_cell(a[t], rec, bias, c[t - 1], c[t], tc[t], hs[t])
 
 
 @njit
@@ -217,7 +232,7 @@ def _lstm_backward(a, tc, c, w_hh, dh, dc, d, norms, bufs, zero, gseq):
     nh = dh.shape[0]
     seq = gseq.shape[1] > 0
     for t in range(t_len - 1, 0, -1):
-        norms[t] = lstm_cell_backward(a[t], tc[t], c[t - 1], dh, dc, d[t])
+        norms[t] = _lstm_cell_backward(a[t], tc[t], c[t - 1], dh, dc, d[t])
         dh = bufs[t & 1]
         _sgemm(_ROW, _NO, _NO, nh, nb, g4, _ONE, w_hh.ctypes, g4, d[t].ctypes, nb,
                _ZERO, dh.ctypes, nb)
@@ -225,7 +240,7 @@ def _lstm_backward(a, tc, c, w_hh, dh, dc, d, norms, bufs, zero, gseq):
             for j in range(nh):
                 for b in range(nb):
                     dh[j, b] += gseq[b, t - 1, j]
-    norms[0] = lstm_cell_backward(a[0], tc[0], zero, dh, dc, d[0])
+    norms[0] = _lstm_cell_backward(a[0], tc[0], zero, dh, dc, d[0])
 
 
 lstm_forward = _lstm_forward if _sgemm is not None else None

@@ -276,6 +276,39 @@ def test_on_compile_tells_once_when_the_first_kernel_compiles():
     assert told == [1]
 
 
+def test_kernels_compute_the_same_bits_compiled_afresh_and_loaded_from_the_cache(tmp_path):
+    """The first process after an install compiles every kernel, later ones load them from
+    the on-disk cache: both must compute the same numbers (a remote run is compared with an
+    in-process one bit for bit). A fastmath cell compiled as the callee of the LSTM's loop
+    kernel once gave other bits from an empty cache than from a full one, for a batch the
+    vector loop runs on (32)."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from tests.harness import build_layer, forward_backward\n"
+        "rng = np.random.default_rng(4)\n"
+        "out = {}\n"
+        "for kind in ('LSTM', 'GRU'):\n"
+        "    layer = build_layer(kind, {'units': 32}, {'in': (20, 3)}, dtype=np.float32)\n"
+        "    x = rng.standard_normal((32, 20, 3)).astype(np.float32)\n"
+        "    g = rng.standard_normal((32, 32)).astype(np.float32)\n"
+        "    y, (gx,), p = forward_backward(layer, [x], g)\n"
+        "    out.update({kind + k.replace('/', '_'): v for k, v in p.items()}, **{kind: y})\n"
+        "np.savez(sys.argv[1], **out)\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = []
+    for name in ("afresh.npz", "cached.npz"):
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(np.load(tmp_path / name))
+    assert any((tmp_path / "cache").rglob("*.nbi"))  # the second run had a cache to load
+    afresh, cached = runs
+    assert afresh.files == cached.files and len(afresh.files) == 10
+    for k in afresh.files:
+        np.testing.assert_array_equal(afresh[k], cached[k], err_msg=k)
+
+
 def test_the_environment_switches_the_kernels_off():
     code = "from kernels import jit; print(jit.enabled(), jit.status())"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
