@@ -580,6 +580,7 @@ def test_a_first_step_that_waits_for_the_kernels_to_compile_says_so(qtbot, tmp_p
     numba: the status bar says why instead of a bare "running"; with the cache filled, a
     second run says nothing of it."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "kernels"))  # the child's cache
+    monkeypatch.delenv(jit.ENV_VAR, raising=False)  # the kernels on, in the child too
     texts: list[str] = []
     for run in range(2):
         ctl, panel, _, _ = rig(qtbot, steps=3)
