@@ -211,11 +211,11 @@ BLAS_LOOPS = ("lstm_forward", "lstm_backward")  # hidden from ``np.matmul`` (the
 def _lstm_forward(a, w_hh, bias, hs, c, tc, rec, zero):
     """The compiled LSTM's forward over all steps, feature-major: a [T, 4H, B] the input
     projections (replaced by the activated gates), w_hh [H, 4H] as stored; per step
-    rec = W_hh^T @ h_{t-1} ([4H, B]; h_0 = 0: rec and c_0 are ``zero`` at the first step),
-    then ``lstm_cell`` into hs, c, tc [T, H, B]."""
+    rec = W_hh^T @ h_{t-1} ([4H, B], zeros on entry: h_0 = 0), then ``lstm_cell`` into
+    hs, c, tc [T, H, B]; c_0 is ``zero`` [H, B]. The arguments of the Python loop's cells."""
     t_len, g4, nb = a.shape
     nh = hs.shape[1]
-    _lstm_cell(a[0], zero, bias, zero[:nh], c[0], tc[0], hs[0])
+    _lstm_cell(a[0], rec, bias, zero, c[0], tc[0], hs[0])
     for t in range(1, t_len):
         _sgemm(_ROW, _TRANS, _NO, g4, nb, nh, _ONE, w_hh.ctypes, g4, hs[t - 1].ctypes, nb,
                _ZERO, rec.ctypes, nb)

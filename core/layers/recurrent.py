@@ -441,7 +441,7 @@ class LSTM(_Recurrent):
         rec = np.zeros((4 * h_n, b), dtype=dt)  # h_0 = 0
         zero = np.zeros((h_n, b), dtype=dt)  # c_0 = 0
         if lens is None and K.lstm_forward is not None:  # the whole loop in one call
-            K.lstm_forward(A, P["W_hh"], bias, Hs, C, TC, rec, np.zeros_like(rec))
+            K.lstm_forward(A, P["W_hh"], bias, Hs, C, TC, rec, zero)
             return self._output(np, Hs.transpose(0, 2, 1), lens), (x3, A, Hs, C, TC, lens)
         for t in range(t_len):
             if t == 0:
@@ -533,8 +533,8 @@ class LSTM(_Recurrent):
         return [np.ascontiguousarray(gx.transpose(2, 1, 0))]
 
     def _backward_loop(self, K, A, TC, C, dh, dc, D, norms, bufs, zero, gout, lens):
-        """The compiled backward's time loop in Python (with lengths: padded samples carry
-        their state gradients), else as ``kernels.fused.lstm_backward``."""
+        """The compiled backward's time loop in Python, as ``kernels.fused.lstm_backward``
+        runs it, and with lengths (padded samples carry their state gradients)."""
         W_hh = self.P["W_hh"]
         for t in range(A.shape[0] - 1, -1, -1):
             dh, carried = _split_t(dh, lens, t)
